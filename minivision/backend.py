@@ -95,3 +95,22 @@ def to_device(array, device):
 def to_numpy(array) -> np.ndarray:
     """Always a NumPy array, whatever device ``array`` lives on."""
     return array.get() if _is_cupy_array(array) else np.asarray(array)
+
+
+_generators: dict = {}
+_seed: int | None = None
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the random numbers minivision draws (dropout, initialisation) on every device."""
+    global _seed
+    _seed = int(seed)
+    _generators.clear()
+
+
+def random_generator(xp):
+    """The module-wide ``Generator`` for ``numpy`` or ``cupy``, seeded by ``manual_seed``."""
+    name = xp.__name__
+    if name not in _generators:
+        _generators[name] = xp.random.default_rng(_seed)
+    return _generators[name]

@@ -1,0 +1,151 @@
+"""Optimizers (SGD, Adam) and learning-rate schedules with PyTorch's update rules.
+
+Each optimizer keeps ``param_groups`` (a list of dicts holding "params" and the
+hyper-parameters) so a schedule can change ``lr`` per group, as in PyTorch.
+"""
+from __future__ import annotations
+
+import math
+
+from minivision.backend import get_array_module
+from minivision.tensor import Tensor, no_grad
+
+
+class Optimizer:
+    defaults: dict = {}
+
+    def __init__(self, params, **hyper):
+        for name, value in hyper.items():
+            if value < 0:
+                raise ValueError(f"{type(self).__name__}: {name} must be >= 0, got {value}")
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.param_groups = []
+        for group in groups:
+            group = {**hyper, **group, "params": list(group["params"])}
+            for p in group["params"]:
+                if not isinstance(p, Tensor) or not p.requires_grad:
+                    raise TypeError(f"{type(self).__name__} optimizes Tensors that require grad, got {p!r:.60}")
+            self.param_groups.append(group)
+        self.state: dict = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    @no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, p.grad.data, group, self.state.setdefault(id(p), {}))
+
+    def _update(self, p: Tensor, grad, group: dict, state: dict) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """p -= lr * v, with v the (Nesterov) momentum buffer of grad + weight_decay * p."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False):
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
+        for group in self.param_groups:
+            group.setdefault("nesterov", nesterov)
+
+    def _update(self, p, grad, group, state):
+        if group["weight_decay"]:
+            grad = grad + group["weight_decay"] * p.data
+        momentum = group["momentum"]
+        if momentum:
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = grad.copy()
+            else:
+                buf = state["momentum_buffer"]
+                buf *= momentum
+                buf += (1 - group["dampening"]) * grad
+            buf = state["momentum_buffer"]
+            grad = grad + momentum * buf if group["nesterov"] else buf
+        p.data -= (group["lr"] * grad).astype(p.dtype)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction; ``weight_decay`` adds L2 to the gradient."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
+        super().__init__(params, lr=lr, eps=eps, weight_decay=weight_decay)
+        for group in self.param_groups:
+            group.setdefault("betas", tuple(betas))
+
+    def _update(self, p, grad, group, state):
+        xp = get_array_module(p.data)
+        if group["weight_decay"]:
+            grad = grad + group["weight_decay"] * p.data
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+        beta1, beta2 = group["betas"]
+        state["step"] += 1
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * grad * grad
+        step_size = group["lr"] / (1 - beta1 ** state["step"])
+        denom = xp.sqrt(v) / math.sqrt(1 - beta2 ** state["step"]) + group["eps"]
+        p.data -= (step_size * m / denom).astype(p.dtype)
+
+
+class LRScheduler:
+    """Sets each group's ``lr`` from its initial value and the epoch count; call ``step()``
+    once per epoch after the optimizer's step."""
+
+    def __init__(self, optimizer: Optimizer):
+        self.optimizer = optimizer
+        self.base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
+        self.last_epoch = 0
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        raise NotImplementedError
+
+    def get_last_lr(self) -> list:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = self.lr_at(base, self.last_epoch)
+
+
+class StepLR(LRScheduler):
+    """lr = base_lr * gamma ** (epoch // step_size)."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
+        if step_size < 1:
+            raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
+        self.step_size, self.gamma = step_size, gamma
+        super().__init__(optimizer)
+
+    def lr_at(self, base_lr, epoch):
+        return base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineAnnealingLR(LRScheduler):
+    """lr = eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2 for epoch <= T_max."""
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0):
+        if T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: T_max must be >= 1, got {T_max}")
+        self.T_max, self.eta_min = T_max, eta_min
+        super().__init__(optimizer)
+
+    def lr_at(self, base_lr, epoch):
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2

@@ -77,7 +77,9 @@ class Tensor:
     def __init__(self, data, requires_grad: bool = False):
         if isinstance(data, Tensor):
             data = data.data
-        if not _is_array(data):
+        if isinstance(data, np.generic):  # 0-d NumPy results come back as scalars
+            data = np.asarray(data)
+        elif not _is_array(data):
             data = np.asarray(data, dtype=_default_dtype_for(data))
         self.data = data
         self.grad: Tensor | None = None

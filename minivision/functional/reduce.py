@@ -5,6 +5,8 @@ as ``torch.sum`` accepts them. ``dim`` may be an int, a tuple of ints or None (a
 """
 from __future__ import annotations
 
+import builtins  # this module defines sum/max/min; the built-ins are reached through here
+
 from minivision.backend import get_array_module
 from minivision.tensor import Function, Tensor
 
@@ -14,11 +16,12 @@ def _axes(dim, ndim: int) -> tuple:
     if dim is None:
         return tuple(range(ndim))
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    size = builtins.max(ndim, 1)  # a 0-d tensor accepts dim 0 and -1, as in PyTorch
     out = []
     for d in dims:
-        if not isinstance(d, int) or not -max(ndim, 1) <= d < max(ndim, 1):
+        if not isinstance(d, int) or not -size <= d < size:
             raise ValueError(f"dim {dim!r} is out of range for a tensor with {ndim} dimensions")
-        out.append(d % max(ndim, 1))
+        out.append(d % size)
     if len(set(out)) != len(out):
         raise ValueError(f"dim {dim!r} names the same dimension twice")
     return tuple(sorted(out))

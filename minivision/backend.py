@@ -114,3 +114,15 @@ def random_generator(xp):
     if name not in _generators:
         _generators[name] = xp.random.default_rng(_seed)
     return _generators[name]
+
+
+def get_rng_state() -> dict:
+    """The NumPy generator's state (JSON-able), for checkpoints that resume bit for bit."""
+    return {"seed": _seed, "numpy": random_generator(np).bit_generator.state}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what ``get_rng_state`` returned."""
+    global _seed
+    _seed = state["seed"]
+    random_generator(np).bit_generator.state = state["numpy"]

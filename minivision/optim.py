@@ -46,6 +46,32 @@ class Optimizer:
     def _update(self, p: Tensor, grad, group: dict, state: dict) -> None:
         raise NotImplementedError
 
+    def state_dict(self) -> dict:
+        """Hyper-parameters per group and per-parameter state keyed by the parameter's
+        position over all groups (positions, not identities, survive a restart)."""
+        params = [p for group in self.param_groups for p in group["params"]]
+        return {
+            "param_groups": [{k: v for k, v in group.items() if k != "params"} for group in self.param_groups],
+            "state": {i: dict(self.state[id(p)]) for i, p in enumerate(params) if id(p) in self.state},
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore what ``state_dict`` returned, onto this optimizer's own parameters."""
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"optimizer state has {len(groups)} parameter groups, this optimizer {len(self.param_groups)}")
+        params = [p for group in self.param_groups for p in group["params"]]
+        for index in state_dict["state"]:
+            if not 0 <= int(index) < len(params):
+                raise ValueError(f"optimizer state names parameter {index}, but there are only {len(params)}")
+        for group, saved in zip(self.param_groups, groups):
+            group.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()})
+        xp = get_array_module(params[0].data)
+        self.state = {
+            id(params[int(i)]): {k: xp.asarray(v) if hasattr(v, "shape") else v for k, v in entry.items()}
+            for i, entry in state_dict["state"].items()
+        }
+
 
 class SGD(Optimizer):
     """p -= lr * v, with v the (Nesterov) momentum buffer of grad + weight_decay * p."""

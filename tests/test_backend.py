@@ -70,3 +70,13 @@ def test_manual_seed_makes_draws_repeatable():
     a = mv.randn(3).numpy()
     mv.manual_seed(7)
     np.testing.assert_array_equal(a, mv.randn(3).numpy())
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("cupy") is not None, reason="CuPy is installed here")
+def test_moving_to_cuda_without_cupy_is_explained():
+    import minivision as mv
+
+    with pytest.raises(RuntimeError, match="device 'cuda' needs CuPy"):
+        mv.tensor([1.0]).to("cuda")
+    with pytest.raises(RuntimeError, match="device 'cuda' needs CuPy"):
+        mv.nn.Linear(2, 2).to("cuda")

@@ -1,0 +1,19 @@
+"""Box kernels mirroring ``torchvision.ops``: conversion, area, IoU, NMS and box coding.
+
+Boxes are ``(x1, y1, x2, y2)`` floats in continuous coordinates (no "+1"). Every op takes
+NumPy arrays, CuPy arrays or Tensors and returns the kind it was given; NumPy inputs run
+Numba kernels, CuPy inputs CuPy kernels.
+"""
+from minivision.ops.box_coder import BoxCoder
+from minivision.ops.boxes import box_area, box_convert, box_iou, generalized_box_iou
+from minivision.ops.nms import batched_nms, nms
+
+__all__ = [
+    "BoxCoder",
+    "batched_nms",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "generalized_box_iou",
+    "nms",
+]

@@ -1,0 +1,122 @@
+"""Numba kernels behind the box ops on the CPU: the IoU matrix and the NMS sweep.
+
+All arithmetic stays in the boxes' dtype (float32 boxes give float32 IoUs, as in
+torchvision), and the IoU of two boxes is written once, in ``_pair_iou``, so the IoU
+matrix and NMS can never disagree. Compiled on first use and cached on disk
+(``cache=True``), one specialisation per dtype.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(inline="always", cache=True)
+def _pair_iou(ax1, ay1, ax2, ay2, area_a, bx1, by1, bx2, by2, area_b):
+    """IoU of boxes a and b; 0 when they do not overlap, so zero-area boxes give 0, not NaN."""
+    width = min(ax2, bx2) - max(ax1, bx1)
+    height = min(ay2, by2) - max(ay1, by1)
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    # union >= inter > 0 here, so the division is safe; summing the areas first keeps
+    # the result symmetric in a and b, bit for bit.
+    return inter / (area_a + area_b - inter)
+
+
+@njit(cache=True)
+def iou_matrix(boxes1, boxes2):
+    """IoU of every pair: ``(N, 4)``, ``(M, 4)`` -> ``(N, M)`` in the boxes' dtype."""
+    n, m = boxes1.shape[0], boxes2.shape[0]
+    out = np.empty((n, m), dtype=boxes1.dtype)
+    # Columns of boxes2 as contiguous vectors: the inner loop then streams through memory.
+    x1, y1, x2, y2 = boxes2[:, 0].copy(), boxes2[:, 1].copy(), boxes2[:, 2].copy(), boxes2[:, 3].copy()
+    area2 = (x2 - x1) * (y2 - y1)
+    for i in range(n):
+        ax1, ay1, ax2, ay2 = boxes1[i, 0], boxes1[i, 1], boxes1[i, 2], boxes1[i, 3]
+        area_a = (ax2 - ax1) * (ay2 - ay1)
+        for j in range(m):
+            out[i, j] = _pair_iou(ax1, ay1, ax2, ay2, area_a, x1[j], y1[j], x2[j], y2[j], area2[j])
+    return out
+
+
+@njit(cache=True)
+def nms_sweep(boxes, score_order, spatial_order, groups, iou_threshold):
+    """Greedy NMS that only compares a kept box with its spatial neighbours.
+
+    ``score_order`` lists box indices by decreasing score (ties already broken);
+    ``spatial_order`` lists them sorted by ``(group, x1)``. A box can only overlap boxes
+    of its group whose x1 lies in ``[x1 - widest box, x2)``, a contiguous run of the
+    spatial order, so each kept box scans that run instead of all N boxes: the cost
+    follows the number of neighbours along x (within one class for batched NMS), not
+    N squared. Suppressed boxes are never scanned from, only skipped.
+    Returns the kept indices (int64) in score order.
+    """
+    n = boxes.shape[0]
+    # Boxes laid out in spatial order, so the neighbour scans read contiguous memory.
+    x1 = np.empty(n, boxes.dtype)
+    y1 = np.empty(n, boxes.dtype)
+    x2 = np.empty(n, boxes.dtype)
+    y2 = np.empty(n, boxes.dtype)
+    group = np.empty(n, np.int64)
+    position = np.empty(n, np.int64)  # box index -> place in the spatial order
+    widest = 0.0
+    for p in range(n):
+        b = spatial_order[p]
+        x1[p], y1[p], x2[p], y2[p] = boxes[b, 0], boxes[b, 1], boxes[b, 2], boxes[b, 3]
+        group[p] = groups[b]
+        position[b] = p
+        widest = max(widest, float(x2[p]) - float(x1[p]))
+    area = (x2 - x1) * (y2 - y1)
+    # Slack of a few ulps, so that rounding in `x1 - widest` never hides a true neighbour
+    # (callers pass n >= 1, so max() is defined).
+    reach = widest + 1e-9 * (widest + np.abs(boxes).max())
+
+    # A box is a candidate until it is kept or suppressed. Boxes are decided in score
+    # order, so every candidate met while scanning has a lower score than the kept box.
+    candidate = np.ones(n, np.bool_)
+    keep = np.empty(n, np.int64)
+    kept = 0
+    for r in range(n):
+        p = position[score_order[r]]
+        if not candidate[p]:
+            continue
+        candidate[p] = False
+        keep[kept] = score_order[r]
+        kept += 1
+        lowest_x1 = x1[p] - reach
+        q = p - 1
+        while q >= 0 and group[q] == group[p] and x1[q] >= lowest_x1:
+            if candidate[q] and _pair_iou(x1[p], y1[p], x2[p], y2[p], area[p],
+                                          x1[q], y1[q], x2[q], y2[q], area[q]) > iou_threshold:
+                candidate[q] = False
+            q -= 1
+        q = p + 1
+        # A box starting at or after x2 cannot overlap (IoU 0 is never above a threshold >= 0).
+        while q < n and group[q] == group[p] and x1[q] < x2[p]:
+            if candidate[q] and _pair_iou(x1[p], y1[p], x2[p], y2[p], area[p],
+                                          x1[q], y1[q], x2[q], y2[q], area[q]) > iou_threshold:
+                candidate[q] = False
+            q += 1
+    return keep[:kept]
+
+
+@njit(cache=True)
+def keep_from_mask(mask, n):
+    """The serial pass of bitmask NMS (GPU path): walk boxes in score order, keep a box
+    unless a kept box's mask has its bit set. ``mask`` is ``(n, ceil(n / 64))`` uint64,
+    bit ``j % 64`` of ``mask[i, j // 64]`` set when box i suppresses box j.
+    Returns positions in the score order (int64)."""
+    removed = np.zeros(mask.shape[1], np.uint64)
+    keep = np.empty(n, np.int64)
+    kept = 0
+    one = np.uint64(1)
+    for i in range(n):
+        block, bit = i // 64, np.uint64(i % 64)
+        if removed[block] & (one << bit):
+            continue
+        keep[kept] = i
+        kept += 1
+        for j in range(block, mask.shape[1]):
+            removed[j] |= mask[i, j]
+    return keep[:kept]

@@ -12,6 +12,7 @@ import tempfile
 import numpy as np
 
 from minivision.backend import to_numpy
+from minivision.data.voc import voc_colormap
 
 
 def _figure(width=5.0, height=5.0):
@@ -20,20 +21,6 @@ def _figure(width=5.0, height=5.0):
     except ImportError as exc:
         raise ImportError("minivision.viz needs matplotlib: pip install 'minivision[viz]'") from exc
     return Figure(figsize=(width, height), dpi=100)
-
-
-def voc_palette(num_colors: int = 256) -> np.ndarray:
-    """(num_colors, 3) uint8: the Pascal VOC colour map (label bits spread over R, G, B,
-    most significant first), so label 255 (void) is near-white and 0 is black."""
-    palette = np.zeros((num_colors, 3), dtype=np.uint8)
-    for label in range(num_colors):
-        value, rgb = label, [0, 0, 0]
-        for shift in range(7, -1, -1):
-            for channel in range(3):
-                rgb[channel] |= ((value >> channel) & 1) << shift
-            value >>= 3
-        palette[label] = rgb
-    return palette
 
 
 def to_hwc_image(image) -> np.ndarray:
@@ -86,7 +73,7 @@ def draw_boxes(image, boxes, labels=None, scores=None, class_names=None, title=N
     fig = _figure()
     ax = fig.add_subplot()
     ax.imshow(to_hwc_image(image), interpolation="nearest")
-    colours = voc_palette(256) / 255.0  # label k drawn in the colour its mask would have
+    colours = voc_colormap(256) / 255.0  # label k drawn in the colour its mask would have
     for i, (x1, y1, x2, y2) in enumerate(boxes):
         label = int(labels[i]) if labels is not None else 0
         colour = colours[label % 256]
@@ -110,7 +97,7 @@ def colorize_mask(mask) -> np.ndarray:
     mask = to_numpy(getattr(mask, "data", mask))
     if mask.ndim != 2:
         raise ValueError(f"mask must be (H, W) labels, got shape {mask.shape}")
-    return voc_palette(256)[np.clip(mask, 0, 255).astype(np.int64)]
+    return voc_colormap(256)[np.clip(mask, 0, 255).astype(np.int64)]
 
 
 def overlay_mask(image, mask, alpha: float = 0.5, title=None, path=None):

@@ -10,7 +10,7 @@ from minivision import viz  # noqa: E402
 
 
 def test_voc_palette_known_entries():
-    palette = viz.voc_palette()
+    palette = viz.voc_colormap()
     # label 1 = binary 001 -> red gets the top bit (128); label 2 -> green; label 3 -> red+green
     assert palette[0].tolist() == [0, 0, 0]
     assert palette[1].tolist() == [128, 0, 0]

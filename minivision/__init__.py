@@ -6,7 +6,7 @@
 """
 import logging
 
-from minivision import functional, nn, optim
+from minivision import functional, metrics, nn, ops, optim
 from minivision.backend import cuda_available, manual_seed
 from minivision.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
 from minivision.functional.math import (

@@ -110,7 +110,7 @@ def cmd_models(args):
 
 def cmd_train(args):
     _, history, _ = train_model(args.model, args.data, args.epochs, args.batch_size, args.lr, args.out,
-                                args.device, args.resume, args.image_size)
+                                args.device, args.resume, args.image_size, args.train_images)
     _print_metrics(f"epoch {history[-1]['epoch']}: ", {k: v for k, v in history[-1].items() if k != "epoch"})
     print(f"checkpoint: {os.path.join(args.out, 'checkpoint.npz')}")
     return 0
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int, default=32)
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--image-size", type=_positive_int, default=64)
+    train.add_argument("--train-images", type=_positive_int, help="synthetic data: how many training images")
     train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     train.add_argument("--out", default="runs/train")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")

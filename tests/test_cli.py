@@ -1,0 +1,106 @@
+"""The minivision command, run as a user would: through a subprocess."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "minivision", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def assert_one_line_error(result, text):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minivision: error:"), result.stderr
+    assert text in lines[0]
+
+
+def test_models_lists_the_localizer(tmp_path):
+    result = run("models", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "localizer" in result.stdout and "detection" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A localizer trained for one short epoch: a checkpoint for eval/predict tests."""
+    out = tmp_path_factory.mktemp("run")
+    result = run("train", "localizer", "--epochs", "1", "--train-images", "32", "--batch-size", "16",
+                 "--out", str(out), cwd=out)
+    assert result.returncode == 0, result.stderr
+    assert "checkpoint:" in result.stdout and "loc_acc" in result.stdout
+    return out / "checkpoint.npz"
+
+
+def test_train_resume_eval_predict_round_trip(trained, tmp_path):
+    out = trained.parent
+    resumed = run("train", "localizer", "--epochs", "2", "--train-images", "32", "--batch-size", "16",
+                  "--out", str(out), "--resume", cwd=out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.startswith("epoch 2:")
+    evaluated = run("eval", str(trained), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "map50" in evaluated.stdout and "loc_acc" in evaluated.stdout
+
+    from PIL import Image
+
+    image = (np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    predicted = run("predict", str(trained), "photo.png", "--out", "boxes.png", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    assert (tmp_path / "boxes.png").stat().st_size > 0
+    assert "wrote boxes.png" in predicted.stdout
+
+
+def test_demo_writes_checkpoint_pictures_and_metrics(tmp_path):
+    result = run("demo", "--epochs", "1", "--train-images", "32", "--pictures", "2", "--out", "demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "validation: localization accuracy" in result.stdout
+    written = sorted(os.listdir(tmp_path / "demo"))
+    assert written == ["checkpoint.npz", "history.png", "metrics.json", "prediction_0.png", "prediction_1.png"]
+
+
+def test_unknown_model(tmp_path):
+    assert_one_line_error(run("train", "resnet", "--out", "x", cwd=tmp_path), "unknown model 'resnet'; choose one of: localizer")
+
+
+def test_bad_data_spec(tmp_path):
+    assert_one_line_error(run("train", "localizer", "--data", "imagenet", cwd=tmp_path), "--data must be shapes, digits")
+
+
+def test_missing_voc_folder(tmp_path):
+    assert_one_line_error(run("train", "localizer", "--data", "voc:/nonexistent", cwd=tmp_path), "/nonexistent")
+
+
+def test_corrupt_checkpoint(tmp_path):
+    (tmp_path / "broken.npz").write_bytes(b"garbage")
+    assert_one_line_error(run("eval", "broken.npz", cwd=tmp_path), "is not a readable minivision .npz file")
+
+
+def test_missing_checkpoint(tmp_path):
+    assert_one_line_error(run("predict", "absent.npz", "x.png", cwd=tmp_path), "no file at 'absent.npz'")
+
+
+def test_plain_weights_are_not_a_checkpoint(tmp_path):
+    np.savez(tmp_path / "weights.npz", w=np.zeros(3))
+    assert_one_line_error(run("eval", "weights.npz", cwd=tmp_path), "not a minivision checkpoint")
+
+
+def test_unreadable_image(trained, tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    assert_one_line_error(run("predict", str(trained), "notes.png", cwd=tmp_path), "could not be decoded")
+    assert_one_line_error(run("predict", str(trained), "absent.png", cwd=tmp_path), "does not exist")
+
+
+def test_bad_number_is_an_argparse_error(tmp_path):
+    result = run("train", "localizer", "--epochs", "0", cwd=tmp_path)
+    assert result.returncode == 2 and "must be a positive integer, got 0" in result.stderr

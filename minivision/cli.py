@@ -21,7 +21,7 @@ from minivision import optim
 from minivision.checkpoint import read_checkpoint
 from minivision.data import COCODetection, DataLoader, DigitsOnCanvas, Shapes, VOCDetection, transforms
 from minivision.data._image import read_image, resize_bilinear
-from minivision.models import MODELS, build_model
+from minivision.models import MODELS, build_model, model_class
 from minivision.models.evaluation import evaluate_model
 from minivision.train import fit
 
@@ -70,7 +70,7 @@ def train_model(name, data, epochs, batch_size, lr, out, device="cpu", resume=Fa
     os.makedirs(out, exist_ok=True)
     train_set = make_dataset(data, "train", image_size, num_images=train_images)
     val_set = make_dataset(data, "val", image_size)
-    model = build_model(name, num_classes=train_set.num_classes, image_size=image_size).to(device)
+    model = model_class(name).tiny(train_set.num_classes, image_size).to(device)
     opt = optim.Adam(model.parameters(), lr=lr)
     schedule = optim.CosineAnnealingLR(opt, epochs)
     val_loader = _loader(val_set, batch_size, shuffle=False)

@@ -60,6 +60,11 @@ class Localizer(nn.Module):
         self.classifier = nn.Linear(channels, num_classes)
         self.box_head = nn.Linear(hidden, 4)
 
+    @classmethod
+    def tiny(cls, num_classes: int, image_size: int = 64) -> "Localizer":
+        """The configuration trained on synthetic data by ``minivision train``."""
+        return cls(num_classes, image_size=image_size)
+
     def forward(self, images):
         features = self.backbone(images)
         scores = self.classifier(features.max(dim=(2, 3)))

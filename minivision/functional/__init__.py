@@ -15,6 +15,7 @@ from minivision.functional.activation import (
     softplus,
     tanh,
 )
+from minivision.functional.conv import conv2d, conv_transpose2d
 from minivision.functional.linear import linear
 from minivision.functional.loss import (
     binary_cross_entropy_with_logits,
@@ -24,17 +25,25 @@ from minivision.functional.loss import (
     smooth_l1_loss,
 )
 from minivision.functional.norm import batch_norm
+from minivision.functional.pool import avg_pool2d, max_pool2d, max_unpool2d
 from minivision.functional.shape import pad
+from minivision.functional.upsample import interpolate
 from minivision.functional import tensor_methods  # noqa: F401  (binds Tensor methods)
 
 __all__ = [
+    "avg_pool2d",
     "batch_norm",
     "binary_cross_entropy_with_logits",
+    "conv2d",
+    "conv_transpose2d",
     "cross_entropy",
     "dropout",
+    "interpolate",
     "leaky_relu",
     "linear",
     "log_softmax",
+    "max_pool2d",
+    "max_unpool2d",
     "mse_loss",
     "nll_loss",
     "pad",

@@ -67,3 +67,24 @@ def default_layer_init_(weight: Tensor, bias: Tensor | None) -> None:
     if bias is not None:
         bound = 1 / math.sqrt(_fans(weight)[0]) if _fans(weight)[0] > 0 else 0.0
         uniform_(bias, -bound, bound)
+
+
+def bilinear_kernel(in_channels: int, out_channels: int, size: int, dtype="float32") -> Tensor:
+    """FCN's upsampling init for a ConvTranspose2d weight (in, out, size, size): the bilinear
+    filter ``upsample_filt(size)`` on the diagonal [c, c] and zeros elsewhere, so each
+    channel is upsampled on its own (use stride = factor, size = 2 * factor - factor % 2).
+    Like the FCN surgery it needs in_channels == out_channels."""
+    if in_channels != out_channels:
+        raise ValueError(
+            f"bilinear_kernel: in_channels and out_channels must be equal, got {in_channels} and {out_channels}"
+        )
+    if size < 1:
+        raise ValueError(f"bilinear_kernel: size must be a positive int, got {size!r}")
+    import numpy as np  # the filter is built on the host; move the Tensor with .to()
+
+    factor = (size + 1) // 2
+    center = factor - 1 if size % 2 == 1 else factor - 0.5
+    ramp = 1 - np.abs(np.arange(size) - center) / factor
+    weight = np.zeros((in_channels, out_channels, size, size), dtype=dtype)
+    weight[np.arange(in_channels), np.arange(in_channels)] = np.outer(ramp, ramp)
+    return Tensor(weight)

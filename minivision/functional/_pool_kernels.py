@@ -1,0 +1,65 @@
+"""Numba kernels for max pooling on the CPU: switches in one pass, and flat-index scatter/gather.
+
+Arrays arrive as planes: (P, H, W) or (P, L) with P = N * C, and the loops run in
+parallel over the planes. ``pool.py`` picks these for NumPy arrays and an ``xp`` path
+for CuPy.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def max_pool_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches):
+    """out[p, i, j] = max of window (i, j) of plane x[p]; switches[p, i, j] = h * W + w of
+    that maximum. Mirrors PyTorch's CPU loop: only in-bounds positions are visited, the
+    first maximum in row-major window order wins, NaN beats everything, and a window of
+    -inf (or all padding) points at its first in-bounds position."""
+    planes, height, width = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for plane in prange(planes):
+        for i in range(out_h):
+            h_start = i * sh - ph
+            h_stop = min(h_start + (kh - 1) * dh + 1, height)
+            while h_start < 0:
+                h_start += dh
+            for j in range(out_w):
+                w_start = j * sw - pw
+                w_stop = min(w_start + (kw - 1) * dw + 1, width)
+                while w_start < 0:
+                    w_start += dw
+                best = -np.inf
+                arg = h_start * width + w_start
+                for h in range(h_start, h_stop, dh):
+                    for w in range(w_start, w_stop, dw):
+                        value = x[plane, h, w]
+                        if value > best or np.isnan(value):
+                            best = value
+                            arg = h * width + w
+                out[plane, i, j] = best
+                switches[plane, i, j] = arg
+
+
+@njit(cache=True, parallel=True)
+def scatter_add_planes(values, index, out):
+    """out[p, index[p, k]] += values[p, k] (several k may share an index)."""
+    for plane in prange(values.shape[0]):
+        for k in range(values.shape[1]):
+            out[plane, index[plane, k]] += values[plane, k]
+
+
+@njit(cache=True, parallel=True)
+def scatter_planes(values, index, out):
+    """out[p, index[p, k]] = values[p, k] (the last k wins where indices repeat)."""
+    for plane in prange(values.shape[0]):
+        for k in range(values.shape[1]):
+            out[plane, index[plane, k]] = values[plane, k]
+
+
+@njit(cache=True, parallel=True)
+def gather_planes(source, index, out):
+    """out[p, k] = source[p, index[p, k]]."""
+    for plane in prange(index.shape[0]):
+        for k in range(index.shape[1]):
+            out[plane, k] = source[plane, index[plane, k]]

@@ -1,0 +1,229 @@
+"""Max pooling with switches, max unpooling and average pooling over (N, C, H, W).
+
+Switches follow PyTorch: per (n, c) plane, the flat index ``h * W + w`` into the unpadded
+input of each window's maximum, the first maximum in row-major window order on ties.
+Max pooling is then a gather at the switches (its gradient scatters back to them) and
+max unpooling a scatter to them (its gradient gathers). On the CPU the switches and the
+scatters are Numba loops over planes; on the GPU the same ops are written with ``xp``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minivision.backend import get_array_module
+from minivision.functional import _pool_kernels as kernels
+from minivision.functional._geometry import Windows, accepts_unbatched, check_nchw, output_hw, pair, raw
+from minivision.functional.im2col import col2im_add, read_padded, sliding_windows
+from minivision.tensor import Function, Tensor
+
+
+def _kernel_and_stride(kernel_size, stride):
+    """Parsed (kernel, stride) pairs; no stride (None or empty, as PyTorch allows) means the kernel."""
+    kernel = pair(kernel_size, "kernel_size", 1)
+    return kernel, kernel if stride is None or stride == [] or stride == () else pair(stride, "stride", 1)
+
+
+def _pool_windows(op: str, input, kernel_size, stride, padding, dilation=1, ceil_mode=False):
+    """Parse a pooling op's size arguments (stride defaults to the kernel) and its output size."""
+    check_nchw(input, op)
+    kernel, stride = _kernel_and_stride(kernel_size, stride)
+    padding, dilation = pair(padding, "padding"), pair(dilation, "dilation", 1)
+    if any(p > k // 2 for p, k in zip(padding, kernel)):
+        raise ValueError(f"{op}: padding must be at most half of kernel_size, got padding={padding}, kernel_size={kernel}")
+    win = Windows(kernel, stride, padding, dilation)
+    return win, output_hw(op, input.shape, *win, ceil_mode=ceil_mode)
+
+
+def _planes(a):
+    """(N, C, ...) -> (N * C, prod(...)), contiguous, for the per-plane kernels."""
+    xp = get_array_module(a)
+    return xp.ascontiguousarray(a).reshape(a.shape[0] * a.shape[1], -1)
+
+
+# ----------------------------------------------------------------- switches
+def _max_pool_switches(x, win: Windows, out_hw):
+    """x (N, C, H, W) -> (maxima, switches), both (N, C, out_h, out_w)."""
+    xp = get_array_module(x)
+    if xp is not np:
+        return _max_pool_switches_xp(x, win, out_hw)
+    planes = xp.ascontiguousarray(x).reshape((-1,) + x.shape[2:])
+    out = np.empty((planes.shape[0],) + tuple(out_hw), dtype=x.dtype)
+    switches = np.empty(out.shape, dtype=np.int64)
+    kernels.max_pool_planes(planes, *win.kernel, *win.stride, *win.padding, *win.dilation, out, switches)
+    return out.reshape(x.shape[:2] + out.shape[1:]), switches.reshape(x.shape[:2] + out.shape[1:])
+
+
+def _max_pool_switches_xp(x, win: Windows, out_hw):
+    """The same as the Numba kernel with array ops, one kernel offset at a time (GPU path)."""
+    xp = get_array_module(x)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = win
+    band = read_padded(x, win.input_span(0, 0, out_hw[0]), win.input_span(1, 0, out_hw[1]), fill=-np.inf)
+    view = sliding_windows(band, win, out_hw)
+    best = xp.full(x.shape[:2] + tuple(out_hw), -np.inf, dtype=x.dtype)
+    offset = xp.full(best.shape, -1, dtype=np.int64)  # -1: nothing beat -inf
+    for p in range(kh):
+        for q in range(kw):
+            value = view[:, :, p, q]
+            better = (value > best) | xp.isnan(value)  # strict: the first maximum stays
+            best = xp.where(better, value, best)
+            offset = xp.where(better, p * kw + q, offset)
+    top = xp.arange(out_hw[0]) * sh - ph
+    left = xp.arange(out_hw[1]) * sw - pw
+    # windows of -inf point at their first in-bounds position, as PyTorch's loop does
+    first_p = (-(-xp.maximum(-top, 0) // dh))[:, None]
+    first_q = (-(-xp.maximum(-left, 0) // dw))[None, :]
+    p = xp.where(offset < 0, first_p, offset // kw)
+    q = xp.where(offset < 0, first_q, offset % kw)
+    return best, (top[:, None] + p * dh) * x.shape[3] + left[None, :] + q * dw
+
+
+# ----------------------------------------------------------------- scatter and gather
+def _gather(source, index):
+    """out[n, c, ...] = source[n, c].flat[index[n, c, ...]]: index's shape, source's dtype."""
+    xp = get_array_module(source)
+    if xp is not np:
+        return xp.take_along_axis(_planes(source), _planes(index), axis=1).reshape(index.shape)
+    out = np.empty((index.shape[0] * index.shape[1], int(np.prod(index.shape[2:]))), dtype=source.dtype)
+    kernels.gather_planes(_planes(source), _planes(index), out)
+    return out.reshape(index.shape)
+
+
+def _scatter(values, index, shape, accumulate: bool):
+    """An array of ``shape`` (N, C, H, W), zero but at ``index`` (per plane, flat), where it
+    holds ``values``; summed where indices repeat when ``accumulate``, else the last wins."""
+    xp = get_array_module(values)
+    out = xp.zeros((shape[0] * shape[1], shape[2] * shape[3]), dtype=values.dtype)
+    vals, idx = _planes(values), _planes(index)
+    if xp is np:
+        (kernels.scatter_add_planes if accumulate else kernels.scatter_planes)(vals, idx, out)
+    elif accumulate:
+        import cupyx  # only reached with CuPy arrays, so CuPy is present
+
+        cupyx.scatter_add(out, (xp.arange(out.shape[0])[:, None], idx), vals)
+    else:
+        out[xp.arange(out.shape[0])[:, None], idx] = vals
+    return out.reshape(shape)
+
+
+class _GatherAtSwitches(Function):
+    """out = x.flat[switches] per plane; the maxima, computed with the switches, come in as
+    ``values`` to save a second pass. The gradient scatters (adds) back to the switches."""
+
+    def forward(self, x, switches=None, values=None):
+        self.switches, self.x_shape = switches, x.shape
+        return values
+
+    def backward(self, grad):
+        return _scatter(grad, self.switches, self.x_shape, accumulate=True)
+
+
+class _ScatterToSwitches(Function):
+    """out.flat[switches] = x per plane, zeros elsewhere; the gradient gathers from the switches."""
+
+    def forward(self, x, switches=None, out_shape=None):
+        self.switches = switches
+        return _scatter(x, switches, out_shape, accumulate=False)
+
+    def backward(self, grad):
+        return _gather(grad, self.switches)
+
+
+@accepts_unbatched
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """input (N, C, H, W) -> maxima (N, C, out_h, out_w), and with ``return_indices`` the
+    switches (int64, same shape): flat ``h * W + w`` positions of the maxima in the input."""
+    win, out_hw = _pool_windows("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
+    values, switches = _max_pool_switches(raw(input), win, out_hw)
+    out = _GatherAtSwitches.apply(input, switches=switches, values=values)
+    return (out, Tensor(switches)) if return_indices else out
+
+
+def _unpool_size(input_shape, win: Windows, output_size) -> tuple[int, int]:
+    """PyTorch's unpooled size: (H - 1) * stride - 2 * padding + kernel, or ``output_size``
+    (2 or 4 numbers) when it lies strictly within one stride of that."""
+    default = tuple((n - 1) * s - 2 * p + k for n, s, p, k in zip(input_shape[2:], win.stride, win.padding, win.kernel))
+    if output_size is None:
+        return default
+    size = tuple(output_size)
+    if len(size) not in (2, 4):
+        raise ValueError(f"max_unpool2d: output_size must have 2 or 4 elements, got {output_size!r}")
+    size = size[-2:]
+    for dim, (want, base, s) in enumerate(zip(size, default, win.stride)):
+        if not base - s < want < base + s:
+            raise ValueError(
+                f"max_unpool2d: invalid output_size {tuple(output_size)} (dim {dim} must be between "
+                f"{base - s} and {base + s}, exclusive, for input of shape {tuple(input_shape)})"
+            )
+    return tuple(int(n) for n in size)
+
+
+@accepts_unbatched
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """Put each value of input (N, C, h, w) at its switch in indices (N, C, h, w) of a zero
+    (N, C, out_h, out_w) map; the inverse of ``max_pool2d(..., return_indices=True)``.
+    Where indices repeat (overlapping windows), which value lands is unspecified, as in PyTorch."""
+    check_nchw(input, "max_unpool2d")
+    index = raw(indices)
+    if not hasattr(index, "shape") or tuple(index.shape) != tuple(input.shape):
+        shape = tuple(index.shape) if hasattr(index, "shape") else type(index).__name__
+        raise ValueError(f"max_unpool2d: indices must have the input's shape {tuple(input.shape)}, got {shape}")
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"max_unpool2d: indices must be integers (int64), got dtype {index.dtype}")
+    kernel, stride = _kernel_and_stride(kernel_size, stride)
+    win = Windows(kernel, stride, pair(padding, "padding"), (1, 1))
+    out_hw = _unpool_size(input.shape, win, output_size)
+    if min(out_hw) < 1:
+        raise ValueError(f"max_unpool2d: the output would be {out_hw[0]}x{out_hw[1]} for input {tuple(input.shape)}")
+    if index.size and (int(index.min()) < 0 or int(index.max()) >= out_hw[0] * out_hw[1]):
+        raise ValueError(
+            f"max_unpool2d: indices must lie in [0, {out_hw[0] * out_hw[1]}) for an output of {out_hw[0]}x{out_hw[1]}, "
+            f"got values from {int(index.min())} to {int(index.max())}"
+        )
+    get_array_module(raw(input), index)  # one device for both
+    return _ScatterToSwitches.apply(input, switches=index.astype(np.int64, copy=False),
+                                    out_shape=tuple(input.shape[:2]) + out_hw)
+
+
+# ----------------------------------------------------------------- average pooling
+def _avg_divisors(xp, in_hw, win: Windows, out_hw, count_include_pad, divisor_override):
+    """(out_h, out_w) divisors, PyTorch's rule: the window clipped to the padded input, or to
+    the input itself without ``count_include_pad``; ``divisor_override`` replaces both."""
+    if divisor_override:
+        return xp.asarray(float(divisor_override))
+    counts = []
+    for n, k, s, p, o in zip(in_hw, win.kernel, win.stride, win.padding, out_hw):
+        start = np.arange(o) * s - p
+        stop = np.minimum(start + k, n + p)
+        if not count_include_pad:
+            start, stop = np.maximum(start, 0), np.minimum(stop, n)
+        counts.append(stop - start)
+    return xp.asarray(np.outer(*counts).astype(np.float64))
+
+
+class _AvgPool2d(Function):
+    def forward(self, x, win=None, out_hw=None, divisors=None):
+        self.win, self.x_shape = win, x.shape
+        self.divisors = divisors.astype(x.dtype)
+        band = read_padded(x, win.input_span(0, 0, out_hw[0]), win.input_span(1, 0, out_hw[1]))
+        return sliding_windows(band, win, out_hw).sum(axis=(2, 3)) / self.divisors
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        share = grad / self.divisors  # every position of a window gets the same share
+        windows = xp.broadcast_to(share[:, :, None, None], share.shape[:2] + self.win.kernel + share.shape[2:])
+        grad_x = xp.zeros(self.x_shape, dtype=grad.dtype)
+        col2im_add(grad_x, windows, self.win, slice(0, share.shape[2]))
+        return grad_x
+
+
+@accepts_unbatched
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """input (N, C, H, W) -> window means (N, C, out_h, out_w), zero padding counted unless
+    ``count_include_pad=False``; ``divisor_override`` divides every window sum by itself."""
+    win, out_hw = _pool_windows("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None and (not isinstance(divisor_override, int) or divisor_override <= 0):
+        raise ValueError(f"avg_pool2d: divisor_override must be a positive int or None, got {divisor_override!r}")
+    xp = get_array_module(raw(input))
+    divisors = _avg_divisors(xp, input.shape[2:], win, out_hw, count_include_pad, divisor_override)
+    return _AvgPool2d.apply(input, win=win, out_hw=out_hw, divisors=divisors)

@@ -1,0 +1,247 @@
+"""max_pool2d (switches), max_unpool2d and avg_pool2d: PyTorch parity, switch semantics,
+gradchecks and bad input."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import minivision as mv
+import minivision.functional as F
+from minivision.functional import pool as pool_module
+from tests.helpers import assert_close, check_parity, torch_or_skip
+
+torch = None
+
+
+def setup_module():
+    global torch
+    torch = torch_or_skip()
+
+
+@st.composite
+def pool_cases(draw, dilation=True):
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    case = dict(
+        shape=(draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 8)), draw(st.integers(1, 8))),
+        kernel_size=kernel,
+        stride=draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3)))),
+        padding=tuple(draw(st.integers(0, k // 2)) for k in kernel),
+        ceil_mode=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**16)),
+    )
+    if dilation:
+        case["dilation"] = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    reach = [d * (k - 1) + 1 for k, d in zip(kernel, case.get("dilation", (1, 1)))]
+    assume(all(n + 2 * p >= r for n, p, r in zip(case["shape"][2:], case["padding"], reach)))
+    return case
+
+
+def _pool_args(case):
+    return {k: v for k, v in case.items() if k not in ("shape", "seed")}
+
+
+@given(case=pool_cases())
+def test_max_pool2d_matches_torch_values_switches_and_gradient(case):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal(case["shape"])  # continuous values: no ties
+    kw = _pool_args(case)
+    check_parity(lambda a: F.max_pool2d(a, **kw), lambda a: torch.nn.functional.max_pool2d(a, **kw), [x], rng)
+    _, switches = F.max_pool2d(mv.Tensor(x), return_indices=True, **kw)
+    _, expected = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True, **kw)
+    np.testing.assert_array_equal(switches.numpy(), expected.numpy())
+    assert switches.dtype == np.int64
+
+
+@given(case=pool_cases(), values=st.lists(st.sampled_from([0.0, 1.0, -np.inf, np.nan]), min_size=4, max_size=4))
+def test_array_path_switches_equal_the_numba_kernel(case, values):
+    """The xp (GPU) path, run here on NumPy, agrees with the CPU kernel, ties, -inf and NaN included."""
+    rng = np.random.default_rng(case["seed"])
+    x = rng.choice(np.array(values), size=case["shape"])
+    kw = _pool_args(case)
+    win, out_hw = pool_module._pool_windows("max_pool2d", x, kw["kernel_size"], kw["stride"], kw["padding"],
+                                            kw["dilation"], kw["ceil_mode"])
+    kernel_values, kernel_switches = pool_module._max_pool_switches(x, win, out_hw)
+    array_values, array_switches = pool_module._max_pool_switches_xp(x, win, out_hw)
+    np.testing.assert_array_equal(array_switches, kernel_switches)
+    np.testing.assert_array_equal(array_values, kernel_values)
+    _, expected = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True, **kw)
+    np.testing.assert_array_equal(kernel_switches, expected.numpy())
+
+
+@given(case=pool_cases(dilation=False), count_include_pad=st.booleans(),
+       divisor_override=st.one_of(st.none(), st.integers(1, 5)))
+def test_avg_pool2d_matches_torch(case, count_include_pad, divisor_override):
+    rng = np.random.default_rng(case["seed"])
+    kw = dict(_pool_args(case), count_include_pad=count_include_pad, divisor_override=divisor_override)
+    check_parity(lambda a: F.avg_pool2d(a, **kw), lambda a: torch.nn.functional.avg_pool2d(a, **kw),
+                 [rng.standard_normal(case["shape"])], rng)
+
+
+@given(case=pool_cases(dilation=False))
+def test_max_unpool2d_matches_torch(case):
+    rng = np.random.default_rng(case["seed"])
+    kw = _pool_args(case)
+    x = rng.standard_normal(case["shape"])
+    _, switches = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True, **kw)
+    stride = kw["stride"] or kw["kernel_size"]
+    unpool = dict(kernel_size=kw["kernel_size"], stride=stride, padding=kw["padding"], output_size=x.shape[2:])
+    planes = switches.numpy().reshape(x.shape[0] * x.shape[1], -1)
+    # where overlapping windows share a switch, which value lands there is unspecified (in PyTorch too)
+    assume(all(len(np.unique(p)) == p.size for p in planes))
+    values = rng.standard_normal(tuple(switches.shape))
+    check_parity(lambda v: F.max_unpool2d(v, mv.Tensor(switches.numpy()), **unpool),
+                 lambda v: torch.nn.functional.max_unpool2d(v, switches, **unpool), [values], rng)
+
+
+def test_max_pool2d_gradcheck_without_ties(rng):
+    x = mv.Tensor(rng.permutation(2 * 2 * 5 * 6).reshape(2, 2, 5, 6) / 7.0, requires_grad=True)  # distinct values
+    mv.gradcheck(lambda t: F.max_pool2d(t, (3, 2), stride=(2, 1), padding=1, ceil_mode=True), [x])
+    mv.gradcheck(lambda t: F.max_pool2d(t, 2, dilation=2), [x])
+
+
+def test_avg_pool2d_gradcheck(rng):
+    x = mv.Tensor(rng.standard_normal((2, 2, 5, 6)), requires_grad=True)
+    mv.gradcheck(lambda t: F.avg_pool2d(t, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), [x])
+
+
+def test_max_unpool2d_gradcheck(rng):
+    x = mv.Tensor(rng.standard_normal((2, 2, 3, 3)), requires_grad=True)
+    switches = mv.Tensor(np.array([[0, 3, 4], [12, 14, 17], [30, 33, 35]]) + np.zeros((2, 2, 1, 1), dtype=np.int64))
+    mv.gradcheck(lambda t: F.max_unpool2d(t, switches, 2, output_size=(6, 6)), [x])
+
+
+# ----------------------------------------------------------------- switch semantics, by hand
+def test_lecture_example_pool_then_unpool():
+    """The lecture's 4x4 -> 2x2 -> 4x4: each maximum returns to where it came from."""
+    x = np.array([[1.0, 2.0, 6.0, 3.0],
+                  [3.0, 5.0, 2.0, 1.0],
+                  [1.0, 2.0, 2.0, 1.0],
+                  [7.0, 3.0, 4.0, 8.0]]).reshape(1, 1, 4, 4)
+    pooled, switches = F.max_pool2d(mv.Tensor(x), 2, return_indices=True)
+    np.testing.assert_array_equal(pooled.numpy()[0, 0], [[5.0, 6.0], [7.0, 8.0]])
+    np.testing.assert_array_equal(switches.numpy()[0, 0], [[5, 2], [12, 15]])  # h * 4 + w
+    restored = F.max_unpool2d(pooled, switches, 2)
+    np.testing.assert_array_equal(restored.numpy()[0, 0], [[0.0, 0.0, 6.0, 0.0],
+                                                           [0.0, 5.0, 0.0, 0.0],
+                                                           [0.0, 0.0, 0.0, 0.0],
+                                                           [7.0, 0.0, 0.0, 8.0]])
+
+
+def test_ties_go_to_the_first_maximum_in_row_major_window_order():
+    x = np.array([[1.0, 4.0, 2.0, 2.0],
+                  [4.0, 4.0, 2.0, 2.0]]).reshape(1, 1, 2, 4)
+    _, switches = F.max_pool2d(mv.Tensor(x), 2, return_indices=True)
+    np.testing.assert_array_equal(switches.numpy()[0, 0], [[1, 2]])
+    xt = mv.Tensor(x, requires_grad=True)
+    F.max_pool2d(xt, 2).backward(np.array([[[[10.0, 20.0]]]]))
+    np.testing.assert_array_equal(xt.grad.numpy()[0, 0], [[0, 10, 20, 0], [0, 0, 0, 0]])
+
+
+def test_overlapping_windows_add_their_gradients_at_a_shared_switch():
+    x = np.array([0.0, 1.0, 9.0, 1.0, 0.0]).reshape(1, 1, 1, 5)
+    xt = mv.Tensor(x, requires_grad=True)
+    out = F.max_pool2d(xt, (1, 3), stride=1)  # all three windows pick the 9
+    out.backward(np.array([[[[1.0, 2.0, 4.0]]]]))
+    np.testing.assert_array_equal(xt.grad.numpy()[0, 0, 0], [0, 0, 7, 0, 0])
+
+
+def test_padding_never_wins_and_switches_index_the_unpadded_input():
+    x = -np.arange(1.0, 10.0).reshape(1, 1, 3, 3)  # all negative: a zero pad would win if counted
+    pooled, switches = F.max_pool2d(mv.Tensor(x), 3, stride=2, padding=1, return_indices=True)
+    # each window's top-left in-bounds value is its largest
+    np.testing.assert_array_equal(pooled.numpy()[0, 0], [[-1.0, -2.0], [-4.0, -5.0]])
+    np.testing.assert_array_equal(switches.numpy()[0, 0], [[0, 1], [3, 4]])
+
+
+def test_ceil_mode_keeps_windows_that_hang_off_the_edge():
+    x = np.arange(25.0).reshape(1, 1, 5, 5)
+    floor = F.max_pool2d(mv.Tensor(x), 2)
+    ceil, switches = F.max_pool2d(mv.Tensor(x), 2, ceil_mode=True, return_indices=True)
+    assert floor.shape == (1, 1, 2, 2) and ceil.shape == (1, 1, 3, 3)
+    np.testing.assert_array_equal(switches.numpy()[0, 0], [[6, 8, 9], [16, 18, 19], [21, 23, 24]])
+    # ... but not a window that would start in the right padding
+    assert F.max_pool2d(mv.Tensor(np.zeros((1, 1, 4, 4))), 2, stride=2, padding=1, ceil_mode=True).shape == (1, 1, 3, 3)
+
+
+def test_unpool_to_an_odd_output_size():
+    x = np.arange(1.0, 26.0).reshape(1, 1, 5, 5)
+    pooled, switches = F.max_pool2d(mv.Tensor(x), 2, return_indices=True)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 16\)"):  # the default 4x4 is too small
+        F.max_unpool2d(pooled, switches, 2)
+    restored = F.max_unpool2d(pooled, switches, 2, output_size=(1, 1, 5, 5))
+    expected = np.zeros((5, 5))
+    expected[[1, 1, 3, 3], [1, 3, 1, 3]] = [7.0, 9.0, 17.0, 19.0]
+    np.testing.assert_array_equal(restored.numpy()[0, 0], expected)
+
+
+def test_avg_pool2d_divisors_by_hand():
+    x = np.ones((1, 1, 3, 3))
+    with_pad = F.avg_pool2d(mv.Tensor(x), 2, padding=1)
+    without_pad = F.avg_pool2d(mv.Tensor(x), 2, padding=1, count_include_pad=False)
+    np.testing.assert_allclose(with_pad.numpy()[0, 0], [[0.25, 0.5], [0.5, 1.0]])
+    np.testing.assert_allclose(without_pad.numpy()[0, 0], np.ones((2, 2)))
+
+
+# ----------------------------------------------------------------- bad input
+def _pooled():
+    x = mv.Tensor(np.arange(16.0).reshape(1, 1, 4, 4))
+    return F.max_pool2d(x, 2, return_indices=True)
+
+
+@pytest.mark.parametrize("op", [F.max_pool2d, F.avg_pool2d])
+def test_pool_bad_input(op):
+    x = mv.Tensor(np.zeros((1, 1, 4, 4)))
+    with pytest.raises(ValueError, match=r"padding must be at most half of kernel_size, got padding=\(2, 2\)"):
+        op(x, 3, padding=2)
+    with pytest.raises(ValueError, match=r"kernel size 5x5 .* larger than the padded input 4x4"):
+        op(x, 5)
+    with pytest.raises(ValueError, match=r"input must have shape \(N, C, H, W\), got \(4, 4\)"):
+        op(mv.Tensor(np.zeros((4, 4))), 2)
+    with pytest.raises(TypeError, match="kernel_size must be an int or a pair of ints"):
+        op(x, (2, 2, 2))
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        op(x, 2, stride=0)
+
+
+def test_max_unpool2d_rejects_indices_of_another_shape():
+    pooled, switches = _pooled()
+    with pytest.raises(ValueError, match=r"indices must have the input's shape \(1, 1, 2, 2\), got \(1, 1, 2, 1\)"):
+        F.max_unpool2d(pooled, mv.Tensor(switches.numpy()[..., :1]), 2)
+
+
+def test_max_unpool2d_rejects_float_and_out_of_range_indices():
+    pooled, switches = _pooled()
+    with pytest.raises(TypeError, match="indices must be integers"):
+        F.max_unpool2d(pooled, mv.Tensor(switches.numpy().astype(np.float64)), 2)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 16\)"):
+        F.max_unpool2d(pooled, mv.Tensor(switches.numpy() + 10), 2)
+
+
+@pytest.mark.parametrize("size,message", [
+    ((6, 4), r"invalid output_size \(6, 4\) \(dim 0 must be between 2 and 6"),
+    ((2, 4), r"invalid output_size \(2, 4\) \(dim 0 must be between 2 and 6"),
+    ((4,), "output_size must have 2 or 4 elements"),
+])
+def test_max_unpool2d_rejects_wrong_output_size(size, message):
+    pooled, switches = _pooled()
+    with pytest.raises(ValueError, match=message):
+        F.max_unpool2d(pooled, switches, 2, output_size=size)
+
+
+def test_max_unpool2d_accepts_the_sizes_torch_accepts():
+    pooled, switches = _pooled()
+    for size in [(4, 4), (5, 5), (1, 1, 4, 5)]:
+        expected = torch.nn.functional.max_unpool2d(torch.tensor(pooled.numpy()), torch.tensor(switches.numpy()), 2,
+                                                    output_size=size)
+        assert_close(F.max_unpool2d(pooled, switches, 2, output_size=size), expected)
+
+
+def test_pool_ops_take_an_unbatched_image_like_torch(rng):
+    x = rng.standard_normal((2, 5, 5))
+    pooled, switches = F.max_pool2d(mv.Tensor(x), 2, return_indices=True)
+    expected, expected_switches = torch.nn.functional.max_pool2d(torch.tensor(x), 2, return_indices=True)
+    assert_close(pooled, expected)
+    np.testing.assert_array_equal(switches.numpy(), expected_switches.numpy())
+    assert_close(F.max_unpool2d(pooled, switches, 2, output_size=(5, 5)),
+                 torch.nn.functional.max_unpool2d(expected, expected_switches, 2, output_size=(5, 5)))
+    assert_close(F.avg_pool2d(mv.Tensor(x), 3, padding=1), torch.nn.functional.avg_pool2d(torch.tensor(x), 3, padding=1))

@@ -131,7 +131,26 @@ def _box(obj: ElementTree.Element, path: Path) -> list[float]:
     return [xmin - 1, ymin - 1, xmax, ymax]
 
 
-class VOCDetection(Dataset):
+class _VOCFolder(Dataset):
+    """A VOC-layout folder: the image ids of one ``ImageSets/<split_folder>/<image_set>.txt``."""
+
+    class_names = VOC_CLASSES
+    num_classes = len(VOC_CLASSES)
+    split_folder = ""
+    required = ()
+
+    def __init__(self, root, image_set: str = "train", transform=None):
+        self.root = Path(root)
+        _require_dirs(self.root, *self.required)
+        self.ids = _read_ids(self.root, self.split_folder, image_set)
+        self.image_set = image_set
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class VOCDetection(_VOCFolder):
     """Pascal VOC detection: ``(image (3, H, W) float32, target)``.
 
     Target: ``boxes`` (K, 4) float32 xyxy (x1 = xmin - 1, x2 = xmax), ``labels`` (K,) int64
@@ -140,19 +159,12 @@ class VOCDetection(Dataset):
     keep them (the default) for evaluation, where the VOC metric ignores them.
     """
 
-    class_names = VOC_CLASSES
-    num_classes = len(VOC_CLASSES)
+    split_folder = "Main"
+    required = ("Annotations", "JPEGImages")
 
     def __init__(self, root, image_set: str = "train", keep_difficult: bool = True, transform=None):
-        self.root = Path(root)
-        _require_dirs(self.root, "Annotations", "JPEGImages")
-        self.ids = _read_ids(self.root, "Main", image_set)
-        self.image_set = image_set
+        super().__init__(root, image_set, transform)
         self.keep_difficult = bool(keep_difficult)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
     def load(self, index: int):
         stem = self.ids[index]
@@ -188,26 +200,16 @@ class VOCDetection(Dataset):
         return target
 
 
-class VOCSegmentation(Dataset):
+class VOCSegmentation(_VOCFolder):
     """Pascal VOC semantic segmentation: ``(image (3, H, W) float32, {"semantic", "image_id"})``.
 
     ``semantic`` is (H, W) int64 read from the palette PNG's indices: 0 background,
     k = class k (``class_names[k - 1]``), 255 void (kept as 255, the loss's ignore_index).
     """
 
-    class_names = VOC_CLASSES
-    num_classes = len(VOC_CLASSES)
     ignore_index = VOID_LABEL
-
-    def __init__(self, root, image_set: str = "train", transform=None):
-        self.root = Path(root)
-        _require_dirs(self.root, "JPEGImages", "SegmentationClass")
-        self.ids = _read_ids(self.root, "Segmentation", image_set)
-        self.image_set = image_set
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.ids)
+    split_folder = "Segmentation"
+    required = ("JPEGImages", "SegmentationClass")
 
     def load(self, index: int):
         stem = self.ids[index]

@@ -65,7 +65,8 @@ def default_layer_init_(weight: Tensor, bias: Tensor | None) -> None:
     which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the same bound on the bias."""
     kaiming_uniform_(weight, a=math.sqrt(5))
     if bias is not None:
-        bound = 1 / math.sqrt(_fans(weight)[0]) if _fans(weight)[0] > 0 else 0.0
+        fan_in = _fans(weight)[0]
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
         uniform_(bias, -bound, bound)
 
 

@@ -16,6 +16,12 @@ from minivision.backend import get_array_module
 from minivision.functional._geometry import Windows
 
 DEFAULT_WORKSPACE_BUDGET = 256 * 2**20  # bytes of column matrix one conv may hold at once
+# Pieces are cut smaller than the budget allows: a column matrix of a few MiB is reused
+# from the allocator's cache and stays near the CPU's caches, while a fresh 100 MiB buffer
+# per call pays for page faults and memory traffic (forward+backward of a 3x3 conv over
+# N16 C64 56x56: 47 ms in 4 MiB pieces, 61 ms in 16 MiB, 74 ms in 64 MiB). The budget
+# still caps the piece when it is set lower.
+PREFERRED_PIECE_BYTES = 4 * 2**20
 
 _workspace_budget = DEFAULT_WORKSPACE_BUDGET
 
@@ -35,15 +41,17 @@ def get_workspace_budget() -> int:
 
 def chunks(batch: int, out_h: int, row_bytes: int):
     """Yield ``(samples, rows)`` slices that split the output so each piece's column matrix
-    (``row_bytes`` per output row per sample) stays within the budget where it can:
-    whole samples when one fits, else bands of output rows (at least one row)."""
+    (``row_bytes`` per output row per sample) stays within the preferred piece size (and so
+    the budget) where it can: whole samples when one fits, else bands of output rows (at
+    least one row)."""
+    piece = min(_workspace_budget, PREFERRED_PIECE_BYTES)
     sample_bytes = row_bytes * out_h
-    if sample_bytes <= _workspace_budget:
-        step = max(1, _workspace_budget // max(sample_bytes, 1))
+    if sample_bytes <= piece:
+        step = max(1, piece // max(sample_bytes, 1))
         for start in range(0, batch, step):
             yield slice(start, min(batch, start + step)), slice(0, out_h)
         return
-    rows = max(1, _workspace_budget // row_bytes)
+    rows = max(1, piece // row_bytes)
     for n in range(batch):
         for start in range(0, out_h, rows):
             yield slice(n, n + 1), slice(start, min(out_h, start + rows))

@@ -19,3 +19,14 @@ settings.load_profile("ci")
 def rng():
     """A seeded NumPy generator, fresh for each test."""
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request):
+    """Run a test on the CPU and, where CuPy sees a GPU, on CUDA (``pytest -m gpu`` selects those)."""
+    if request.param == "cuda":
+        import minivision as mv
+
+        if not mv.cuda_available():
+            pytest.skip("needs CuPy and a CUDA GPU")
+    return request.param

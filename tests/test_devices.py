@@ -1,0 +1,61 @@
+"""The same results on every device: what runs on the CPU here runs on CUDA in a GPU session.
+
+On a machine without CuPy the "cuda" cases skip; ``pytest -m gpu`` runs exactly them.
+"""
+import numpy as np
+
+import minivision as mv
+from minivision import functional as F
+from minivision import nn, ops, optim
+
+
+def test_tensor_round_trip_and_gradient(device, rng):
+    x = rng.standard_normal((3, 4))
+    t = mv.tensor(x, dtype="float64", device=device, requires_grad=True)
+    assert t.device == device
+    ((t * t).sum()).backward()
+    np.testing.assert_allclose(t.grad.numpy(), 2 * x)
+    back = t.to("cpu")
+    assert back.device == "cpu"
+    np.testing.assert_array_equal(back.numpy(), x)
+
+
+def test_conv_pool_unpool_agree_with_the_cpu(device, rng):
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    expected = F.conv2d(mv.tensor(x), mv.tensor(w), padding=1)
+    got = F.conv2d(mv.tensor(x, device=device), mv.tensor(w, device=device), padding=1)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+    pooled, switches = F.max_pool2d(got, 2, return_indices=True)
+    _, cpu_switches = F.max_pool2d(expected, 2, return_indices=True)
+    np.testing.assert_array_equal(switches.numpy(), cpu_switches.numpy())
+    assert F.max_unpool2d(pooled, switches, 2, output_size=(9, 9)).shape == (2, 4, 9, 9)
+
+
+def test_module_trains_and_saves_on_device(device, rng, tmp_path):
+    mv.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 8 * 8, 2)).to(device)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = mv.tensor(rng.standard_normal((4, 3, 8, 8)).astype(np.float32), device=device)
+    y = mv.tensor(np.array([0, 1, 0, 1]), device=device)
+    losses = []
+    for _ in range(5):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    mv.save(model.state_dict(), tmp_path / "w.npz")
+    assert set(mv.load(tmp_path / "w.npz")) == set(model.state_dict())
+
+
+def test_nms_is_identical_on_every_device(device, rng):
+    boxes = rng.uniform(0, 100, (300, 2)).astype(np.float32)
+    boxes = np.concatenate([boxes, boxes + rng.uniform(5, 30, (300, 2)).astype(np.float32)], axis=1)
+    scores = rng.random(300).astype(np.float32)
+    expected = ops.nms(boxes, scores, 0.5)
+    xp = mv.backend.xp_for_device(device)
+    got = ops.nms(xp.asarray(boxes), xp.asarray(scores), 0.5)
+    np.testing.assert_array_equal(mv.backend.to_numpy(got), expected)

@@ -219,7 +219,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the models")
     models.set_defaults(handler=cmd_models)
+    _add_assignment_parser(sub)
     return parser
+
+
+# --------------------------------------------------------------------------- assignments
+def cmd_assignment_make(args):
+    from minivision.assignment import make_student_copy
+
+    summary = make_student_copy(args.out, args.include)
+    for region in summary["regions"]:
+        print(f"{region['part']:14s} {region['file']}:{region['line']}")
+    notebooks = ", ".join(summary["notebooks"]) or "none"
+    print(f"wrote a student copy of {', '.join(summary['parts'])} to {args.out} (notebooks: {notebooks})")
+    return 0
+
+
+def cmd_assignment_grade(args):
+    from minivision.assignment import grade, score_table
+
+    print(score_table(grade(args.student_dir, args.parts, json_path=args.json)))
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _add_assignment_parser(sub):
+    """`minivision assignment make OUT --include conv,pool` and `minivision assignment grade DIR`."""
+    assignment = sub.add_parser("assignment", help="write student copies of the package and grade them")
+    commands = assignment.add_subparsers(dest="assignment_command", required=True)
+    make = commands.add_parser("make", help="write a student copy with the chosen parts taken out")
+    make.add_argument("out", help="a new or empty folder")
+    make.add_argument("--include", required=True, metavar="PARTS",
+                      help="comma-separated parts, e.g. conv,pool,nms (an unknown name lists them all)")
+    make.set_defaults(handler=cmd_assignment_make)
+    grade = commands.add_parser("grade", help="run the instructor's tests of each part against a copy")
+    grade.add_argument("student_dir", help="a folder holding a minivision package")
+    grade.add_argument("--parts", help="comma-separated parts (default: those the copy was made with, else all)")
+    grade.add_argument("--json", metavar="PATH", help="also write the scores as JSON")
+    grade.set_defaults(handler=cmd_assignment_grade)
 
 
 def main(argv=None) -> int:

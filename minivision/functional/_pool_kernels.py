@@ -16,6 +16,7 @@ def max_pool_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches):
     that maximum. Mirrors PyTorch's CPU loop: only in-bounds positions are visited, the
     first maximum in row-major window order wins, NaN beats everything, and a window of
     -inf (or all padding) points at its first in-bounds position."""
+    # BEGIN SOLUTION pool: write max_pool_planes, each window's maximum and its switch h * W + w
     planes, height, width = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
     for plane in prange(planes):
@@ -39,22 +40,27 @@ def max_pool_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches):
                             arg = h * width + w
                 out[plane, i, j] = best
                 switches[plane, i, j] = arg
+    # END SOLUTION pool
 
 
 @njit(cache=True, parallel=True)
 def scatter_add_planes(values, index, out):
     """out[p, index[p, k]] += values[p, k] (several k may share an index)."""
+    # BEGIN SOLUTION pool: write scatter_add_planes, the max-pool gradient routed to the switches
     for plane in prange(values.shape[0]):
         for k in range(values.shape[1]):
             out[plane, index[plane, k]] += values[plane, k]
+    # END SOLUTION pool
 
 
 @njit(cache=True, parallel=True)
 def scatter_planes(values, index, out):
     """out[p, index[p, k]] = values[p, k] (the last k wins where indices repeat)."""
+    # BEGIN SOLUTION pool: write scatter_planes, max unpooling: each value put back at its switch
     for plane in prange(values.shape[0]):
         for k in range(values.shape[1]):
             out[plane, index[plane, k]] = values[plane, k]
+    # END SOLUTION pool
 
 
 @njit(cache=True, parallel=True)

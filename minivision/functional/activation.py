@@ -12,9 +12,11 @@ class _LeakyReLU(Function):
         return x * self.positive if negative_slope == 0 else get_array_module(x).where(self.positive, x, x * self.slope)
 
     def backward(self, grad):
+        # BEGIN SOLUTION relu: write the (leaky) ReLU backward
         if self.slope == 0:
             return grad * self.positive
         return get_array_module(grad).where(self.positive, grad, grad * self.slope)
+        # END SOLUTION relu
 
 
 def relu(input, inplace: bool = False) -> Tensor:
@@ -36,7 +38,9 @@ class _Sigmoid(Function):
         return self.y
 
     def backward(self, grad):
+        # BEGIN SOLUTION sigmoid: write the sigmoid backward from the saved output self.y
         return grad * self.y * (1 - self.y)
+        # END SOLUTION sigmoid
 
 
 class _Tanh(Function):
@@ -91,8 +95,10 @@ class _Softmax(Function):
         return self.y
 
     def backward(self, grad):
+        # BEGIN SOLUTION softmax: write the softmax backward, a Jacobian-vector product along self.dim
         y = self.y
         return y * (grad - (grad * y).sum(axis=self.dim, keepdims=True))
+        # END SOLUTION softmax
 
 
 class _LogSoftmax(Function):
@@ -104,8 +110,10 @@ class _LogSoftmax(Function):
         return self.y
 
     def backward(self, grad):
+        # BEGIN SOLUTION cross_entropy: write the log_softmax backward along self.dim
         xp = get_array_module(grad)
         return grad - xp.exp(self.y) * grad.sum(axis=self.dim, keepdims=True)
+        # END SOLUTION cross_entropy
 
 
 def softmax(input, dim: int) -> Tensor:

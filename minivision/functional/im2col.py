@@ -102,16 +102,19 @@ def im2col(x, win: Windows, rows: slice, out_w: int):
     """Columns (C * kh * kw, N * len(rows) * out_w) for output ``rows`` of x (N, C, H, W):
     row (c, p, q) holds kernel offset (p, q) of channel c, column (n, i, j) output pixel
     (i, j) of sample n. The batch sits in the columns so one matrix multiply covers it."""
+    # BEGIN SOLUTION conv: write im2col, the (C * kh * kw, N * rows * out_w) column matrix of the windows
     xp = get_array_module(x)
     band = read_padded(x, win.input_span(0, rows.start, rows.stop), win.input_span(1, 0, out_w))
     view = sliding_windows(band, win, (rows.stop - rows.start, out_w)).transpose(1, 2, 3, 0, 4, 5)
     c, kh, kw = view.shape[:3]
     return xp.ascontiguousarray(view).reshape(c * kh * kw, -1)
+    # END SOLUTION conv
 
 
 def col2im_add(target, windows, win: Windows, rows: slice) -> None:
     """The adjoint of ``sliding_windows``/``im2col``: add each window's values
     windows (N, C, kh, kw, len(rows), out_w) back onto target (N, C, H, W) in place."""
+    # BEGIN SOLUTION conv: write col2im_add, adding each window back onto the input grid
     xp = get_array_module(windows)
     (kh, kw), (sh, sw), (dh, dw) = win.kernel, win.stride, win.dilation
     out_h, out_w = windows.shape[4:]
@@ -123,3 +126,4 @@ def col2im_add(target, windows, win: Windows, rows: slice) -> None:
             cols_hit = slice(q * dw, q * dw + sw * (out_w - 1) + 1, sw)
             band[:, :, rows_hit, cols_hit] += windows[:, :, p, q]
     add_padded(target, band, row_span, col_span)
+    # END SOLUTION conv

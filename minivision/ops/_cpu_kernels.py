@@ -14,6 +14,7 @@ from numba import njit
 @njit(inline="always", cache=True)
 def _pair_iou(ax1, ay1, ax2, ay2, area_a, bx1, by1, bx2, by2, area_b):
     """IoU of boxes a and b; 0 when they do not overlap, so zero-area boxes give 0, not NaN."""
+    # BEGIN SOLUTION iou: write _pair_iou, the IoU of two boxes (0 when they do not overlap)
     width = min(ax2, bx2) - max(ax1, bx1)
     height = min(ay2, by2) - max(ay1, by1)
     if width <= 0 or height <= 0:
@@ -22,6 +23,7 @@ def _pair_iou(ax1, ay1, ax2, ay2, area_a, bx1, by1, bx2, by2, area_b):
     # union >= inter > 0 here, so the division is safe; summing the areas first keeps
     # the result symmetric in a and b, bit for bit.
     return inter / (area_a + area_b - inter)
+    # END SOLUTION iou
 
 
 @njit(cache=True)
@@ -52,6 +54,7 @@ def nms_sweep(boxes, score_order, spatial_order, groups, iou_threshold):
     N squared. Suppressed boxes are never scanned from, only skipped.
     Returns the kept indices (int64) in score order.
     """
+    # BEGIN SOLUTION nms: write nms_sweep, greedy NMS in score order within each group (spatial_order is an optional speed-up)
     n = boxes.shape[0]
     # Boxes laid out in spatial order, so the neighbour scans read contiguous memory.
     x1 = np.empty(n, boxes.dtype)
@@ -99,6 +102,7 @@ def nms_sweep(boxes, score_order, spatial_order, groups, iou_threshold):
                 candidate[q] = False
             q += 1
     return keep[:kept]
+    # END SOLUTION nms
 
 
 @njit(cache=True)

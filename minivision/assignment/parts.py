@@ -1,0 +1,92 @@
+"""The assignment parts: what each is worth, the instructor tests that grade it, the
+tutorials that teach it.
+
+Each part's tests are pytest node ids in the instructor repository's ``tests/``, chosen so
+that every one of them runs the part's solution regions: a student copy with the part
+left out fails them all, the instructor copy passes them all. Tutorials are named by
+their number, ``"06"`` standing for ``tutorials/06_*.py``, so a tutorial can be renamed
+without touching this table. ``nms`` calls the ``iou`` kernel, so its tests need both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CONV = "tests/functional/test_conv.py::"
+POOL = "tests/functional/test_pool.py::"
+ACTIVATION = "tests/functional/test_activation.py::"
+LOSS = "tests/functional/test_loss.py::"
+IOU = "tests/ops/test_box_iou.py::"
+NMS = "tests/ops/test_nms.py::"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One gradable piece of the library: its name in the markers, points, tests, tutorials."""
+
+    name: str
+    points: int
+    tests: tuple[str, ...]
+    tutorials: tuple[str, ...]
+
+
+PARTS = {part.name: part for part in (
+    Part("conv", 20, tuple(CONV + name for name in (
+        "test_conv2d_matches_torch", "test_conv_transpose2d_matches_torch",
+        "test_conv2d_matches_torch_when_chunked_to_single_rows",
+        "test_conv_transpose2d_matches_torch_when_chunked_to_single_rows",
+        "test_conv_transpose2d_is_the_adjoint_of_conv2d", "test_conv2d_gradcheck",
+        "test_conv_transpose2d_gradcheck", "test_chunked_conv_gives_the_unchunked_result",
+    )), ("02", "06")),
+    Part("pool", 20, tuple(POOL + name for name in (
+        "test_max_pool2d_matches_torch_values_switches_and_gradient",
+        "test_array_path_switches_equal_the_numba_kernel", "test_max_unpool2d_matches_torch",
+        "test_max_pool2d_gradcheck_without_ties", "test_max_unpool2d_gradcheck",
+        "test_lecture_example_pool_then_unpool", "test_ties_go_to_the_first_maximum_in_row_major_window_order",
+        "test_overlapping_windows_add_their_gradients_at_a_shared_switch",
+        "test_padding_never_wins_and_switches_index_the_unpadded_input",
+        "test_ceil_mode_keeps_windows_that_hang_off_the_edge", "test_unpool_to_an_odd_output_size",
+    )), ("06",)),
+    Part("iou", 10, tuple(IOU + name for name in (
+        "test_hand_checked_values", "test_identical_boxes_give_one_and_zero_area_boxes_give_zero",
+        "test_iou_matches_brute_force_and_is_symmetric_in_unit_range",
+    )), ("01",)),
+    Part("nms", 20, tuple(NMS + name for name in (
+        "test_nms_invariants_and_brute_force", "test_batched_nms_invariants_and_brute_force",
+        "test_nms_continuous_boxes_of_mixed_sizes", "test_hand_case_duplicates_ties_and_threshold",
+        "test_batched_nms_never_suppresses_across_classes", "test_batched_nms_with_large_coordinates_and_labels",
+        "test_bitmask_serial_pass_matches_nms",
+    )), ("04",)),
+    Part("softmax", 10, (
+        ACTIVATION + "test_softmax_family_matches_torch[softmax]",
+        ACTIVATION + "test_softmax_family_gradcheck[softmax]",
+    ), ("09",)),
+    Part("cross_entropy", 10, (
+        ACTIVATION + "test_softmax_family_matches_torch[log_softmax]",
+        ACTIVATION + "test_softmax_family_gradcheck[log_softmax]",
+        LOSS + "test_cross_entropy_matches_torch", LOSS + "test_cross_entropy_gradcheck_with_weights_and_ignore",
+    ), ("09",)),
+    Part("relu", 5, (
+        ACTIVATION + "test_activations_match_torch[relu]", ACTIVATION + "test_activations_match_torch[leaky_relu]",
+        ACTIVATION + "test_activations_gradcheck[relu]", ACTIVATION + "test_activations_gradcheck[leaky_relu]",
+        ACTIVATION + "test_relu_gradient_at_zero_is_zero_like_torch",
+    ), ("09",)),
+    Part("sigmoid", 5, (
+        ACTIVATION + "test_activations_match_torch[sigmoid]", ACTIVATION + "test_activations_gradcheck[sigmoid]",
+    ), ("09",)),
+)}
+
+
+def check_parts(names) -> list[str]:
+    """``names`` (an iterable, or one comma-separated string) as a list of known part names,
+    in the order given, without repeats. Raises ValueError naming an unknown part and
+    listing the known ones, or when no part is given."""
+    if isinstance(names, str):
+        names = names.split(",")
+    chosen = list(dict.fromkeys(name.strip() for name in names if name.strip()))
+    unknown = [name for name in chosen if name not in PARTS]
+    if unknown:
+        raise ValueError(f"unknown assignment part {', '.join(map(repr, unknown))}; "
+                         f"known parts: {', '.join(PARTS)}")
+    if not chosen:
+        raise ValueError(f"no assignment part given; known parts: {', '.join(PARTS)}")
+    return chosen

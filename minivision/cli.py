@@ -9,92 +9,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-import minivision as mv
-from minivision import optim
-from minivision.checkpoint import read_checkpoint
-from minivision.data import COCODetection, DataLoader, DigitsOnCanvas, Shapes, VOCDetection, transforms
-from minivision.data._image import read_image, resize_bilinear
-from minivision.models import MODELS, build_model, model_class
-from minivision.models.evaluation import evaluate_model
-from minivision.train import fit
+from minivision.data._image import read_image
+from minivision.models import MODELS, RECIPES
+from minivision.workflow import (
+    UsageError,
+    draw_prediction,
+    evaluate_checkpoint,
+    load_trained,
+    predict_image,
+    train_model,
+)
 
-SYNTHETIC_SIZES = {"train": 2048, "val": 256}
-
-
-class UsageError(Exception):
-    """A mistake in what the user asked for; printed as one line."""
-
-
-# --------------------------------------------------------------------------- data
-def make_dataset(spec: str, split: str, image_size: int, max_objects: int = 1, num_images=None):
-    """A dataset from a ``--data`` spec: shapes, digits, voc:PATH or coco:ANNOTATIONS.json.
-
-    Synthetic splits differ by seed (train 0, val 1). Real images are resized to
-    ``image_size`` squares; COCO images are looked for in an ``images`` folder beside the
-    annotation file.
-    """
-    kind, _, path = spec.partition(":")
-    count = num_images or SYNTHETIC_SIZES[split]
-    seed = 0 if split == "train" else 1
-    if kind == "shapes" and not path:
-        return Shapes(count, image_size=image_size, min_objects=1, max_objects=max_objects, seed=seed)
-    if kind == "digits" and not path:
-        return DigitsOnCanvas(count, canvas_size=image_size, min_objects=1, max_objects=max_objects, seed=seed)
-    resize = transforms.Resize(image_size)
-    if kind == "voc" and path:
-        return VOCDetection(path, image_set=split, transform=resize)
-    if kind == "coco" and path:
-        return COCODetection(Path(path).parent / "images", path, transform=resize)
-    raise UsageError(f"--data must be shapes, digits, voc:PATH or coco:ANNOTATIONS.json, got {spec!r}")
-
-
-def _loader(dataset, batch_size, shuffle):
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=0)
-
-
-def _to_device(images, device):
-    return images.to(device) if device != "cpu" else images
-
-
-# --------------------------------------------------------------------------- commands
-def train_model(name, data, epochs, batch_size, lr, out, device="cpu", resume=False, image_size=64,
-                train_images=None, progress=True):
-    """Train a registered model; write ``out/checkpoint.npz``; return (model, history, val loader)."""
-    os.makedirs(out, exist_ok=True)
-    train_set = make_dataset(data, "train", image_size, num_images=train_images)
-    val_set = make_dataset(data, "val", image_size)
-    model = model_class(name).tiny(train_set.num_classes, image_size).to(device)
-    opt = optim.Adam(model.parameters(), lr=lr)
-    schedule = optim.CosineAnnealingLR(opt, epochs)
-    val_loader = _loader(val_set, batch_size, shuffle=False)
-
-    def loss_fn(m, batch):
-        images, targets = batch
-        return m.loss(_to_device(images, device), targets)
-
-    meta = {"model": name, "config": model.config, "data": data, "class_names": list(train_set.class_names)}
-    history = fit(model, _loader(train_set, batch_size, shuffle=True), opt, loss_fn, epochs, scheduler=schedule,
-                  evaluate=lambda m, epoch: evaluate_model(m, val_loader), checkpoint=os.path.join(out, "checkpoint.npz"),
-                  resume=resume, progress=progress, meta=meta)
-    return model, history, val_loader
-
-
-def load_trained(checkpoint, device="cpu"):
-    """(model, meta) rebuilt from a checkpoint written by ``minivision train``."""
-    state, _, info = read_checkpoint(checkpoint)
-    meta = info.get("meta", {})
-    if meta.get("model") not in MODELS:
-        raise UsageError(f"{checkpoint} was not written by `minivision train` (it names no known model)")
-    model = build_model(meta["model"], **meta["config"])
-    model.load_state_dict(state)
-    return model.to(device).eval(), meta
+DEMO_MODELS = ("yolo", "unet")
 
 
 def _print_metrics(prefix, metrics):
@@ -109,62 +41,69 @@ def cmd_models(args):
 
 
 def cmd_train(args):
-    _, history, _ = train_model(args.model, args.data, args.epochs, args.batch_size, args.lr, args.out,
-                                args.device, args.resume, args.image_size, args.train_images)
+    _, history, _ = train_model(args.model, args.data, args.out, epochs=args.epochs, batch_size=args.batch_size,
+                                lr=args.lr, train_images=args.train_images, image_size=args.image_size,
+                                device=args.device, resume=args.resume)
     _print_metrics(f"epoch {history[-1]['epoch']}: ", {k: v for k, v in history[-1].items() if k != "epoch"})
-    print(f"checkpoint: {os.path.join(args.out, 'checkpoint.npz')}")
+    print(f"checkpoint: {Path(args.out) / 'checkpoint.npz'}")
     return 0
 
 
 def cmd_eval(args):
-    model, meta = load_trained(args.checkpoint, args.device)
-    dataset = make_dataset(args.data or meta["data"], "val", model.config["image_size"])
-    _print_metrics("", evaluate_model(model, _loader(dataset, args.batch_size, False), progress=True))
+    _print_metrics("", evaluate_checkpoint(args.checkpoint, args.data, args.batch_size, args.device))
     return 0
 
 
 def cmd_predict(args):
-    from minivision import viz
-
     model, meta = load_trained(args.checkpoint, args.device)
     image = read_image(args.image)
-    size = model.config["image_size"]
-    height, width = image.shape[-2:]
-    resized = resize_bilinear(image, (size, size))
-    detections = model.predict(_to_device(mv.tensor(resized[None]), args.device))[0]
-    boxes = detections["boxes"] * np.array([width / size, height / size] * 2, dtype=np.float32)
-    names = ["background"] + meta["class_names"]
-    viz.draw_boxes(image, boxes, detections["labels"], detections["scores"], names, path=args.out)
-    for box, label, score in zip(boxes, detections["labels"], detections["scores"]):
-        print(f"{names[int(label)]} {score:.2f} at ({', '.join(f'{v:.1f}' for v in box)})")
+    result = predict_image(model, image, args.device)
+    draw_prediction(model, image, result, meta["class_names"], args.out)
+    if model.task == "detection":
+        names = ["background"] + meta["class_names"]
+        for box, label, score in zip(result["boxes"], result["labels"], result["scores"]):
+            print(f"{names[int(label)]} {score:.2f} at ({', '.join(f'{v:.1f}' for v in box)})")
+    else:
+        names = ["background"] + meta["class_names"]
+        labels, counts = np.unique(result, return_counts=True)
+        print("pixels per class: " + ", ".join(f"{names[int(k)]} {n}" for k, n in zip(labels, counts)))
     print(f"wrote {args.out}")
     return 0
 
 
-def cmd_demo(args):
-    """Train the localizer on Shapes, evaluate it, save pictures and the checkpoint."""
+def _demo_one(name, args, out: Path):
+    """Train one model for the demo, print its validation metrics, save pictures."""
     from minivision import viz
 
-    start = time.time()
-    out = Path(args.out)
-    print(f"training a localizer (classify + regress one box) on synthetic Shapes for {args.epochs} epochs")
-    model, history, val_loader = train_model("localizer", "shapes", args.epochs, 32, 2e-3, out,
-                                             args.device, image_size=64, train_images=args.train_images)
-    final = history[-1]
-    print(f"validation: localization accuracy {final['loc_acc']:.3f}, mAP@0.5 {final['map50']:.3f} "
-          f"({len(val_loader.dataset)} images)")
-    images, targets = next(iter(val_loader))
-    predictions = model.predict(_to_device(images, args.device))
-    names = ["background"] + list(val_loader.dataset.class_names)
+    recipe = RECIPES[name]
+    print(f"[{name}] training the tiny {MODELS[name].__name__} on synthetic Shapes "
+          f"({args.train_images or recipe.train_images} images, {args.epochs or recipe.epochs} epochs)")
+    model, history, val_loader = train_model(name, "shapes", out, epochs=args.epochs, train_images=args.train_images,
+                                             device=args.device)
+    _print_metrics(f"[{name}] validation on {len(val_loader.dataset)} images: ",
+                   {k: v for k, v in history[-1].items() if k not in ("epoch", "lr", "loss")})
+    dataset = val_loader.dataset
     for i in range(args.pictures):
-        p = predictions[i]
-        viz.draw_boxes(images.numpy()[i], p["boxes"], p["labels"], p["scores"], names,
-                       title=f"truth: {names[int(targets[i]['labels'][0])]}", path=out / f"prediction_{i}.png")
-    viz.loss_curves(history, keys=["loss", "loc_acc"], path=out / "history.png")
+        image, _ = dataset[i]
+        draw_prediction(model, image, predict_image(model, image, args.device), dataset.class_names,
+                        out / f"prediction_{i}.png", title=f"{name}, validation image {i}")
+    metric_keys = [k for k in history[-1] if k not in ("epoch", "lr")]
+    viz.loss_curves(history, keys=metric_keys, title=name, path=out / "history.png")
     with open(out / "metrics.json", "w") as f:
         json.dump(history, f, indent=1)
-    print(f"wrote {out / 'checkpoint.npz'}, {args.pictures} prediction PNGs and history.png to {out}/ "
-          f"in {time.time() - start:.0f} s")
+    return history[-1]
+
+
+def cmd_demo(args):
+    """Train a tiny detector and a tiny segmenter on Shapes; save checkpoints and pictures."""
+    start = time.time()
+    names = args.models.split(",")
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise UsageError(f"--models: unknown model {unknown[0]!r}; choose from {', '.join(sorted(MODELS))}")
+    for name in names:
+        _demo_one(name, args, Path(args.out) / name)
+    print(f"wrote checkpoints, prediction PNGs and training curves to {args.out}/ in {time.time() - start:.0f} s")
     return 0
 
 
@@ -184,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train and evaluate a small model on built-in synthetic data")
     demo.add_argument("--out", default="minivision-demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--epochs", type=_positive_int, default=10)
-    demo.add_argument("--train-images", type=_positive_int, default=SYNTHETIC_SIZES["train"])
+    demo.add_argument("--models", default=",".join(DEMO_MODELS), help="comma-separated (default: %(default)s)")
+    demo.add_argument("--epochs", type=_positive_int, help="default: each model's recipe")
+    demo.add_argument("--train-images", type=_positive_int, help="default: each model's recipe")
     demo.add_argument("--pictures", type=_positive_int, default=4)
     demo.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     demo.set_defaults(handler=cmd_demo)
@@ -193,11 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model")
     train.add_argument("model", help="a name from `minivision models`")
     train.add_argument("--data", default="shapes", help="shapes, digits, voc:PATH or coco:ANNOTATIONS.json")
-    train.add_argument("--epochs", type=_positive_int, default=10)
-    train.add_argument("--batch-size", type=_positive_int, default=32)
-    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--epochs", type=_positive_int, help="default: the model's recipe")
+    train.add_argument("--batch-size", type=_positive_int, help="default: the model's recipe")
+    train.add_argument("--lr", type=float, help="default: the model's recipe")
     train.add_argument("--image-size", type=_positive_int, default=64)
-    train.add_argument("--train-images", type=_positive_int, help="synthetic data: how many training images")
+    train.add_argument("--train-images", type=_positive_int, help="synthetic data: training images (default: recipe)")
     train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     train.add_argument("--out", default="runs/train")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")

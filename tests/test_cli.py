@@ -62,15 +62,20 @@ def test_train_resume_eval_predict_round_trip(trained, tmp_path):
 
 
 def test_demo_writes_checkpoint_pictures_and_metrics(tmp_path):
-    result = run("demo", "--epochs", "1", "--train-images", "32", "--pictures", "2", "--out", "demo", cwd=tmp_path)
+    result = run("demo", "--models", "localizer", "--epochs", "1", "--train-images", "32", "--pictures", "2",
+                 "--out", "demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "validation: localization accuracy" in result.stdout
-    written = sorted(os.listdir(tmp_path / "demo"))
+    assert "[localizer] validation on 256 images: map50" in result.stdout
+    written = sorted(os.listdir(tmp_path / "demo" / "localizer"))
     assert written == ["checkpoint.npz", "history.png", "metrics.json", "prediction_0.png", "prediction_1.png"]
 
 
+def test_demo_unknown_model(tmp_path):
+    assert_one_line_error(run("demo", "--models", "localizer,resnet", cwd=tmp_path), "--models: unknown model 'resnet'")
+
+
 def test_unknown_model(tmp_path):
-    assert_one_line_error(run("train", "resnet", "--out", "x", cwd=tmp_path), "unknown model 'resnet'; choose one of: localizer")
+    assert_one_line_error(run("train", "resnet", "--out", "x", cwd=tmp_path), "unknown model 'resnet'; choose one of: ")
 
 
 def test_bad_data_spec(tmp_path):

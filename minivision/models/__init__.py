@@ -13,10 +13,35 @@ Every registered model class has
   ``labels`` (K,) in 1..num_classes, ``scores`` (K,); segmentation: an (N, H, W) int64
   NumPy array of labels, 0 = background.
 """
+from dataclasses import dataclass
+
 from minivision.models.localizer import Localizer
+from minivision.models.overfeat import OverFeat
+from minivision.models.yolo import YOLOv1
 
 MODELS = {
     "localizer": Localizer,
+    "overfeat": OverFeat,
+    "yolo": YOLOv1,
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How ``minivision train`` trains a model's tiny configuration on synthetic data
+    unless told otherwise: Adam with cosine decay over ``epochs``."""
+
+    epochs: int = 10
+    lr: float = 2e-3
+    batch_size: int = 32
+    train_images: int = 2048
+    max_objects: int = 1  # objects per synthetic image: 1 for localization
+
+
+RECIPES = {
+    "localizer": Recipe(),
+    "overfeat": Recipe(),
+    "yolo": Recipe(epochs=12, max_objects=3),
 }
 
 
@@ -32,4 +57,4 @@ def build_model(name: str, **config):
     return model_class(name)(**config)
 
 
-__all__ = ["MODELS", "Localizer", "build_model", "model_class"]
+__all__ = ["MODELS", "RECIPES", "Localizer", "OverFeat", "Recipe", "YOLOv1", "build_model", "model_class"]

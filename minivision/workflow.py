@@ -1,0 +1,130 @@
+"""Train, reload and apply registered models on named data: what ``minivision train``,
+``eval``, ``predict`` and ``demo`` do, as functions a script or tutorial can call too.
+
+Data specs: ``shapes`` and ``digits`` (synthetic, generated on the fly: train split seed 0,
+val split seed 1), ``voc:PATH`` (a VOC folder; images resized to ``image_size`` squares)
+and ``coco:ANNOTATIONS.json`` (images in an ``images`` folder beside the file).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+import minivision as mv
+from minivision import optim
+from minivision.checkpoint import read_checkpoint
+from minivision.data import COCODetection, DataLoader, DigitsOnCanvas, Shapes, VOCDetection, VOCSegmentation, transforms
+from minivision.data._image import resize_bilinear, resize_nearest
+from minivision.models import MODELS, RECIPES, build_model, model_class
+from minivision.models.evaluation import evaluate_model
+from minivision.train import fit
+
+VAL_IMAGES = 256
+
+
+class UsageError(ValueError):
+    """A mistake in what the user asked for (a bad data spec, a foreign checkpoint)."""
+
+
+def make_dataset(spec: str, split: str, image_size: int, task: str = "detection", max_objects: int = 1,
+                 num_images: int = VAL_IMAGES):
+    """The dataset a ``--data`` spec names, for one split ("train" or "val")."""
+    kind, _, path = spec.partition(":")
+    seed = 0 if split == "train" else 1
+    if kind == "shapes" and not path:
+        return Shapes(num_images, image_size=image_size, min_objects=1, max_objects=max_objects, seed=seed)
+    if kind == "digits" and not path:
+        return DigitsOnCanvas(num_images, canvas_size=image_size, min_objects=1, max_objects=max_objects, seed=seed)
+    resize = transforms.Resize(image_size)
+    if kind == "voc" and path:
+        reader = VOCSegmentation if task == "segmentation" else VOCDetection
+        return reader(path, image_set=split, transform=resize)
+    if kind == "coco" and path and task == "detection":
+        return COCODetection(Path(path).parent / "images", path, transform=resize)
+    raise UsageError(f"--data must be shapes, digits, voc:PATH or (detection only) coco:ANNOTATIONS.json, got {spec!r}")
+
+
+def loader(dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=0)
+
+
+def train_model(name: str, data: str, out, *, epochs=None, batch_size=None, lr=None, train_images=None,
+                image_size: int = 64, device: str = "cpu", resume: bool = False, progress: bool = True):
+    """Train a registered model's tiny configuration; write ``out/checkpoint.npz`` after
+    every epoch. Unset hyper-parameters come from the model's recipe.
+    Returns (model, history, validation loader)."""
+    cls = model_class(name)
+    recipe = RECIPES[name]
+    epochs = epochs or recipe.epochs
+    batch_size = batch_size or recipe.batch_size
+    lr = lr or recipe.lr
+    os.makedirs(out, exist_ok=True)
+    train_set = make_dataset(data, "train", image_size, cls.task, recipe.max_objects, train_images or recipe.train_images)
+    val_set = make_dataset(data, "val", image_size, cls.task, recipe.max_objects)
+    model = cls.tiny(train_set.num_classes, image_size).to(device)
+    opt = optim.Adam(model.parameters(), lr=lr)
+    val_loader = loader(val_set, batch_size, shuffle=False)
+
+    def loss_fn(m, batch):
+        images, targets = batch
+        return m.loss(images.to(device), targets)
+
+    meta = {"model": name, "config": model.config, "data": data, "class_names": list(train_set.class_names),
+            "max_objects": recipe.max_objects}
+    history = fit(model, loader(train_set, batch_size, shuffle=True), opt, loss_fn, epochs,
+                  scheduler=optim.CosineAnnealingLR(opt, epochs),
+                  evaluate=lambda m, epoch: evaluate_model(m, _on_device(val_loader, device)),
+                  checkpoint=os.path.join(out, "checkpoint.npz"), resume=resume, progress=progress, meta=meta)
+    return model, history, val_loader
+
+
+def _on_device(batches, device):
+    """The loader's batches with images moved to ``device``."""
+    for images, targets in batches:
+        yield images.to(device), targets
+
+
+def load_trained(checkpoint, device: str = "cpu"):
+    """(model in eval mode, meta) rebuilt from a checkpoint written by ``train_model``."""
+    state, _, info = read_checkpoint(checkpoint)
+    meta = info.get("meta", {})
+    if meta.get("model") not in MODELS:
+        raise UsageError(f"{checkpoint} was not written by `minivision train` (it names no known model)")
+    model = build_model(meta["model"], **meta["config"])
+    model.load_state_dict(state)
+    return model.to(device).eval(), meta
+
+
+def evaluate_checkpoint(checkpoint, data=None, batch_size: int = 32, device: str = "cpu") -> dict:
+    """Metrics of a trained checkpoint on the validation split of ``data`` (default: its own)."""
+    model, meta = load_trained(checkpoint, device)
+    dataset = make_dataset(data or meta["data"], "val", model.config["image_size"], model.task,
+                           meta.get("max_objects", 1))
+    return evaluate_model(model, _on_device(loader(dataset, batch_size, False), device), progress=True)
+
+
+def predict_image(model, image, device: str = "cpu"):
+    """Apply a trained model to one (3, H, W) image of any size: it is resized to the
+    model's input size and the result mapped back. Detection: a dict of boxes, labels,
+    scores in the image's pixels; segmentation: an (H, W) label mask."""
+    size = model.config["image_size"]
+    height, width = image.shape[-2:]
+    batch = mv.tensor(resize_bilinear(image, (size, size))[None], device=device)
+    if model.task == "segmentation":
+        return resize_nearest(np.asarray(model.predict(batch)[0]), (height, width))
+    detections = model.predict(batch)[0]
+    scale = np.array([width / size, height / size] * 2, dtype=np.float32)
+    return {**detections, "boxes": detections["boxes"] * scale}
+
+
+def draw_prediction(model, image, result, class_names, path, title=None):
+    """Save a PNG of ``predict_image``'s result over the image."""
+    from minivision import viz
+
+    if model.task == "segmentation":
+        return viz.overlay_mask(image, result, title=title, path=path)
+    names = ["background"] + list(class_names)
+    return viz.draw_boxes(image, result["boxes"], result["labels"], result["scores"], names, title=title, path=path)
+

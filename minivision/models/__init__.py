@@ -15,13 +15,19 @@ Every registered model class has
 """
 from dataclasses import dataclass
 
+from minivision.models.fcn import FCN
 from minivision.models.localizer import Localizer
 from minivision.models.overfeat import OverFeat
+from minivision.models.segnet import SegNet
+from minivision.models.unet import UNet
 from minivision.models.yolo import YOLOv1
 
 MODELS = {
+    "fcn": FCN,
     "localizer": Localizer,
     "overfeat": OverFeat,
+    "segnet": SegNet,
+    "unet": UNet,
     "yolo": YOLOv1,
 }
 
@@ -39,8 +45,11 @@ class Recipe:
 
 
 RECIPES = {
+    "fcn": Recipe(epochs=24, lr=3e-3),
     "localizer": Recipe(),
     "overfeat": Recipe(),
+    "segnet": Recipe(epochs=12, lr=3e-3),
+    "unet": Recipe(epochs=12, lr=3e-3),
     "yolo": Recipe(epochs=12, max_objects=3),
 }
 
@@ -57,4 +66,5 @@ def build_model(name: str, **config):
     return model_class(name)(**config)
 
 
-__all__ = ["MODELS", "RECIPES", "Localizer", "OverFeat", "Recipe", "YOLOv1", "build_model", "model_class"]
+__all__ = ["FCN", "MODELS", "RECIPES", "Localizer", "OverFeat", "Recipe", "SegNet", "UNet", "YOLOv1", "build_model",
+           "model_class"]

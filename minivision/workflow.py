@@ -51,9 +51,11 @@ def loader(dataset, batch_size: int, shuffle: bool) -> DataLoader:
 
 
 def train_model(name: str, data: str, out, *, epochs=None, batch_size=None, lr=None, train_images=None,
-                image_size: int = 64, device: str = "cpu", resume: bool = False, progress: bool = True):
+                image_size: int = 64, device: str = "cpu", resume: bool = False, progress: bool = True,
+                seed: int = 0):
     """Train a registered model's tiny configuration; write ``out/checkpoint.npz`` after
-    every epoch. Unset hyper-parameters come from the model's recipe.
+    every epoch. Unset hyper-parameters come from the model's recipe; ``seed`` fixes the
+    initial weights (and dropout), so a run repeats exactly on the CPU.
     Returns (model, history, validation loader)."""
     cls = model_class(name)
     recipe = RECIPES[name]
@@ -63,6 +65,7 @@ def train_model(name: str, data: str, out, *, epochs=None, batch_size=None, lr=N
     os.makedirs(out, exist_ok=True)
     train_set = make_dataset(data, "train", image_size, cls.task, recipe.max_objects, train_images or recipe.train_images)
     val_set = make_dataset(data, "val", image_size, cls.task, recipe.max_objects)
+    mv.manual_seed(seed)
     model = cls.tiny(train_set.num_classes, image_size).to(device)
     opt = optim.Adam(model.parameters(), lr=lr)
     val_loader = loader(val_set, batch_size, shuffle=False)
@@ -119,12 +122,15 @@ def predict_image(model, image, device: str = "cpu"):
     return {**detections, "boxes": detections["boxes"] * scale}
 
 
-def draw_prediction(model, image, result, class_names, path, title=None):
-    """Save a PNG of ``predict_image``'s result over the image."""
+def draw_prediction(model, image, result, class_names, path, title=None, min_score: float = 0.3):
+    """Save a PNG of ``predict_image``'s result over the image (detections scoring at
+    least ``min_score``: a detector also returns its many unlikely boxes, for mAP)."""
     from minivision import viz
 
     if model.task == "segmentation":
         return viz.overlay_mask(image, result, title=title, path=path)
     names = ["background"] + list(class_names)
-    return viz.draw_boxes(image, result["boxes"], result["labels"], result["scores"], names, title=title, path=path)
+    shown = result["scores"] >= min_score
+    return viz.draw_boxes(image, result["boxes"][shown], result["labels"][shown], result["scores"][shown], names,
+                          title=title, path=path)
 

@@ -16,6 +16,31 @@ from minivision.backend import to_device, to_numpy
 from minivision.tensor import Tensor
 
 
+def _default_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the process umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write(path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``:
+    readers see the old file or the whole new one, never half of it."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _default_file_mode())  # mkstemp makes it private (0600); give it the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def save(obj, path) -> None:
     """Write a mapping of names to Tensors, arrays or numbers (e.g. a ``state_dict()``)."""
     if not hasattr(obj, "items"):
@@ -28,18 +53,7 @@ def save(obj, path) -> None:
         if array.dtype == object:
             raise TypeError(f"save: value of {name!r} is not numeric (dtype object); only arrays can be saved")
         arrays[name] = array
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path, device="cpu") -> "OrderedDict[str, Tensor]":

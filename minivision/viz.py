@@ -7,11 +7,11 @@ matplotlib is imported on first use: ``import minivision`` does not need it.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
 from minivision.backend import to_numpy
+from minivision.serialization import atomic_write
 from minivision.data.voc import voc_colormap
 
 
@@ -42,16 +42,8 @@ def to_hwc_image(image) -> np.ndarray:
 
 def save_figure(fig, path) -> None:
     """Save ``fig`` as PNG at ``path`` through a temporary file, so no half-written PNG remains."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", bbox_inches="tight"))
 
 
 def _finish(fig, path):

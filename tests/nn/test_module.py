@@ -172,3 +172,11 @@ def test_module_without_super_init_is_explained():
 
     with pytest.raises(RuntimeError, match=r"must call super\(\).__init__\(\)"):
         Broken()
+
+
+def test_saved_file_gets_the_usual_permissions(tmp_path):
+    path = tmp_path / "weights.npz"
+    mv.save({"w": mv.ones(2)}, path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -4,7 +4,7 @@ import pytest
 
 import minivision as mv
 from minivision.models.fcn import BACKBONES, FCN, crop_offsets
-from tests.models.test_unet import (
+from tests.models.common import (
     assert_every_parameter_gets_a_gradient,
     assert_overfits_one_batch,
 )

@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 
 import minivision as mv
-from minivision import optim
-from minivision.data import DataLoader, Shapes
 from minivision.models.overfeat import (
     OverFeat, interleave_offsets, map_sizes, match_score, merge_boxes, offset_max_pool, smallest_input,
 )
+from tests.models.common import assert_every_parameter_gets_a_gradient, assert_overfits_one_batch, shapes_batch
 
 # Table 5 (accurate model, 3x3 offset pooling): input, layer-5 pre-pool, post-pool per
 # offset, classifier map per offset ("pre-reshape") and after interleaving.
@@ -110,30 +109,17 @@ def test_merge_boxes_merges_greedily_pair_by_pair():
 
 
 def tiny_batch(count=4):
-    return next(iter(DataLoader(Shapes(count, 64, 1, 1, seed=5), batch_size=count)))
+    return shapes_batch(count, 64, seed=5)
 
 
 def test_every_parameter_gets_a_gradient():
     mv.manual_seed(0)
-    model = OverFeat.tiny(3, 64)
-    images, targets = tiny_batch(4)
-    model.loss(images, targets).backward()
-    missing = [name for name, p in model.named_parameters() if p.grad is None or not np.any(p.grad.numpy())]
-    assert not missing
+    assert_every_parameter_gets_a_gradient(OverFeat.tiny(3, 64), tiny_batch(4))
 
 
 def test_tiny_overfits_one_batch():
     mv.manual_seed(0)
-    model = OverFeat.tiny(3, 64)
-    images, targets = tiny_batch(2)
-    opt = optim.Adam(model.parameters(), lr=3e-3)
-    first = model.loss(images, targets).item()
-    for _ in range(30):
-        loss = model.loss(images, targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert model.loss(images, targets).item() < first / 10
+    assert_overfits_one_batch(OverFeat.tiny(3, 64), tiny_batch(2), steps=30, lr=3e-3, factor=10.0)
 
 
 def test_predict_one_box_per_image():

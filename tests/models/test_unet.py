@@ -1,46 +1,10 @@
-"""U-Net: the paper's sizes, same padding, overlap-tile prediction, gradients, overfitting, bad input.
-
-``assert_every_parameter_gets_a_gradient`` and ``assert_overfits_one_batch`` are shared with the
-FCN and SegNet tests.
-"""
+"""U-Net: the paper's sizes, same padding, overlap-tile prediction, gradients, overfitting, bad input."""
 import numpy as np
 import pytest
 
 import minivision as mv
-from minivision import optim
-from minivision.data import DataLoader, Shapes
 from minivision.models.unet import UNet, valid_output_size, valid_sizes
-
-
-def shapes_batch(count=4, image_size=32, seed=0):
-    """(images (N, 3, S, S) Tensor, targets) of one-object Shapes images."""
-    dataset = Shapes(count, image_size=image_size, min_objects=1, max_objects=1, seed=seed)
-    return next(iter(DataLoader(dataset, batch_size=count)))
-
-
-def assert_every_parameter_gets_a_gradient(model, image_size=32):
-    images, targets = shapes_batch(2, image_size)
-    model.loss(images, targets).backward()
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None, f"{name} got no gradient"
-        assert parameter.grad.shape == parameter.shape, name
-        assert np.isfinite(parameter.grad.numpy()).all(), name
-    nonzero = [name for name, p in model.named_parameters() if np.abs(p.grad.numpy()).max() > 0]
-    assert len(nonzero) == len(list(model.parameters()))
-
-
-def assert_overfits_one_batch(model, steps=40, lr=1e-2, factor=5.0):
-    """Adam on one batch of 4 images: the loss must fall by ``factor`` or more."""
-    images, targets = shapes_batch()
-    opt = optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    for _ in range(steps):
-        loss = model.loss(images, targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.item()))
-    assert losses[-1] < losses[0] / factor, f"loss went from {losses[0]:.3f} to {losses[-1]:.3f}"
+from tests.models.common import assert_every_parameter_gets_a_gradient, assert_overfits_one_batch, shapes_batch
 
 
 def test_paper_network_maps_572_to_388():

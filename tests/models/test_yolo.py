@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 
 import minivision as mv
-from minivision import optim
-from minivision.data import DataLoader, Shapes
 from minivision.models.yolo import FAST, FULL, YOLOv1, decode, yolo_loss
+from tests.models.common import assert_every_parameter_gets_a_gradient, assert_overfits_one_batch, shapes_batch
 
 # S=2, B=2, C=2 on a 4x4 image: cells are 2x2 pixels. Channels per cell:
 # (x, y, w, h, conf) of predictor 0, the same of predictor 1, then Pr(class 1), Pr(class 2).
@@ -103,32 +102,17 @@ def test_paper_size_output_is_7x7x30(variant):
 
 
 def tiny_batch(count=4):
-    images, targets = next(iter(DataLoader(Shapes(count, 64, 1, 3, seed=3), batch_size=count)))
-    return images, targets
+    return shapes_batch(count, 64, seed=3, max_objects=3)
 
 
 def test_every_parameter_gets_a_gradient():
     mv.manual_seed(0)
-    model = YOLOv1.tiny(3, 64)
-    images, targets = tiny_batch(2)
-    model.loss(images, targets).backward()
-    missing = [name for name, p in model.named_parameters() if p.grad is None or not np.any(p.grad.numpy())]
-    assert not missing
+    assert_every_parameter_gets_a_gradient(YOLOv1.tiny(3, 64), tiny_batch(2))
 
 
 def test_tiny_overfits_one_batch():
     mv.manual_seed(0)
-    model = YOLOv1.tiny(3, 64)
-    images, targets = tiny_batch(2)
-    opt = optim.Adam(model.parameters(), lr=3e-3)
-    first = None
-    for _ in range(30):
-        loss = model.loss(images, targets)
-        first = first if first is not None else loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert model.loss(images, targets).item() < first / 10
+    assert_overfits_one_batch(YOLOv1.tiny(3, 64), tiny_batch(2), steps=30, lr=3e-3, factor=10.0)
 
 
 def test_predict_format():

@@ -4,10 +4,6 @@ import pytest
 
 import minivision as mv
 from minivision.models.fcn import BACKBONES, FCN, crop_offsets
-from tests.models.common import (
-    assert_every_parameter_gets_a_gradient,
-    assert_overfits_one_batch,
-)
 
 
 @pytest.mark.parametrize("variant, offsets", [
@@ -56,16 +52,6 @@ def test_tiny_configuration():
     images = mv.Tensor(np.zeros((2, 3, 64, 64), np.float32))
     labels = model.predict(images)
     assert labels.shape == (2, 64, 64) and labels.dtype == np.int64
-
-
-def test_every_parameter_gets_a_gradient():
-    mv.manual_seed(0)
-    assert_every_parameter_gets_a_gradient(FCN.tiny(3))
-
-
-def test_tiny_overfits_one_batch():
-    mv.manual_seed(0)
-    assert_overfits_one_batch(FCN.tiny(3))
 
 
 def test_wrong_channel_count():

@@ -6,7 +6,6 @@ import minivision as mv
 from minivision.models.overfeat import (
     OverFeat, interleave_offsets, map_sizes, match_score, merge_boxes, offset_max_pool, smallest_input,
 )
-from tests.models.common import assert_every_parameter_gets_a_gradient, assert_overfits_one_batch, shapes_batch
 
 # Table 5 (accurate model, 3x3 offset pooling): input, layer-5 pre-pool, post-pool per
 # offset, classifier map per offset ("pre-reshape") and after interleaving.
@@ -106,20 +105,6 @@ def test_merge_boxes_merges_greedily_pair_by_pair():
     merged, summed = merge_boxes(boxes, np.ones(3), threshold=1.0)
     np.testing.assert_allclose(merged, [[1, 0, 5, 4]])
     np.testing.assert_allclose(summed, [3])
-
-
-def tiny_batch(count=4):
-    return shapes_batch(count, 64, seed=5)
-
-
-def test_every_parameter_gets_a_gradient():
-    mv.manual_seed(0)
-    assert_every_parameter_gets_a_gradient(OverFeat.tiny(3, 64), tiny_batch(4))
-
-
-def test_tiny_overfits_one_batch():
-    mv.manual_seed(0)
-    assert_overfits_one_batch(OverFeat.tiny(3, 64), tiny_batch(2), steps=30, lr=3e-3, factor=10.0)
 
 
 def test_predict_one_box_per_image():

@@ -4,10 +4,6 @@ import pytest
 
 import minivision as mv
 from minivision.models.segnet import SegNet
-from tests.models.common import (
-    assert_every_parameter_gets_a_gradient,
-    assert_overfits_one_batch,
-)
 
 
 def test_unpooling_puts_values_at_the_switches_lecture_example():
@@ -80,16 +76,6 @@ def test_tiny_predicts_labels():
     assert model.task == "segmentation" and model.config["num_classes"] == 4
     labels = model.predict(mv.Tensor(np.zeros((2, 3, 64, 64), np.float32)))
     assert labels.shape == (2, 64, 64) and labels.dtype == np.int64
-
-
-def test_every_parameter_gets_a_gradient():
-    mv.manual_seed(0)
-    assert_every_parameter_gets_a_gradient(SegNet.tiny(3))
-
-
-def test_tiny_overfits_one_batch():
-    mv.manual_seed(0)
-    assert_overfits_one_batch(SegNet.tiny(3))
 
 
 @pytest.mark.parametrize("variant, size, smallest", [("basic", (15, 64), 16), ("vgg16", (31, 40), 32)])

@@ -4,7 +4,7 @@ import pytest
 
 import minivision as mv
 from minivision.models.unet import UNet, valid_output_size, valid_sizes
-from tests.models.common import assert_every_parameter_gets_a_gradient, assert_overfits_one_batch, shapes_batch
+from tests.models.common import shapes_batch
 
 
 def test_paper_network_maps_572_to_388():
@@ -66,16 +66,6 @@ def test_loss_ignores_void_pixels():
     log_probs = scores - np.log(np.exp(scores).sum(axis=0))
     picked = np.take_along_axis(log_probs, targets[0]["semantic"][None, :4, :4], axis=0)
     assert float(model.loss(images, void).item()) == pytest.approx(-picked.mean(), rel=1e-4)
-
-
-def test_every_parameter_gets_a_gradient():
-    mv.manual_seed(0)
-    assert_every_parameter_gets_a_gradient(UNet.tiny(3))
-
-
-def test_tiny_overfits_one_batch():
-    mv.manual_seed(0)
-    assert_overfits_one_batch(UNet.tiny(3))
 
 
 def test_wrong_channel_count():

@@ -4,7 +4,6 @@ import pytest
 
 import minivision as mv
 from minivision.models.yolo import FAST, FULL, YOLOv1, decode, yolo_loss
-from tests.models.common import assert_every_parameter_gets_a_gradient, assert_overfits_one_batch, shapes_batch
 
 # S=2, B=2, C=2 on a 4x4 image: cells are 2x2 pixels. Channels per cell:
 # (x, y, w, h, conf) of predictor 0, the same of predictor 1, then Pr(class 1), Pr(class 2).
@@ -99,20 +98,6 @@ def test_paper_size_output_is_7x7x30(variant):
     with mv.no_grad():
         out = model(mv.zeros(1, 3, 448, 448))
     assert out.shape == (1, 7, 7, 30)
-
-
-def tiny_batch(count=4):
-    return shapes_batch(count, 64, seed=3, max_objects=3)
-
-
-def test_every_parameter_gets_a_gradient():
-    mv.manual_seed(0)
-    assert_every_parameter_gets_a_gradient(YOLOv1.tiny(3, 64), tiny_batch(2))
-
-
-def test_tiny_overfits_one_batch():
-    mv.manual_seed(0)
-    assert_overfits_one_batch(YOLOv1.tiny(3, 64), tiny_batch(2), steps=30, lr=3e-3, factor=10.0)
 
 
 def test_predict_format():

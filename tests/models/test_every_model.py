@@ -1,0 +1,37 @@
+"""Every registered model: gradients reach every parameter, and the tiny form overfits one batch."""
+import pytest
+
+import minivision as mv
+from minivision.models import MODELS
+from tests.models.common import assert_every_parameter_gets_a_gradient, assert_overfits_one_batch, shapes_batch
+
+# name -> (the tiny model, its gradient batch, its overfitting batch, overfitting settings)
+CASES = {
+    "localizer": (lambda: MODELS["localizer"].tiny(3, 64), lambda: shapes_batch(2, 64),
+                  lambda: shapes_batch(2, 64), dict(steps=30, lr=3e-3, factor=5.0)),
+    "overfeat": (lambda: MODELS["overfeat"].tiny(3, 64), lambda: shapes_batch(4, 64, seed=5),
+                 lambda: shapes_batch(2, 64, seed=5), dict(steps=30, lr=3e-3, factor=10.0)),
+    "yolo": (lambda: MODELS["yolo"].tiny(3, 64), lambda: shapes_batch(2, 64, seed=3, max_objects=3),
+             lambda: shapes_batch(2, 64, seed=3, max_objects=3), dict(steps=30, lr=3e-3, factor=10.0)),
+    "fcn": (lambda: MODELS["fcn"].tiny(3), lambda: shapes_batch(2), lambda: shapes_batch(), {}),
+    "segnet": (lambda: MODELS["segnet"].tiny(3), lambda: shapes_batch(2), lambda: shapes_batch(), {}),
+    "unet": (lambda: MODELS["unet"].tiny(3), lambda: shapes_batch(2), lambda: shapes_batch(), {}),
+}
+
+
+def test_every_registered_model_is_covered():
+    assert sorted(CASES) == sorted(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_parameter_gets_a_gradient(name):
+    mv.manual_seed(0)
+    build, gradient_batch, _, _ = CASES[name]
+    assert_every_parameter_gets_a_gradient(build(), gradient_batch())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_tiny_overfits_one_batch(name):
+    mv.manual_seed(0)
+    build, _, overfit_batch, settings = CASES[name]
+    assert_overfits_one_batch(build(), overfit_batch(), **settings)

@@ -11,14 +11,11 @@ identical across implementations. Prints a Markdown table and writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
-import time
-from pathlib import Path
 
 import numpy as np
+from timing import timed, write_results
 from tqdm import tqdm
 
 import minivision.ops as mvops
@@ -30,7 +27,6 @@ try:
 except ImportError:  # the benchmark still compares against the NumPy reference
     torch = tvops = None
 
-RESULTS = Path(__file__).resolve().parent / "results" / "boxes.json"
 IOU_THRESHOLD = 0.5
 
 
@@ -82,17 +78,6 @@ def numpy_box_iou(boxes1, boxes2):
     return inter / (area1[:, None] + area2[None, :] - inter)
 
 
-def median_time(fn, repeats):
-    """Median wall time of ``fn()`` in seconds, after one untimed warm-up call."""
-    result = fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
 def nms_case(n, rng, repeats, num_classes=None):
     boxes, scores = clustered_boxes(n, rng)
     idxs = None if num_classes is None else rng.integers(0, num_classes, n)
@@ -105,8 +90,8 @@ def nms_case(n, rng, repeats, num_classes=None):
         mv = lambda: mvops.batched_nms(boxes, scores, idxs, IOU_THRESHOLD)  # noqa: E731
         ref = lambda: numpy_batched_nms(boxes, scores, idxs, IOU_THRESHOLD)  # noqa: E731
     row = {"case": name}
-    row["minivision_s"], kept = median_time(mv, repeats)
-    row["numpy_s"], ref_kept = median_time(ref, max(1, repeats // 3))
+    row["minivision_s"], kept = timed(mv, repeats)
+    row["numpy_s"], ref_kept = timed(ref, max(1, repeats // 3))
     row["kept"] = int(len(kept))
     row["same_as_numpy"] = bool(np.array_equal(kept, ref_kept))
     if tvops is not None:
@@ -116,7 +101,7 @@ def nms_case(n, rng, repeats, num_classes=None):
         else:
             ti = torch.from_numpy(idxs)
             tv = lambda: tvops.batched_nms(tb, ts, ti, IOU_THRESHOLD)  # noqa: E731
-        row["torchvision_s"], tv_kept = median_time(tv, repeats)
+        row["torchvision_s"], tv_kept = timed(tv, repeats)
         row["same_as_torchvision"] = bool(np.array_equal(kept, tv_kept.numpy()))
     return row
 
@@ -125,12 +110,12 @@ def iou_case(n, m, rng, repeats):
     boxes1, _ = clustered_boxes(n, rng)
     boxes2, _ = clustered_boxes(m, rng)
     row = {"case": f"box_iou {n:,} x {m:,}"}
-    row["minivision_s"], iou = median_time(lambda: mvops.box_iou(boxes1, boxes2), repeats)
-    row["numpy_s"], ref = median_time(lambda: numpy_box_iou(boxes1, boxes2), max(1, repeats // 3))
+    row["minivision_s"], iou = timed(lambda: mvops.box_iou(boxes1, boxes2), repeats)
+    row["numpy_s"], ref = timed(lambda: numpy_box_iou(boxes1, boxes2), max(1, repeats // 3))
     row["max_abs_diff_numpy"] = float(np.abs(iou - ref).max())
     if tvops is not None:
         t1, t2 = torch.from_numpy(boxes1), torch.from_numpy(boxes2)
-        row["torchvision_s"], tv = median_time(lambda: tvops.box_iou(t1, t2), repeats)
+        row["torchvision_s"], tv = timed(lambda: tvops.box_iou(t1, t2), repeats)
         row["max_abs_diff_torchvision"] = float(np.abs(iou - tv.numpy()).max())
     return row
 
@@ -187,10 +172,9 @@ def main():
         "torchvision": torchvision.__version__ if tvops is not None else None,
         "torch_threads": torch.get_num_threads() if torch is not None else None,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"environment": environment, "iou_threshold": IOU_THRESHOLD,
-                                   "repeats": args.repeats, "results": rows}, indent=2))
-    print(f"\nwrote {RESULTS}")
+    path = write_results("boxes.json", {"environment": environment, "iou_threshold": IOU_THRESHOLD,
+                                        "repeats": args.repeats, "results": rows})
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

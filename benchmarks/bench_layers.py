@@ -10,19 +10,16 @@ benchmarks/results/layers.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
-import sys
-import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import minivision as mv  # noqa: E402
-import minivision.functional as F  # noqa: E402
+from timing import median_seconds, write_results
+
+import minivision as mv
+import minivision.functional as F
 
 TF = torch.nn.functional
 
@@ -65,16 +62,6 @@ CASES = {
         [(8, 64, 112, 112)], (lambda x: F.interpolate(x, scale_factor=2, mode="bilinear")),
         (lambda x: TF.interpolate(x, scale_factor=2, mode="bilinear"))),
 }
-
-
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up: Numba compilation, allocator, thread pools
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _runners(shapes, mv_fn, th_fn):
@@ -121,9 +108,9 @@ def main(argv=None) -> None:
     rows = []
     for name, build in CASES.items():
         mv_fwd, th_fwd, mv_both, th_both = _runners(*build())
-        row = dict(layer=name, mv_forward_s=_median_time(mv_fwd, repeats), torch_forward_s=_median_time(th_fwd, repeats),
-                   mv_forward_backward_s=_median_time(mv_both, repeats),
-                   torch_forward_backward_s=_median_time(th_both, repeats))
+        row = dict(layer=name, mv_forward_s=median_seconds(mv_fwd, repeats), torch_forward_s=median_seconds(th_fwd, repeats),
+                   mv_forward_backward_s=median_seconds(mv_both, repeats),
+                   torch_forward_backward_s=median_seconds(th_both, repeats))
         row["forward_ratio"] = row["mv_forward_s"] / row["torch_forward_s"]
         row["forward_backward_ratio"] = row["mv_forward_backward_s"] / row["torch_forward_backward_s"]
         rows.append(row)
@@ -134,15 +121,10 @@ def main(argv=None) -> None:
         print(f"| {r['layer']} | {1e3 * r['mv_forward_s']:.1f} | {1e3 * r['torch_forward_s']:.1f} | {r['forward_ratio']:.2f} "
               f"| {1e3 * r['mv_forward_backward_s']:.1f} | {1e3 * r['torch_forward_backward_s']:.1f} "
               f"| {r['forward_backward_ratio']:.2f} |")
-    out_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    os.makedirs(out_dir, exist_ok=True)
     meta = dict(numpy=np.__version__, torch=torch.__version__, torch_threads=torch.get_num_threads(),
                 cpu_count=os.cpu_count(), machine=platform.machine(), dtype="float32", repeats=repeats,
                 torch_mkldnn=torch.backends.mkldnn.enabled)
-    path = os.path.join(out_dir, "layers.json" if not args.no_mkldnn else "layers_no_mkldnn.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(dict(meta=meta, results=rows), f, indent=2)
-    os.replace(path + ".tmp", path)
+    write_results("layers.json" if not args.no_mkldnn else "layers_no_mkldnn.json", dict(meta=meta, results=rows))
 
 
 if __name__ == "__main__":

@@ -14,27 +14,20 @@ recorded with the results.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from timing import median_seconds, write_results
+
 import minivision as mv
 from minivision import optim
 from minivision.data import DataLoader, Shapes
 from minivision.models.fcn import BACKBONES, FCN, crop_offsets
 from minivision.models.unet import UNet
-
-RESULTS = Path(__file__).parent / "results" / "models.json"
-
 
 # --------------------------------------------------------------------------- PyTorch twins
 def _torch_conv_block(tnn, cin, cout, kernel=3, padding=1, batch_norm=True):
@@ -153,17 +146,6 @@ CASES = [
 ]
 
 
-# --------------------------------------------------------------------------- timing
-def _median_step(step, steps: int) -> float:
-    step()  # warm-up: allocator, Numba compilation, first-touch pages
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def time_case(case: Case, images, targets, steps: int) -> dict:
     import torch
 
@@ -187,7 +169,7 @@ def time_case(case: Case, images, targets, steps: int) -> dict:
         loss.backward()
         torch_opt.step()
 
-    mv_time, torch_time = _median_step(mv_step, steps), _median_step(torch_step, steps)
+    mv_time, torch_time = median_seconds(mv_step, steps), median_seconds(torch_step, steps)
     return {"model": case.name, "minivision_s": mv_time, "torch_s": torch_time, "ratio": mv_time / torch_time,
             "parameters": sum(p.numel() for p in model.parameters())}
 
@@ -206,15 +188,12 @@ def main(argv=None):
     for row in rows:
         print(f"{row['model']:14s} {row['parameters']:8d} {row['minivision_s'] * 1e3:9.1f}ms "
               f"{row['torch_s'] * 1e3:7.1f}ms {row['ratio']:6.2f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     environment = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                    "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                    "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}
-    temporary = RESULTS.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps({"batch_size": args.batch_size, "steps": args.steps, "environment": environment,
-                                     "results": rows}, indent=1))
-    temporary.replace(RESULTS)
-    print(f"wrote {RESULTS}")
+    path = write_results("models.json", {"batch_size": args.batch_size, "steps": args.steps,
+                                         "environment": environment, "results": rows})
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -12,30 +12,14 @@ Markdown table and writes ``benchmarks/results/sliding_window.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
-import time
-from pathlib import Path
 
 import numpy as np
+from timing import median_seconds, write_results
 
 import minivision as mv
 from minivision.models.sliding_window import PatchClassifier, classify_windows_naive, to_fully_convolutional
-
-RESULTS = Path(__file__).resolve().parent / "results" / "sliding_window.json"
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,8 +37,8 @@ def main(argv=None) -> None:
             naive = classify_windows_naive(model, image, model.window, model.stride)
             dense = fully_conv(mv.tensor(image[None]))[0]
             diff = float(np.abs(naive.numpy() - dense.numpy()).max())
-            naive_ms = median_ms(lambda: classify_windows_naive(model, image, model.window, model.stride), args.repeats)
-            dense_ms = median_ms(lambda: fully_conv(mv.tensor(image[None])), args.repeats)
+            naive_ms = 1e3 * median_seconds(lambda: classify_windows_naive(model, image, model.window, model.stride), args.repeats)
+            dense_ms = 1e3 * median_seconds(lambda: fully_conv(mv.tensor(image[None])), args.repeats)
             rows.append({"image": size, "windows": int(np.prod(naive.shape[1:])), "naive_ms": naive_ms,
                          "convolutional_ms": dense_ms, "speedup": naive_ms / dense_ms, "max_abs_diff": diff})
     print("| image | windows | naive ms | convolutional ms | speed-up | max abs diff |")
@@ -62,13 +46,9 @@ def main(argv=None) -> None:
     for r in rows:
         print(f"| {r['image']}x{r['image']} | {r['windows']:,} | {r['naive_ms']:.2f} | {r['convolutional_ms']:.2f} | "
               f"{r['speedup']:.1f}x | {r['max_abs_diff']:.1e} |")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     info = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "numpy": np.__version__,
             "window": model.window, "stride": model.stride, "repeats": args.repeats, "rows": rows}
-    temporary = RESULTS.with_suffix(".tmp")
-    temporary.write_text(json.dumps(info, indent=1))
-    temporary.replace(RESULTS)
-    print(f"wrote {RESULTS}")
+    print(f"wrote {write_results('sliding_window.json', info)}")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,8 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
     _check_reduction(reduction)
     if input.ndim < 2:
         raise ValueError(f"input must be (N, C) or (N, C, d1, ...), got shape {input.shape}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"cross_entropy: input must hold floating-point scores, got dtype {input.dtype}")
     return nll_loss(log_softmax(input, dim=1), target, weight, ignore_index, reduction)
 
 

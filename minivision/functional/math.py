@@ -5,15 +5,26 @@ input's shape (``unbroadcast``). Python scalars take the tensor's dtype.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from minivision.backend import get_array_module
 from minivision.tensor import Function, Tensor, as_tensor_like, unbroadcast
 
 
-def _pair(a, b):
-    """Make both operands Tensors (scalars take the other operand's dtype)."""
-    if isinstance(a, Tensor):
-        return a, as_tensor_like(b, a)
-    return as_tensor_like(a, b), b
+def _as_tensors(a, b):
+    """Both operands as Tensors; a Python scalar takes the other operand's dtype."""
+    return (a, as_tensor_like(b, a)) if isinstance(a, Tensor) else (as_tensor_like(a, b), b)
+
+
+def _pair(a, b, op: str):
+    """``_as_tensors``, checking that the shapes broadcast (naming the op and both shapes)."""
+    a, b = _as_tensors(a, b)
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast (trailing dimensions must be "
+                         f"equal or 1)") from None
+    return a, b
 
 
 class _Add(Function):
@@ -76,27 +87,27 @@ class _Pow(Function):
 
 def add(input, other) -> Tensor:
     """``input + other`` with broadcasting."""
-    return _Add.apply(*_pair(input, other))
+    return _Add.apply(*_pair(input, other, "add"))
 
 
 def sub(input, other) -> Tensor:
     """``input - other`` with broadcasting."""
-    return _Sub.apply(*_pair(input, other))
+    return _Sub.apply(*_pair(input, other, "sub"))
 
 
 def mul(input, other) -> Tensor:
     """``input * other`` with broadcasting."""
-    return _Mul.apply(*_pair(input, other))
+    return _Mul.apply(*_pair(input, other, "mul"))
 
 
 def div(input, other) -> Tensor:
     """``input / other`` with broadcasting (true division)."""
-    return _Div.apply(*_pair(input, other))
+    return _Div.apply(*_pair(input, other, "div"))
 
 
 def pow(input, exponent) -> Tensor:
     """``input ** exponent``; the exponent may be a scalar or a Tensor."""
-    return _Pow.apply(*_pair(input, exponent))
+    return _Pow.apply(*_pair(input, exponent, "pow"))
 
 
 class _Unary(Function):
@@ -201,7 +212,7 @@ def where(condition, input, other) -> Tensor:
     cond = condition.data if isinstance(condition, Tensor) else condition
     if getattr(cond, "dtype", None) is None or cond.dtype.kind != "b":
         raise TypeError(f"condition must be a boolean tensor, got {getattr(cond, 'dtype', type(cond).__name__)}")
-    input, other = _pair(input, other)
+    input, other = _pair(input, other, "where")
     return _Where.apply(cond, input, other)
 
 
@@ -223,11 +234,11 @@ class _MaxMin(Function):
 
 
 def maximum(input, other) -> Tensor:
-    return _MaxMin.apply(*_pair(input, other), take_max=True)
+    return _MaxMin.apply(*_pair(input, other, "maximum"), take_max=True)
 
 
 def minimum(input, other) -> Tensor:
-    return _MaxMin.apply(*_pair(input, other), take_max=False)
+    return _MaxMin.apply(*_pair(input, other, "minimum"), take_max=False)
 
 
 class _MatMul(Function):
@@ -258,8 +269,7 @@ class _MatMul(Function):
 
 def matmul(input, other) -> Tensor:
     """Matrix product with NumPy's rules: 1-d vectors, batched leading dimensions broadcast."""
-    if not isinstance(input, Tensor) or not isinstance(other, Tensor):
-        input, other = _pair(input, other)
+    input, other = _as_tensors(input, other)
     if input.ndim == 0 or other.ndim == 0:
         raise ValueError(
             f"matmul needs tensors of at least 1 dimension, got shapes {input.shape} and {other.shape}"

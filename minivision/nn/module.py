@@ -19,6 +19,14 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+def _as_array(value):
+    """A state_dict value as an array: a Tensor's data, an array as is, anything else (lists,
+    numbers) through ``np.asarray``."""
+    if isinstance(value, Tensor):
+        return value.data
+    return value if hasattr(value, "shape") and hasattr(value, "dtype") else np.asarray(value)
+
+
 class Module:
     """Base class of layers and models.
 
@@ -175,12 +183,13 @@ class Module:
         are all named in one error, and nothing is changed. Returns (missing, unexpected).
         """
         own = self.state_dict()
+        state_dict = {k: _as_array(v) for k, v in state_dict.items()}
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         mismatched = []
         for key, target in own.items():
             if key in state_dict:
-                shape = tuple(np.shape(state_dict[key].data if isinstance(state_dict[key], Tensor) else state_dict[key]))
+                shape = tuple(state_dict[key].shape)
                 if shape != target.shape:
                     mismatched.append(f"{key}: checkpoint {shape}, model {target.shape}")
         problems = []
@@ -194,9 +203,7 @@ class Module:
             raise ValueError(f"cannot load state_dict into {type(self).__name__}: " + ". ".join(problems))
         for key, target in own.items():
             if key in state_dict:
-                value = state_dict[key]
-                value = value.data if isinstance(value, Tensor) else value
-                target.data = to_device(value, target.device).astype(target.dtype, copy=True)
+                target.data = to_device(state_dict[key], target.device).astype(target.dtype, copy=True)
         return missing, unexpected
 
     # ----------------------------------------------------------------- display

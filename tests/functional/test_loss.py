@@ -121,3 +121,8 @@ def test_pairwise_loss_shape_mismatch():
         F.mse_loss(mv.tensor([1.0, 2.0]), mv.tensor([1.0, 2.0, 3.0]))
     with pytest.raises(ValueError, match="beta >= 0"):
         F.smooth_l1_loss(mv.tensor([1.0]), mv.tensor([1.0]), beta=-1.0)
+
+
+def test_cross_entropy_needs_float_scores():
+    with pytest.raises(TypeError, match="input must hold floating-point scores, got dtype int64"):
+        F.cross_entropy(mv.tensor([[1, 2]]), mv.tensor([0]))

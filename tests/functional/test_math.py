@@ -172,3 +172,10 @@ def test_reversed_operators_with_python_numbers():
     y.sum().backward()
     expected = -1.0 + 2.0 - 8.0 / np.array([1.0, 4.0, 16.0]) + np.log(2.0) * 2.0 ** np.array([1.0, 2.0, 4.0])
     np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)
+
+
+def test_shapes_that_do_not_broadcast_are_named():
+    with pytest.raises(ValueError, match=r"add: shapes \(2, 3\) and \(4,\) do not broadcast"):
+        mv.zeros(2, 3) + mv.zeros(4)
+    with pytest.raises(ValueError, match=r"maximum: shapes \(2,\) and \(3,\) do not broadcast"):
+        mv.maximum(mv.zeros(2), mv.zeros(3))

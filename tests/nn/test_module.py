@@ -180,3 +180,12 @@ def test_saved_file_gets_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_load_state_dict_accepts_nested_lists():
+    layer = nn.Linear(2, 2)
+    layer.load_state_dict({"weight": [[1.0, 2.0], [3.0, 4.0]], "bias": [0.5, -0.5]})
+    np.testing.assert_array_equal(layer.weight.numpy(), [[1, 2], [3, 4]])
+    assert layer.weight.dtype == np.float32
+    with pytest.raises(ValueError, match=r"shape mismatch for bias: checkpoint \(3,\), model \(2,\)"):
+        layer.load_state_dict({"weight": [[1.0, 2.0], [3.0, 4.0]], "bias": [0.0, 0.0, 0.0]})

@@ -1,0 +1,201 @@
+"""Winograd's minimal filtering F(2x2, 3x3) for 3x3, stride-1 convolutions on the CPU.
+
+A direct 3x3 convolution spends 9 multiplies per output pixel per channel pair; Winograd's
+algorithm (Lavin & Gray, 2016) computes each 2x2 block of outputs from a 4x4 input tile
+with 16, a 2.25x saving, by moving the work into cheap additions:
+
+    Y = A^T [(G w G^T) * (B^T d B)] A          (* elementwise, per channel pair, summed over C)
+
+With the tiles of a batch side by side, the 16 elementwise products summed over input
+channels become 16 matrix multiplies (O x C) @ (C x tiles): the matrix multiplies
+stay large, and the transforms (Numba loops over tiles) are memory-bound passes that
+write 4x the input rather than im2col's 9x.
+
+The backward pass is the adjoint of these same steps: the input gradient of a stride-1
+correlation is another stride-1 correlation (conv.py routes it here again), and the
+weight gradient is G^T [sum over tiles (A dY A^T) * (B^T d B)] G.
+
+``conv.py`` uses this path for NumPy arrays when the kernel is 3x3, stride and dilation 1,
+groups 1 and padding 0-2 (so the adjoint's padding, 2 - padding, is in range too); every
+other convolution, and every CuPy one, goes through im2col.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from minivision.functional._geometry import Windows
+from minivision.functional.im2col import get_workspace_budget
+
+# The transform matrices of F(2x2, 3x3) for a correlation y[i] = sum_k d[i + k] w[k].
+G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])  # kernel, 4x3
+
+# Pieces of a batch hold about this many bytes of transformed tiles (input and output
+# side together), small enough to stay near the caches, but at least MIN_PIECE_TILES
+# tiles, so that the 16 matrix multiplies stay long enough to run efficiently.
+PIECE_BYTES = 16 * 2**20
+MIN_PIECE_TILES = 2048
+
+_enabled = True
+
+
+def set_enabled(enabled: bool) -> None:
+    """Turn the Winograd path on (default) or off; off, every convolution uses im2col."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def applies(x, groups: int, win: Windows) -> bool:
+    """Whether this correlation of NumPy array x can take the Winograd path."""
+    return (
+        _enabled and isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64)
+        and win.kernel == (3, 3) and win.stride == (1, 1) and win.dilation == (1, 1) and groups == 1
+        and all(0 <= p <= 2 for p in win.padding)
+        and 16 * x.shape[1] * _tiles_per_sample(x.shape[2:], win.padding) * x.itemsize <= get_workspace_budget()
+    )
+
+
+def _tile_grid(in_hw, padding) -> tuple[int, int]:
+    """(tiles_h, tiles_w): 2x2 output blocks covering the (H + 2p - 2, W + 2p - 2) output."""
+    return tuple((n + 2 * p - 2 + 1) // 2 for n, p in zip(in_hw, padding))
+
+
+def _tiles_per_sample(in_hw, padding) -> int:
+    tiles_h, tiles_w = _tile_grid(in_hw, padding)
+    return tiles_h * tiles_w
+
+
+@njit(cache=True, parallel=True)
+def _input_transform(padded, tiles_h, tiles_w, v):
+    """v[:, c, tile] = B^T d B (16 values, row-major) for each 4x4 tile d of padded (n, C, ., .)
+    at rows 2 * ti.., columns 2 * tj..; tile = (sample * tiles_h + ti) * tiles_w + tj."""
+    samples, channels = padded.shape[0], padded.shape[1]
+    for plane in prange(samples * channels):
+        n, c = plane // channels, plane % channels
+        t = np.empty((4, 4), dtype=padded.dtype)
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                tile = (n * tiles_h + ti) * tiles_w + tj
+                d = padded[n, c, 2 * ti:2 * ti + 4, 2 * tj:2 * tj + 4]
+                for b in range(4):  # B^T d: rows (0 - 2, 1 + 2, 2 - 1, 1 - 3)
+                    t[0, b], t[1, b], t[2, b], t[3, b] = d[0, b] - d[2, b], d[1, b] + d[2, b], d[2, b] - d[1, b], d[1, b] - d[3, b]
+                for a in range(4):  # (B^T d) B: the same combination along each row
+                    k = 4 * a
+                    v[k, c, tile], v[k + 1, c, tile] = t[a, 0] - t[a, 2], t[a, 1] + t[a, 2]
+                    v[k + 2, c, tile], v[k + 3, c, tile] = t[a, 2] - t[a, 1], t[a, 1] - t[a, 3]
+
+
+@njit(cache=True, parallel=True)
+def _output_transform(m, tiles_h, tiles_w, out):
+    """out[n, o, 2ti + a, 2tj + b] = (A^T M A)[a, b] for each tile's 16 products M = m[:, o, tile],
+    dropping the half-tiles that hang over an odd output size."""
+    samples, channels, out_h, out_w = out.shape
+    for plane in prange(samples * channels):
+        n, o = plane // channels, plane % channels
+        s = np.empty((2, 4), dtype=m.dtype)
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                tile = (n * tiles_h + ti) * tiles_w + tj
+                for b in range(4):  # A^T M: rows (0, 1, 2) summed and (1, -2, -3)
+                    m0, m1, m2, m3 = m[b, o, tile], m[4 + b, o, tile], m[8 + b, o, tile], m[12 + b, o, tile]
+                    s[0, b], s[1, b] = m0 + m1 + m2, m1 - m2 - m3
+                for a in range(2):
+                    i = 2 * ti + a
+                    if i < out_h:
+                        out[n, o, i, 2 * tj] = s[a, 0] + s[a, 1] + s[a, 2]
+                        if 2 * tj + 1 < out_w:
+                            out[n, o, i, 2 * tj + 1] = s[a, 1] - s[a, 2] - s[a, 3]
+
+
+@njit(cache=True, parallel=True)
+def _output_transform_adjoint(grad, tiles_h, tiles_w, dm):
+    """The adjoint of ``_output_transform``: dm[:, o, tile] = A dY A^T for each tile's 2x2 block
+    of grad (n, O, out_h, out_w), zeros where the block hangs over the output."""
+    samples, channels, out_h, out_w = grad.shape
+    for plane in prange(samples * channels):
+        n, o = plane // channels, plane % channels
+        y, s = np.empty((2, 2), dtype=grad.dtype), np.empty((4, 2), dtype=grad.dtype)
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                tile = (n * tiles_h + ti) * tiles_w + tj
+                for a in range(2):
+                    for b in range(2):
+                        inside = 2 * ti + a < out_h and 2 * tj + b < out_w
+                        y[a, b] = grad[n, o, 2 * ti + a, 2 * tj + b] if inside else 0.0
+                for b in range(2):  # A dY: rows (y0, y0 + y1, y0 - y1, -y1)
+                    s[0, b], s[1, b], s[2, b], s[3, b] = y[0, b], y[0, b] + y[1, b], y[0, b] - y[1, b], -y[1, b]
+                for a in range(4):  # (A dY) A^T: the same combination along each row
+                    k = 4 * a
+                    dm[k, o, tile], dm[k + 1, o, tile] = s[a, 0], s[a, 0] + s[a, 1]
+                    dm[k + 2, o, tile], dm[k + 3, o, tile] = s[a, 0] - s[a, 1], -s[a, 1]
+
+
+def _tile_matrices(rows: int, columns: int, dtype):
+    """An empty (16, rows, columns) array whose 16 matrices start a little more than a
+    matrix apart. The kernels touch all 16 at once for every tile; laid end to end their
+    addresses would differ by a large power-of-two multiple and share the same cache sets
+    (a 4x slower input transform here), the extra 1 KiB sends each to its own sets."""
+    itemsize = np.dtype(dtype).itemsize
+    block = rows * columns + 1024 // itemsize
+    flat = np.empty(16 * block, dtype=dtype)
+    return np.lib.stride_tricks.as_strided(flat, (16, rows, columns), (block * itemsize, columns * itemsize, itemsize))
+
+
+class _Pieces:
+    """The batch walked in pieces of about ``PIECE_BYTES`` of transformed tiles, with one set
+    of buffers reused by every piece (fresh buffers would each pay for their page faults):
+    the zero-padded input, its transform V (16, C, tiles) and the products (16, O, tiles)."""
+
+    def __init__(self, x, out_channels: int, padding):
+        self.x, self.padding = x, padding
+        n, channels, height, width = x.shape
+        self.tiles = _tile_grid((height, width), padding)
+        self.per_sample = self.tiles[0] * self.tiles[1]
+        sample_bytes = 16 * (channels + out_channels) * self.per_sample * x.itemsize
+        step = max(PIECE_BYTES // sample_bytes, -(-MIN_PIECE_TILES // self.per_sample))
+        self.step = max(1, min(n, step, get_workspace_budget() // sample_bytes))
+        tiles_h, tiles_w = self.tiles
+        self._padded = np.zeros((self.step, channels, 2 * tiles_h + 2, 2 * tiles_w + 2), dtype=x.dtype)
+        self._v = _tile_matrices(channels, self.step * self.per_sample, x.dtype)
+        self._products = _tile_matrices(out_channels, self.step * self.per_sample, x.dtype)
+
+    def __iter__(self):
+        """Yield (samples, V, products buffer) for each piece of the batch."""
+        n, _, height, width = self.x.shape
+        (ph, pw), columns = self.padding, slice(None)
+        for start in range(0, n, self.step):
+            samples = slice(start, min(n, start + self.step))
+            count = samples.stop - samples.start
+            padded = self._padded[:count]
+            padded[:, :, ph:ph + height, pw:pw + width] = self.x[samples]  # the zero border is never written
+            columns = slice(0, count * self.per_sample)
+            _input_transform(padded, self.tiles[0], self.tiles[1], self._v[:, :, columns])
+            yield samples, self._v[:, :, columns], self._products[:, :, columns]
+
+
+def correlate(x, weight, padding, out_hw):
+    """x (N, C, H, W), weight (O, C, 3, 3) -> (N, O, out_h, out_w), stride 1 (``applies`` holds)."""
+    out_c, channels = weight.shape[:2]
+    g = G.astype(x.dtype)
+    u = np.tensordot(np.tensordot(g, weight, axes=(1, 2)), g, axes=(3, 1))  # G w G^T as (4, O, C, 4)
+    u = np.ascontiguousarray(u.transpose(0, 3, 1, 2)).reshape(16, out_c, channels)
+    out = np.empty((x.shape[0], out_c) + tuple(out_hw), dtype=x.dtype)
+    pieces = _Pieces(x, out_c, padding)
+    for samples, v, products in pieces:
+        np.matmul(u, v, out=products)  # (16, O, tiles of the piece)
+        _output_transform(products, pieces.tiles[0], pieces.tiles[1], out[samples])
+    return out
+
+
+def weight_gradient(x, grad, padding):
+    """dL/dW (O, C, 3, 3) of ``correlate``: x (N, C, H, W), grad (N, O, out_h, out_w)."""
+    channels, out_c = x.shape[1], grad.shape[1]
+    grad_u = np.zeros((16, channels, out_c), dtype=x.dtype)
+    pieces = _Pieces(x, out_c, padding)
+    for samples, v, dm in pieces:
+        _output_transform_adjoint(grad[samples], pieces.tiles[0], pieces.tiles[1], dm)
+        # V @ dM^T, (C, O) per tile position: the long reduction over tiles runs in the fast orientation
+        grad_u += np.matmul(v, dm.swapaxes(1, 2))
+    g = G.astype(x.dtype)
+    grad_w = np.tensordot(np.tensordot(g, grad_u.reshape(4, 4, channels, out_c), axes=(0, 0)), g, axes=(1, 0))
+    return np.ascontiguousarray(grad_w.transpose(2, 1, 0, 3))  # G^T dU G, from (3, C, O, 3) to (O, C, 3, 3)

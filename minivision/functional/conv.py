@@ -20,6 +20,7 @@ with stride 1 and no padding skips im2col: its columns are the input, reordered.
 from __future__ import annotations
 
 from minivision.backend import get_array_module
+from minivision.functional import _space_to_depth as phases
 from minivision.functional import _winograd as winograd
 from minivision.functional._winograd import set_enabled as set_winograd_enabled  # noqa: F401  (re-exported)
 from minivision.functional._geometry import Windows, accepts_unbatched, check_nchw, output_hw, pair
@@ -60,6 +61,9 @@ def _batch_in_columns(a, samples: slice, rows: slice, groups: int):
 
 def _correlate(x, weight, groups: int, win: Windows, out_hw):
     """x (N, C, H, W), weight (O, C/G, kh, kw) -> (N, O, out_h, out_w)."""
+    if phases.applies(win):
+        return _correlate(phases.space_to_depth(x, win, out_hw), phases.phase_weight(weight, win), groups,
+                          phases.stride_one(win), out_hw)
     if winograd.applies(x, groups, win):
         return winograd.correlate(x, weight, win.padding, out_hw)
     xp = get_array_module(x, weight)
@@ -83,6 +87,12 @@ def _correlate_adjoint(grad, weight, groups: int, win: Windows, in_shape):
     """The adjoint of ``_correlate``: grad (N, O, out_h, out_w) -> (N, C, H, W) = ``in_shape``."""
     xp = get_array_module(grad, weight)
     n, out_c, out_h, out_w = grad.shape
+    if phases.applies(win):
+        phase_shape = (n, in_shape[1] * win.stride[0] * win.stride[1]) + tuple(h + t - 1 for h, t in zip(
+            (out_h, out_w), phases.stride_one(win).kernel))
+        grad_phases = _correlate_adjoint(grad, phases.phase_weight(weight, win), groups, phases.stride_one(win),
+                                         phase_shape)
+        return phases.space_to_depth_adjoint(grad_phases, win, in_shape)
     if win.stride == (1, 1):
         # stride 1: the adjoint is itself a correlation, of grad with the flipped kernel and
         # padding reach - padding (negative means crop), cheaper than col2im's kh * kw adds
@@ -100,6 +110,11 @@ def _correlate_adjoint(grad, weight, groups: int, win: Windows, in_shape):
 
 def _weight_gradient(x, grad, groups: int, win: Windows, weight_shape):
     """dL/dW for ``_correlate``: x (N, C, H, W), grad (N, O, out_h, out_w) -> ``weight_shape``."""
+    if phases.applies(win):
+        phased_shape = (weight_shape[0], weight_shape[1] * win.stride[0] * win.stride[1]) + phases.stride_one(win).kernel
+        grad_w = _weight_gradient(phases.space_to_depth(x, win, grad.shape[2:]), grad, groups, phases.stride_one(win),
+                                  phased_shape)
+        return phases.phase_weight_adjoint(grad_w, win, weight_shape)
     if winograd.applies(x, groups, win):
         return winograd.weight_gradient(x, grad, win.padding)
     xp = get_array_module(x, grad)

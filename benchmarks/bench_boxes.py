@@ -6,7 +6,10 @@ loads its cache), then timed as the median of several runs. Kept indices must be
 identical across implementations. Prints a Markdown table and writes
 ``benchmarks/results/boxes.json``.
 
-    PYTHONPATH=. python benchmarks/bench_boxes.py
+    PYTHONPATH=. python benchmarks/bench_boxes.py [--device cuda]
+
+With ``--device cuda`` minivision gets CuPy arrays (its bitmask NMS kernel) and torchvision
+CUDA tensors; kept indices are compared on the host (results in boxes_cuda.json).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import os
 import platform
 
 import numpy as np
-from timing import timed, write_results
+from timing import synchronizer, timed, write_results
 from tqdm import tqdm
 
 import minivision.ops as mvops
@@ -78,45 +81,76 @@ def numpy_box_iou(boxes1, boxes2):
     return inter / (area1[:, None] + area2[None, :] - inter)
 
 
-def nms_case(n, rng, repeats, num_classes=None):
+class Device:
+    """Where each library's inputs live: NumPy/CPU tensors, or CuPy/CUDA tensors."""
+
+    def __init__(self, name: str):
+        self.name, self.synchronize = name, synchronizer(name)
+
+    def mv(self, array):
+        if self.name == "cpu":
+            return array
+        import cupy
+
+        return cupy.asarray(array)
+
+    def torch(self, array):
+        return torch.from_numpy(array).to(self.name)
+
+
+def host(array) -> np.ndarray:
+    """A NumPy copy of a NumPy, CuPy or torch result."""
+    if hasattr(array, "get"):
+        return array.get()
+    if hasattr(array, "cpu"):
+        return array.cpu().numpy()
+    return np.asarray(array)
+
+
+def nms_case(n, rng, repeats, device, num_classes=None):
     boxes, scores = clustered_boxes(n, rng)
     idxs = None if num_classes is None else rng.integers(0, num_classes, n)
+    mb, ms = device.mv(boxes), device.mv(scores)
     if idxs is None:
         name = f"nms N={n:,}"
-        mv = lambda: mvops.nms(boxes, scores, IOU_THRESHOLD)  # noqa: E731
+        mv = lambda: mvops.nms(mb, ms, IOU_THRESHOLD)  # noqa: E731
         ref = lambda: numpy_nms(boxes, scores, IOU_THRESHOLD)  # noqa: E731
     else:
         name = f"batched_nms N={n:,}, {num_classes} classes"
-        mv = lambda: mvops.batched_nms(boxes, scores, idxs, IOU_THRESHOLD)  # noqa: E731
+        mi = device.mv(idxs)
+        mv = lambda: mvops.batched_nms(mb, ms, mi, IOU_THRESHOLD)  # noqa: E731
         ref = lambda: numpy_batched_nms(boxes, scores, idxs, IOU_THRESHOLD)  # noqa: E731
     row = {"case": name}
-    row["minivision_s"], kept = timed(mv, repeats)
+    row["minivision_s"], kept = timed(mv, repeats, device.synchronize)
+    kept = host(kept)
     row["numpy_s"], ref_kept = timed(ref, max(1, repeats // 3))
     row["kept"] = int(len(kept))
     row["same_as_numpy"] = bool(np.array_equal(kept, ref_kept))
     if tvops is not None:
-        tb, ts = torch.from_numpy(boxes), torch.from_numpy(scores)
+        tb, ts = device.torch(boxes), device.torch(scores)
         if idxs is None:
             tv = lambda: tvops.nms(tb, ts, IOU_THRESHOLD)  # noqa: E731
         else:
-            ti = torch.from_numpy(idxs)
+            ti = device.torch(idxs)
             tv = lambda: tvops.batched_nms(tb, ts, ti, IOU_THRESHOLD)  # noqa: E731
-        row["torchvision_s"], tv_kept = timed(tv, repeats)
-        row["same_as_torchvision"] = bool(np.array_equal(kept, tv_kept.numpy()))
+        row["torchvision_s"], tv_kept = timed(tv, repeats, device.synchronize)
+        row["same_as_torchvision"] = bool(np.array_equal(kept, host(tv_kept)))
     return row
 
 
-def iou_case(n, m, rng, repeats):
+def iou_case(n, m, rng, repeats, device):
     boxes1, _ = clustered_boxes(n, rng)
     boxes2, _ = clustered_boxes(m, rng)
     row = {"case": f"box_iou {n:,} x {m:,}"}
-    row["minivision_s"], iou = timed(lambda: mvops.box_iou(boxes1, boxes2), repeats)
+    m1, m2 = device.mv(boxes1), device.mv(boxes2)
+    row["minivision_s"], iou = timed(lambda: mvops.box_iou(m1, m2), repeats, device.synchronize)
+    iou = host(iou)
     row["numpy_s"], ref = timed(lambda: numpy_box_iou(boxes1, boxes2), max(1, repeats // 3))
     row["max_abs_diff_numpy"] = float(np.abs(iou - ref).max())
     if tvops is not None:
-        t1, t2 = torch.from_numpy(boxes1), torch.from_numpy(boxes2)
-        row["torchvision_s"], tv = timed(lambda: tvops.box_iou(t1, t2), repeats)
-        row["max_abs_diff_torchvision"] = float(np.abs(iou - tv.numpy()).max())
+        t1, t2 = device.torch(boxes1), device.torch(boxes2)
+        row["torchvision_s"], tv = timed(lambda: tvops.box_iou(t1, t2), repeats, device.synchronize)
+        row["max_abs_diff_torchvision"] = float(np.abs(iou - host(tv)).max())
     return row
 
 
@@ -150,12 +184,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9, help="timed runs per case (median reported)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
-    rng = np.random.default_rng(args.seed)
+    rng, device = np.random.default_rng(args.seed), Device(args.device)
 
-    cases = [lambda n=n: nms_case(n, rng, args.repeats) for n in (1_000, 5_000, 20_000)]
-    cases.append(lambda: nms_case(20_000, rng, args.repeats, num_classes=80))
-    cases.append(lambda: iou_case(2_000, 3_000, rng, args.repeats))
+    cases = [lambda n=n: nms_case(n, rng, args.repeats, device) for n in (1_000, 5_000, 20_000)]
+    cases.append(lambda: nms_case(20_000, rng, args.repeats, device, num_classes=80))
+    cases.append(lambda: iou_case(2_000, 3_000, rng, args.repeats, device))
     rows = [case() for case in tqdm(cases, desc="bench_boxes", unit="case")]
 
     table = markdown(rows)
@@ -171,8 +206,9 @@ def main():
         "torch": torch.__version__ if torch is not None else None,
         "torchvision": torchvision.__version__ if tvops is not None else None,
         "torch_threads": torch.get_num_threads() if torch is not None else None,
+        "device": args.device,
     }
-    path = write_results("boxes.json", {"environment": environment, "iou_threshold": IOU_THRESHOLD,
+    path = write_results("boxes.json" if args.device == "cpu" else f"boxes_{args.device}.json", {"environment": environment, "iou_threshold": IOU_THRESHOLD,
                                         "repeats": args.repeats, "results": rows})
     print(f"\nwrote {path}")
 

@@ -14,23 +14,41 @@ from minivision.serialization import atomic_write  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def timed(fn, repeats: int):
+def synchronizer(device: str):
+    """A function that waits until the device has finished its queued work: GPU calls return
+    before the GPU is done, so a timer must wait for both CuPy's and PyTorch's streams."""
+    if device == "cpu":
+        return lambda: None
+    import cupy
+    import torch
+
+    def synchronize():
+        cupy.cuda.Device().synchronize()
+        torch.cuda.synchronize()
+
+    return synchronize
+
+
+def timed(fn, repeats: int, synchronize=lambda: None):
     """(median wall time of ``fn()`` in seconds over ``repeats`` runs, ``fn``'s result).
 
     The result comes from an untimed warm-up call, which also absorbs Numba compilation,
-    allocator growth and first-touch pages."""
+    kernel compilation, allocator growth and first-touch pages. ``synchronize`` (from
+    ``synchronizer``) runs before each clock reading."""
     result = fn()
     times = []
     for _ in range(repeats):
+        synchronize()
         start = time.perf_counter()
         fn()
+        synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
 
 
-def median_seconds(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int, synchronize=lambda: None) -> float:
     """Median wall time of ``fn()`` in seconds, after one untimed warm-up call."""
-    return timed(fn, repeats)[0]
+    return timed(fn, repeats, synchronize)[0]
 
 
 def write_results(name: str, payload: dict) -> Path:

@@ -134,3 +134,28 @@ def test_winograd_is_not_used_when_one_sample_exceeds_the_workspace_budget():
     finally:
         conv_module.set_workspace_budget(previous)
     assert winograd.applies(x, 1, win)
+
+
+def test_winograd_memory_stays_within_the_workspace_budget(monkeypatch, rng):
+    """Pieces of the batch keep the transformed tiles (4x the input, 4x the output) under the
+    budget: the peak is the layer's own arrays plus about one budget, not the whole batch's tiles."""
+    import tracemalloc
+
+    x, w, b = rng.standard_normal((8, 8, 24, 24)), rng.standard_normal((8, 8, 3, 3)), np.zeros(8)
+    upstream = rng.standard_normal((8, 8, 24, 24))
+    whole_batch_tiles = 16 * (8 + 8) * 8 * 12 * 12 * 8  # V and products for all 8 samples: 2.4 MB
+    budget = whole_batch_tiles // 4
+    previous = conv_module.get_workspace_budget()
+    conv_module.set_workspace_budget(budget)
+    monkeypatch.setattr(winograd, "PIECE_BYTES", budget)
+    try:
+        assert winograd.applies(x, 1, Windows((3, 3), (1, 1), (1, 1), (1, 1)))
+        _forward_backward(x, w, b, 1, upstream)  # loads the compiled kernels outside the measurement
+        tracemalloc.start()
+        _forward_backward(x, w, b, 1, upstream)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        conv_module.set_workspace_budget(previous)
+    # output, input gradient and their copies in Tensors/backward: 4 arrays of x's size; pieces: 2 budgets
+    assert peak < 4 * x.nbytes + 2 * budget < whole_batch_tiles + 4 * x.nbytes

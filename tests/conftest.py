@@ -21,12 +21,23 @@ def rng():
     return np.random.default_rng(12345)
 
 
+def _skip_without_cuda():
+    import minivision as mv
+
+    if not mv.cuda_available():
+        pytest.skip("needs CuPy and a CUDA GPU")
+
+
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def device(request):
     """Run a test on the CPU and, where CuPy sees a GPU, on CUDA (``pytest -m gpu`` selects those)."""
     if request.param == "cuda":
-        import minivision as mv
+        _skip_without_cuda()
+    return request.param
 
-        if not mv.cuda_available():
-            pytest.skip("needs CuPy and a CUDA GPU")
+
+@pytest.fixture(params=[pytest.param("cuda", marks=pytest.mark.gpu)])
+def gpu(request):
+    """"cuda", for tests that compare the GPU with the CPU (the CPU is their reference)."""
+    _skip_without_cuda()
     return request.param

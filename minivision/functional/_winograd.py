@@ -45,24 +45,27 @@ def set_enabled(enabled: bool) -> None:
     _enabled = bool(enabled)
 
 
-def applies(x, groups: int, win: Windows) -> bool:
-    """Whether this correlation of NumPy array x can take the Winograd path."""
+def applies(x, out_channels: int, groups: int, win: Windows) -> bool:
+    """Whether a correlation of NumPy array x into ``out_channels`` can take the Winograd path:
+    a 3x3 stride-1 window, and one sample's tiles (16 values per tile per channel, input
+    and output side) within the workspace budget."""
     return (
         _enabled and isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64)
         and win.kernel == (3, 3) and win.stride == (1, 1) and win.dilation == (1, 1) and groups == 1
         and all(0 <= p <= 2 for p in win.padding)
-        and 16 * x.shape[1] * _tiles_per_sample(x.shape[2:], win.padding) * x.itemsize <= get_workspace_budget()
+        and _sample_bytes(x, out_channels, win.padding) <= get_workspace_budget()
     )
+
+
+def _sample_bytes(x, out_channels: int, padding) -> int:
+    """Bytes of one sample's transformed tiles, input (C) and output (O) side together."""
+    tiles_h, tiles_w = _tile_grid(x.shape[2:], padding)
+    return 16 * (x.shape[1] + out_channels) * tiles_h * tiles_w * x.itemsize
 
 
 def _tile_grid(in_hw, padding) -> tuple[int, int]:
     """(tiles_h, tiles_w): 2x2 output blocks covering the (H + 2p - 2, W + 2p - 2) output."""
     return tuple((n + 2 * p - 2 + 1) // 2 for n, p in zip(in_hw, padding))
-
-
-def _tiles_per_sample(in_hw, padding) -> int:
-    tiles_h, tiles_w = _tile_grid(in_hw, padding)
-    return tiles_h * tiles_w
 
 
 @njit(cache=True, parallel=True)
@@ -151,7 +154,7 @@ class _Pieces:
         n, channels, height, width = x.shape
         self.tiles = _tile_grid((height, width), padding)
         self.per_sample = self.tiles[0] * self.tiles[1]
-        sample_bytes = 16 * (channels + out_channels) * self.per_sample * x.itemsize
+        sample_bytes = _sample_bytes(x, out_channels, padding)
         step = max(PIECE_BYTES // sample_bytes, -(-MIN_PIECE_TILES // self.per_sample))
         self.step = max(1, min(n, step, get_workspace_budget() // sample_bytes))
         tiles_h, tiles_w = self.tiles

@@ -64,7 +64,7 @@ def _correlate(x, weight, groups: int, win: Windows, out_hw):
     if phases.applies(win):
         return _correlate(phases.space_to_depth(x, win, out_hw), phases.phase_weight(weight, win), groups,
                           phases.stride_one(win), out_hw)
-    if winograd.applies(x, groups, win):
+    if winograd.applies(x, weight.shape[0], groups, win):
         return winograd.correlate(x, weight, win.padding, out_hw)
     xp = get_array_module(x, weight)
     n, out_c = x.shape[0], weight.shape[0]
@@ -115,7 +115,7 @@ def _weight_gradient(x, grad, groups: int, win: Windows, weight_shape):
         grad_w = _weight_gradient(phases.space_to_depth(x, win, grad.shape[2:]), grad, groups, phases.stride_one(win),
                                   phased_shape)
         return phases.phase_weight_adjoint(grad_w, win, weight_shape)
-    if winograd.applies(x, groups, win):
+    if winograd.applies(x, grad.shape[1], groups, win):
         return winograd.weight_gradient(x, grad, win.padding)
     xp = get_array_module(x, grad)
     out_c, out_hw = grad.shape[1], grad.shape[2:]

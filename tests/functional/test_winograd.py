@@ -53,7 +53,7 @@ def _case_arrays(case):
 @given(case=winograd_cases())
 def test_winograd_matches_im2col_in_value_and_every_gradient(case):
     x, w, b, upstream, _ = _case_arrays(case)
-    assert winograd.applies(x, 1, Windows((3, 3), (1, 1), case["padding"], (1, 1)))
+    assert winograd.applies(x, case["c_out"], 1, Windows((3, 3), (1, 1), case["padding"], (1, 1)))
     with winograd_enabled(True):
         fast = _forward_backward(x, w, b, case["padding"], upstream)
     with winograd_enabled(False):
@@ -77,7 +77,7 @@ def test_winograd_conv2d_gradcheck(padding, rng):
     w = mv.Tensor(rng.standard_normal((2, 3, 3, 3)), requires_grad=True)
     b = mv.Tensor(rng.standard_normal(2), requires_grad=True)
     pair = padding if isinstance(padding, tuple) else (padding, padding)
-    assert winograd.applies(x.data, 1, Windows((3, 3), (1, 1), pair, (1, 1)))
+    assert winograd.applies(x.data, 2, 1, Windows((3, 3), (1, 1), pair, (1, 1)))
     mv.gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=padding), [x, w, b])
 
 
@@ -121,7 +121,7 @@ def test_batch_split_into_pieces_gives_the_whole_batch_result(monkeypatch, rng):
 ])
 def test_winograd_is_not_used_where_it_does_not_apply(kernel, stride, padding, dilation, groups, dtype):
     x = np.zeros((1, 4, 8, 8), dtype=dtype)
-    assert not winograd.applies(x, groups, Windows(kernel, stride, padding, dilation))
+    assert not winograd.applies(x, 4, groups, Windows(kernel, stride, padding, dilation))
 
 
 def test_winograd_is_not_used_when_one_sample_exceeds_the_workspace_budget():
@@ -129,11 +129,11 @@ def test_winograd_is_not_used_when_one_sample_exceeds_the_workspace_budget():
     win = Windows((3, 3), (1, 1), (1, 1), (1, 1))
     previous = conv_module.get_workspace_budget()
     try:
-        conv_module.set_workspace_budget(16 * 8 * 16 * 16 * 8 - 1)  # one byte short of one sample's tiles
-        assert not winograd.applies(x, 1, win)
+        conv_module.set_workspace_budget(16 * (8 + 4) * 16 * 16 * 8 - 1)  # one byte short of one sample's tiles
+        assert not winograd.applies(x, 4, 1, win)
     finally:
         conv_module.set_workspace_budget(previous)
-    assert winograd.applies(x, 1, win)
+    assert winograd.applies(x, 4, 1, win)
 
 
 def test_winograd_memory_stays_within_the_workspace_budget(monkeypatch, rng):
@@ -149,7 +149,7 @@ def test_winograd_memory_stays_within_the_workspace_budget(monkeypatch, rng):
     conv_module.set_workspace_budget(budget)
     monkeypatch.setattr(winograd, "PIECE_BYTES", budget)
     try:
-        assert winograd.applies(x, 1, Windows((3, 3), (1, 1), (1, 1), (1, 1)))
+        assert winograd.applies(x, 8, 1, Windows((3, 3), (1, 1), (1, 1), (1, 1)))
         _forward_backward(x, w, b, 1, upstream)  # loads the compiled kernels outside the measurement
         tracemalloc.start()
         _forward_backward(x, w, b, 1, upstream)

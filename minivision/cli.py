@@ -17,6 +17,7 @@ import numpy as np
 
 from minivision.data._image import read_image
 from minivision.models import MODELS, RECIPES
+from minivision.serialization import atomic_write
 from minivision.workflow import (
     UsageError,
     draw_prediction,
@@ -89,8 +90,7 @@ def _demo_one(name, args, out: Path):
                         out / f"prediction_{i}.png", title=f"{name}, validation image {i}")
     metric_keys = [k for k in history[-1] if k not in ("epoch", "lr")]
     viz.loss_curves(history, keys=metric_keys, title=name, path=out / "history.png")
-    with open(out / "metrics.json", "w") as f:
-        json.dump(history, f, indent=1)
+    atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(history, indent=1).encode()))
     return history[-1]
 
 

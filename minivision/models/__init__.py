@@ -48,7 +48,7 @@ class Recipe:
 # than 2,048 seen four times, and they do not overfit: 20 passes over 2,048 gave the tiny YOLO
 # mAP 0.96 on its training images and 0.735 on validation; 5 passes over 8,192 give 0.87.
 RECIPES = {
-    "fcn": Recipe(epochs=24, lr=3e-3),
+    "fcn": Recipe(epochs=8, lr=3e-3, train_images=8192),
     "localizer": Recipe(epochs=10, train_images=8192),
     "overfeat": Recipe(epochs=5, train_images=8192),
     "segnet": Recipe(epochs=12, lr=3e-3),

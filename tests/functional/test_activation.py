@@ -40,6 +40,21 @@ def test_relu_gradient_at_zero_is_zero_like_torch():
     check_parity(F.relu, torch.relu, [np.array([-1.0, 0.0, 1.0])], np.random.default_rng(0))
 
 
+@pytest.mark.parametrize("slope", [0.0, 0.01, 1.0, 1.5, -0.3])
+def test_leaky_relu_matches_torch_for_every_kind_of_slope_and_special_values(slope):
+    """Slopes in (0, 1] take the maximum(x, slope * x) path, the others ``where``; zeros,
+    infinities and NaN come out as in PyTorch, and so do the gradients."""
+    torch = torch_or_skip()
+    x = np.array([-2.0, -0.0, 0.0, 0.5, 3.0, np.inf, -np.inf, np.nan])
+    got = F.leaky_relu(mv.tensor(x), slope).numpy()
+    expected = torch.nn.functional.leaky_relu(torch.tensor(x), slope).numpy()
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
+    finite = np.random.default_rng(1).standard_normal((4, 5))
+    check_parity(lambda t: F.leaky_relu(t, slope), lambda t: torch.nn.functional.leaky_relu(t, slope), [finite],
+                 np.random.default_rng(2))
+
+
 def test_sigmoid_does_not_overflow_for_large_inputs():
     x = mv.tensor([-1000.0, 1000.0], requires_grad=True)
     with np.errstate(over="raise"):

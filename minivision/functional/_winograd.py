@@ -68,6 +68,12 @@ def _tile_grid(in_hw, padding) -> tuple[int, int]:
     return tuple((n + 2 * p - 2 + 1) // 2 for n, p in zip(in_hw, padding))
 
 
+@njit(inline="always")
+def _b_transpose(a, b, c, d):
+    """B^T applied to four values of a tile's row or column."""
+    return a - c, b + c, c - b, b - d
+
+
 @njit(cache=True, parallel=True)
 def _input_transform(padded, tiles_h, tiles_w, v):
     """v[:, c, tile] = B^T d B (16 values, row-major) for each 4x4 tile d of padded (n, C, ., .)
@@ -75,62 +81,81 @@ def _input_transform(padded, tiles_h, tiles_w, v):
     samples, channels = padded.shape[0], padded.shape[1]
     for plane in prange(samples * channels):
         n, c = plane // channels, plane % channels
-        t = np.empty((4, 4), dtype=padded.dtype)
         for ti in range(tiles_h):
+            rows = padded[n, c, 2 * ti:2 * ti + 4]
+            r0, r1, r2, r3 = rows[0], rows[1], rows[2], rows[3]
+            first = (n * tiles_h + ti) * tiles_w
             for tj in range(tiles_w):
-                tile = (n * tiles_h + ti) * tiles_w + tj
-                d = padded[n, c, 2 * ti:2 * ti + 4, 2 * tj:2 * tj + 4]
-                for b in range(4):  # B^T d: rows (0 - 2, 1 + 2, 2 - 1, 1 - 3)
-                    t[0, b], t[1, b], t[2, b], t[3, b] = d[0, b] - d[2, b], d[1, b] + d[2, b], d[2, b] - d[1, b], d[1, b] - d[3, b]
-                for a in range(4):  # (B^T d) B: the same combination along each row
-                    k = 4 * a
-                    v[k, c, tile], v[k + 1, c, tile] = t[a, 0] - t[a, 2], t[a, 1] + t[a, 2]
-                    v[k + 2, c, tile], v[k + 3, c, tile] = t[a, 2] - t[a, 1], t[a, 1] - t[a, 3]
+                j, t = 2 * tj, first + tj
+                # B^T d, one column of the tile at a time (scalars stay in registers)
+                a0, a1, a2, a3 = _b_transpose(r0[j], r1[j], r2[j], r3[j])
+                b0, b1, b2, b3 = _b_transpose(r0[j + 1], r1[j + 1], r2[j + 1], r3[j + 1])
+                c0, c1, c2, c3 = _b_transpose(r0[j + 2], r1[j + 2], r2[j + 2], r3[j + 2])
+                d0, d1, d2, d3 = _b_transpose(r0[j + 3], r1[j + 3], r2[j + 3], r3[j + 3])
+                # (B^T d) B: the same combination along each row
+                v[0, c, t], v[1, c, t], v[2, c, t], v[3, c, t] = _b_transpose(a0, b0, c0, d0)
+                v[4, c, t], v[5, c, t], v[6, c, t], v[7, c, t] = _b_transpose(a1, b1, c1, d1)
+                v[8, c, t], v[9, c, t], v[10, c, t], v[11, c, t] = _b_transpose(a2, b2, c2, d2)
+                v[12, c, t], v[13, c, t], v[14, c, t], v[15, c, t] = _b_transpose(a3, b3, c3, d3)
 
 
 @njit(cache=True, parallel=True)
 def _output_transform(m, tiles_h, tiles_w, out):
     """out[n, o, 2ti + a, 2tj + b] = (A^T M A)[a, b] for each tile's 16 products M = m[:, o, tile],
-    dropping the half-tiles that hang over an odd output size."""
+    dropping the half-tiles that hang over an odd output size. A^T combines four rows
+    (or columns) a, b, c, d into (a + b + c, b - c - d)."""
     samples, channels, out_h, out_w = out.shape
     for plane in prange(samples * channels):
         n, o = plane // channels, plane % channels
-        s = np.empty((2, 4), dtype=m.dtype)
         for ti in range(tiles_h):
+            first = (n * tiles_h + ti) * tiles_w
             for tj in range(tiles_w):
-                tile = (n * tiles_h + ti) * tiles_w + tj
-                for b in range(4):  # A^T M: rows (0, 1, 2) summed and (1, -2, -3)
-                    m0, m1, m2, m3 = m[b, o, tile], m[4 + b, o, tile], m[8 + b, o, tile], m[12 + b, o, tile]
-                    s[0, b], s[1, b] = m0 + m1 + m2, m1 - m2 - m3
-                for a in range(2):
-                    i = 2 * ti + a
-                    if i < out_h:
-                        out[n, o, i, 2 * tj] = s[a, 0] + s[a, 1] + s[a, 2]
-                        if 2 * tj + 1 < out_w:
-                            out[n, o, i, 2 * tj + 1] = s[a, 1] - s[a, 2] - s[a, 3]
+                t = first + tj
+                # A^T M, one column at a time: s0x is output row 0, s1x output row 1
+                s00 = m[0, o, t] + m[4, o, t] + m[8, o, t]
+                s10 = m[4, o, t] - m[8, o, t] - m[12, o, t]
+                s01 = m[1, o, t] + m[5, o, t] + m[9, o, t]
+                s11 = m[5, o, t] - m[9, o, t] - m[13, o, t]
+                s02 = m[2, o, t] + m[6, o, t] + m[10, o, t]
+                s12 = m[6, o, t] - m[10, o, t] - m[14, o, t]
+                s03 = m[3, o, t] + m[7, o, t] + m[11, o, t]
+                s13 = m[7, o, t] - m[11, o, t] - m[15, o, t]
+                i, j = 2 * ti, 2 * tj
+                out[n, o, i, j] = s00 + s01 + s02
+                if j + 1 < out_w:
+                    out[n, o, i, j + 1] = s01 - s02 - s03
+                if i + 1 < out_h:
+                    out[n, o, i + 1, j] = s10 + s11 + s12
+                    if j + 1 < out_w:
+                        out[n, o, i + 1, j + 1] = s11 - s12 - s13
 
 
 @njit(cache=True, parallel=True)
 def _output_transform_adjoint(grad, tiles_h, tiles_w, dm):
     """The adjoint of ``_output_transform``: dm[:, o, tile] = A dY A^T for each tile's 2x2 block
-    of grad (n, O, out_h, out_w), zeros where the block hangs over the output."""
+    dY of grad (n, O, out_h, out_w), zeros where the block hangs over the output. A spreads
+    two rows (or columns) a, b over four: (a, a + b, a - b, -b)."""
     samples, channels, out_h, out_w = grad.shape
+    zero = grad.dtype.type(0)
     for plane in prange(samples * channels):
         n, o = plane // channels, plane % channels
-        y, s = np.empty((2, 2), dtype=grad.dtype), np.empty((4, 2), dtype=grad.dtype)
         for ti in range(tiles_h):
+            first = (n * tiles_h + ti) * tiles_w
+            i = 2 * ti
             for tj in range(tiles_w):
-                tile = (n * tiles_h + ti) * tiles_w + tj
-                for a in range(2):
-                    for b in range(2):
-                        inside = 2 * ti + a < out_h and 2 * tj + b < out_w
-                        y[a, b] = grad[n, o, 2 * ti + a, 2 * tj + b] if inside else 0.0
-                for b in range(2):  # A dY: rows (y0, y0 + y1, y0 - y1, -y1)
-                    s[0, b], s[1, b], s[2, b], s[3, b] = y[0, b], y[0, b] + y[1, b], y[0, b] - y[1, b], -y[1, b]
-                for a in range(4):  # (A dY) A^T: the same combination along each row
-                    k = 4 * a
-                    dm[k, o, tile], dm[k + 1, o, tile] = s[a, 0], s[a, 0] + s[a, 1]
-                    dm[k + 2, o, tile], dm[k + 3, o, tile] = s[a, 0] - s[a, 1], -s[a, 1]
+                t, j = first + tj, 2 * tj
+                y00 = grad[n, o, i, j]
+                y01 = grad[n, o, i, j + 1] if j + 1 < out_w else zero
+                y10 = grad[n, o, i + 1, j] if i + 1 < out_h else zero
+                y11 = grad[n, o, i + 1, j + 1] if i + 1 < out_h and j + 1 < out_w else zero
+                # A dY: four rows from the two, per column
+                s00, s10, s20, s30 = y00, y00 + y10, y00 - y10, -y10
+                s01, s11, s21, s31 = y01, y01 + y11, y01 - y11, -y11
+                # (A dY) A^T: four columns from the two, per row
+                dm[0, o, t], dm[1, o, t], dm[2, o, t], dm[3, o, t] = s00, s00 + s01, s00 - s01, -s01
+                dm[4, o, t], dm[5, o, t], dm[6, o, t], dm[7, o, t] = s10, s10 + s11, s10 - s11, -s11
+                dm[8, o, t], dm[9, o, t], dm[10, o, t], dm[11, o, t] = s20, s20 + s21, s20 - s21, -s21
+                dm[12, o, t], dm[13, o, t], dm[14, o, t], dm[15, o, t] = s30, s30 + s31, s30 - s31, -s31
 
 
 def _tile_matrices(rows: int, columns: int, dtype):

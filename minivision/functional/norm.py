@@ -24,15 +24,20 @@ class _BatchNorm(Function):
         return out
 
     def backward(self, grad):
-        g_weight = (grad * self.x_hat).sum(axis=self.axes) if self.needs_grad[1] else None
-        g_bias = grad.sum(axis=self.axes) if self.needs_grad[2] else None
-        g_hat = grad * self.weight if self.weight is not None else grad
+        scale = self.inv_std if self.weight is None else self.inv_std * self.weight  # dy/dx at fixed statistics
+        stats_move = self.batch_stats and self.needs_grad[0]
+        sum_g = grad.sum(axis=self.axes) if stats_move or self.needs_grad[2] else None
+        sum_gx = (grad * self.x_hat).sum(axis=self.axes) if stats_move or self.needs_grad[1] else None
+        g_weight, g_bias = (sum_gx if self.needs_grad[1] else None), (sum_g if self.needs_grad[2] else None)
+        if not self.needs_grad[0]:
+            return None, g_weight, g_bias
         if not self.batch_stats:  # fixed statistics: an affine map
-            return g_hat * self.inv_std, g_weight, g_bias
+            return grad * scale, g_weight, g_bias
         # the statistics depend on x too: subtract the mean gradient and its projection on x_hat
-        mean_g = g_hat.mean(axis=self.axes, keepdims=True)
-        mean_gx = (g_hat * self.x_hat).mean(axis=self.axes, keepdims=True)
-        g_x = (g_hat - mean_g - self.x_hat * mean_gx) * self.inv_std
+        # (the means of g_hat = grad * weight and g_hat * x_hat are weight * the sums above / count)
+        count = grad.size // grad.shape[1]
+        mean_g, mean_gx = (sum_g / count).reshape(scale.shape), (sum_gx / count).reshape(scale.shape)
+        g_x = (grad - mean_g - self.x_hat * mean_gx) * scale
         return g_x, g_weight, g_bias
 
 

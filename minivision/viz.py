@@ -109,6 +109,27 @@ def overlay_mask(image, mask, alpha: float = 0.5, title=None, path=None):
     return _finish(fig, path)
 
 
+def mask_rows(images, truths, predictions, model_name: str = "prediction", caption=None, path=None):
+    """One row per image: the image, its true (H, W) label mask and the predicted one, in the
+    VOC palette, columns titled "image", "truth" and ``model_name``; ``caption`` under the grid."""
+    if not len(images) == len(truths) == len(predictions):
+        raise ValueError(f"need as many truths and predictions as images, got {len(images)}, {len(truths)} "
+                         f"and {len(predictions)}")
+    rows = len(images)
+    fig = _figure(7.5, 2.6 * rows)
+    for row, (image, truth, predicted) in enumerate(zip(images, truths, predictions)):
+        panels = (to_hwc_image(image), colorize_mask(truth), colorize_mask(predicted))
+        for column, (panel, title) in enumerate(zip(panels, ("image", "truth", model_name))):
+            ax = fig.add_subplot(rows, 3, 3 * row + column + 1)
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_axis_off()
+            if row == 0:
+                ax.set_title(title)
+    if caption:
+        fig.text(0.5, 0.08 if rows > 1 else 0.0, caption, ha="center")
+    return _finish(fig, path)
+
+
 def score_heatmap(image, scores, title=None, path=None):
     """A (h, w) map of sliding-window scores stretched over the image it was computed on."""
     rgb = to_hwc_image(image)

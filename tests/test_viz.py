@@ -47,6 +47,20 @@ def test_overlay_and_heatmap_and_curves_save(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["curve.png", "heat.png", "mask.png"]
 
 
+def test_mask_rows_draws_truth_and_prediction_in_the_palette(tmp_path):
+    image = np.zeros((3, 16, 16), np.float32)
+    truth = np.zeros((16, 16), np.int64)
+    truth[2:14, 2:14] = 2  # label 2 is VOC green (0, 128, 0)
+    path = tmp_path / "rows.png"
+    fig = viz.mask_rows([image, image], [truth, truth], [truth, np.zeros_like(truth)], "tiny net", path=path)
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["image", "truth", "tiny net"]
+    pixels = _png_pixels(path)
+    greens = (pixels[..., 1] > 100) & (pixels[..., 0] < 40) & (pixels[..., 2] < 40)
+    assert greens.sum() > 3 * 100  # three green squares: two truths and one prediction
+    with pytest.raises(ValueError, match="need as many truths and predictions as images, got 2, 1 and 2"):
+        viz.mask_rows([image, image], [truth], [truth, truth])
+
+
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match=r"labels has 2 entries for 1 boxes"):
         viz.draw_boxes(np.zeros((8, 8)), np.zeros((1, 4)), labels=np.array([1, 2]))

@@ -34,6 +34,16 @@ def _phase_grid(win: Windows, out_hw) -> tuple[int, int]:
     return tuple(o + k // s - 1 for o, k, s in zip(out_hw, win.kernel, win.stride))
 
 
+def phases_shape(in_shape, win: Windows, out_hw) -> tuple:
+    """The shape ``space_to_depth`` gives an input of ``in_shape`` (N, C, H, W): (N, C * sh * sw, M_h, M_w)."""
+    return (in_shape[0], in_shape[1] * win.stride[0] * win.stride[1]) + _phase_grid(win, out_hw)
+
+
+def phase_weight_shape(weight_shape, win: Windows) -> tuple:
+    """The shape ``phase_weight`` gives a weight of ``weight_shape`` (O, C, kh, kw): (O, C * sh * sw, th, tw)."""
+    return (weight_shape[0], weight_shape[1] * win.stride[0] * win.stride[1]) + stride_one(win).kernel
+
+
 def _spans(win: Windows, grid):
     """The padded input rows and columns the phases cover, [-p, s * M - p) per axis."""
     return tuple((-p, s * m - p) for p, s, m in zip(win.padding, win.stride, grid))

@@ -88,10 +88,8 @@ def _correlate_adjoint(grad, weight, groups: int, win: Windows, in_shape):
     xp = get_array_module(grad, weight)
     n, out_c, out_h, out_w = grad.shape
     if phases.applies(win):
-        phase_shape = (n, in_shape[1] * win.stride[0] * win.stride[1]) + tuple(h + t - 1 for h, t in zip(
-            (out_h, out_w), phases.stride_one(win).kernel))
         grad_phases = _correlate_adjoint(grad, phases.phase_weight(weight, win), groups, phases.stride_one(win),
-                                         phase_shape)
+                                         phases.phases_shape(in_shape, win, (out_h, out_w)))
         return phases.space_to_depth_adjoint(grad_phases, win, in_shape)
     if win.stride == (1, 1):
         # stride 1: the adjoint is itself a correlation, of grad with the flipped kernel and
@@ -111,9 +109,8 @@ def _correlate_adjoint(grad, weight, groups: int, win: Windows, in_shape):
 def _weight_gradient(x, grad, groups: int, win: Windows, weight_shape):
     """dL/dW for ``_correlate``: x (N, C, H, W), grad (N, O, out_h, out_w) -> ``weight_shape``."""
     if phases.applies(win):
-        phased_shape = (weight_shape[0], weight_shape[1] * win.stride[0] * win.stride[1]) + phases.stride_one(win).kernel
         grad_w = _weight_gradient(phases.space_to_depth(x, win, grad.shape[2:]), grad, groups, phases.stride_one(win),
-                                  phased_shape)
+                                  phases.phase_weight_shape(weight_shape, win))
         return phases.phase_weight_adjoint(grad_w, win, weight_shape)
     if winograd.applies(x, grad.shape[1], groups, win):
         return winograd.weight_gradient(x, grad, win.padding)

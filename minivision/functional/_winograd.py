@@ -15,6 +15,11 @@ The backward pass is the adjoint of these same steps: the input gradient of a st
 correlation is another stride-1 correlation (conv.py routes it here again), and the
 weight gradient is G^T [sum over tiles (A dY A^T) * (B^T d B)] G.
 
+The transforms run on one thread: they alternate with OpenBLAS's multiplies, whose threads
+keep spinning for a while after each call, and parallel transforms fought them for the two
+cores here (forward+backward of a 3x3 conv over N16 C64 56x56: 7.4x PyTorch's time with
+parallel transforms, 1.7x with serial ones, both at default thread counts).
+
 ``conv.py`` uses this path for NumPy arrays when the kernel is 3x3, stride and dilation 1,
 groups 1 and padding 0-2 (so the adjoint's padding, 2 - padding, is in range too); every
 other convolution, and every CuPy one, goes through im2col.
@@ -22,7 +27,7 @@ other convolution, and every CuPy one, goes through im2col.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from minivision.functional._geometry import Windows
 from minivision.functional.im2col import get_workspace_budget
@@ -74,12 +79,12 @@ def _b_transpose(a, b, c, d):
     return a - c, b + c, c - b, b - d
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _input_transform(padded, tiles_h, tiles_w, v):
     """v[:, c, tile] = B^T d B (16 values, row-major) for each 4x4 tile d of padded (n, C, ., .)
     at rows 2 * ti.., columns 2 * tj..; tile = (sample * tiles_h + ti) * tiles_w + tj."""
     samples, channels = padded.shape[0], padded.shape[1]
-    for plane in prange(samples * channels):
+    for plane in range(samples * channels):
         n, c = plane // channels, plane % channels
         for ti in range(tiles_h):
             rows = padded[n, c, 2 * ti:2 * ti + 4]
@@ -99,13 +104,13 @@ def _input_transform(padded, tiles_h, tiles_w, v):
                 v[12, c, t], v[13, c, t], v[14, c, t], v[15, c, t] = _b_transpose(a3, b3, c3, d3)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _output_transform(m, tiles_h, tiles_w, out):
     """out[n, o, 2ti + a, 2tj + b] = (A^T M A)[a, b] for each tile's 16 products M = m[:, o, tile],
     dropping the half-tiles that hang over an odd output size. A^T combines four rows
     (or columns) a, b, c, d into (a + b + c, b - c - d)."""
     samples, channels, out_h, out_w = out.shape
-    for plane in prange(samples * channels):
+    for plane in range(samples * channels):
         n, o = plane // channels, plane % channels
         for ti in range(tiles_h):
             first = (n * tiles_h + ti) * tiles_w
@@ -130,14 +135,14 @@ def _output_transform(m, tiles_h, tiles_w, out):
                         out[n, o, i + 1, j + 1] = s11 - s12 - s13
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _output_transform_adjoint(grad, tiles_h, tiles_w, dm):
     """The adjoint of ``_output_transform``: dm[:, o, tile] = A dY A^T for each tile's 2x2 block
     dY of grad (n, O, out_h, out_w), zeros where the block hangs over the output. A spreads
     two rows (or columns) a, b over four: (a, a + b, a - b, -b)."""
     samples, channels, out_h, out_w = grad.shape
     zero = grad.dtype.type(0)
-    for plane in prange(samples * channels):
+    for plane in range(samples * channels):
         n, o = plane // channels, plane % channels
         for ti in range(tiles_h):
             first = (n * tiles_h + ti) * tiles_w

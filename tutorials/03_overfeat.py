@@ -27,8 +27,9 @@ from minivision import functional as F
 from minivision import ops, optim
 from minivision.data import DataLoader, Shapes
 from minivision.metrics import localization_accuracy
-from minivision.models.overfeat import (VARIANTS, OverFeat, interleave_offsets, map_sizes, match_score, merge_boxes,
-                                        offset_max_pool)
+from minivision.models.overfeat import (
+    VARIANTS, OverFeat, interleave_offsets, map_sizes, match_score, merge_boxes, offset_max_pool,
+)
 from minivision.train import fit
 
 FAST = os.environ.get("MINIVISION_FAST") == "1"
@@ -279,7 +280,8 @@ for scale, (probabilities, corners) in zip((1.0, 1.25), model.multiscale(images,
     assert probabilities.shape[2:] == map_sizes("tiny", size, size).interleaved
 two_scales = model.predict(images, scales=(1.0, 1.25))
 print(f"localization accuracy on these {len(targets)} images: one scale "
-      f"{localization_accuracy(predictions[:32], targets):.3f}, two scales {localization_accuracy(two_scales, targets):.3f}")
+      f"{localization_accuracy(predictions[:32], targets):.3f}, "
+      f"two scales {localization_accuracy(two_scales, targets):.3f}")
 
 # %% [markdown]
 # ## The score map over a bigger image

@@ -193,7 +193,7 @@ for variant, expected in REFERENCE.items():
 # every shape's IoU is 0.
 
 # %%
-train_images, epochs, batch_size, lr = (256, 6, 8, 3e-3) if FAST else (2048, 12, 32, 3e-3)
+train_images, epochs, batch_size, lr = (384, 6, 8, 3e-3) if FAST else (2048, 12, 32, 3e-3)
 train = DataLoader(Shapes(train_images, 64, 1, 3, seed=0), batch_size=batch_size, shuffle=True, seed=0)
 val = DataLoader(Shapes(64 if FAST else 256, 64, 1, 3, seed=1), batch_size=64)
 model = FCN.tiny(num_classes=3, image_size=64)
@@ -206,19 +206,20 @@ assert history[-1]["loss"] < history[0]["loss"]
 # %%
 model.eval()
 metric, baseline = SegmentationMetric(4), SegmentationMetric(4)
-foreground = SegmentationMetric(2)  # object vs background, whatever the shape
+foreground, all_object = SegmentationMetric(2), SegmentationMetric(2)  # object vs background, whatever the shape
 for images, targets in val:
     truth = np.stack([t["semantic"] for t in targets])
     predicted = model.predict(images)
     metric.update(predicted, truth)
     baseline.update(np.zeros_like(truth), truth)
     foreground.update((predicted > 0).astype(np.int64), (truth > 0).astype(np.int64))
+    all_object.update(np.ones_like(truth), (truth > 0).astype(np.int64))
 result, trivial = metric.compute(), baseline.compute()
-object_iou = foreground.compute().per_class_iou[1]
+object_iou, trivial_object_iou = foreground.compute().per_class_iou[1], all_object.compute().per_class_iou[1]
 print(f"all-background baseline: mean IoU {trivial.mean_iou:.3f} (per class {np.round(trivial.per_class_iou, 2)})")
 print(f"tiny FCN-8s:             mean IoU {result.mean_iou:.3f} (per class {np.round(result.per_class_iou, 2)}), "
       f"pixel accuracy {result.pixel_accuracy:.3f}")
-print(f"object-vs-background IoU {object_iou:.3f}")
+print(f"object-vs-background IoU {object_iou:.3f} (calling every pixel an object: {trivial_object_iou:.3f})")
 
 # %% [markdown]
 # In a short run the network learns *where* the objects are well before it learns *which*
@@ -229,7 +230,7 @@ print(f"object-vs-background IoU {object_iou:.3f}")
 
 # %%
 assert result.mean_iou > trivial.mean_iou + 0.05
-assert object_iou > 0.4
+assert object_iou > 2 * trivial_object_iou
 if not FAST:
     assert result.mean_iou > trivial.mean_iou + 0.3
 

@@ -121,7 +121,8 @@ with mv.no_grad():
         upsampled = x.shape[2]
         x = decode(mv.cat([center_crop(skip, *x.shape[2:]), x], dim=1))
         decoder_sizes.append((upsampled, x.shape[2]))
-        print(f"up: up-conv -> {upsampled}, concatenate crop({skip.shape[2]} -> {upsampled}), conv, conv -> {x.shape[2]}")
+        print(f"up: up-conv -> {upsampled}, concatenate crop({skip.shape[2]} -> {upsampled}), "
+              f"conv, conv -> {x.shape[2]}")
     output = narrow.classifier(x)
 print("output:", tuple(output.shape))
 assert [m.shape[2] for m in encoder_maps] == [568, 280, 136, 64]

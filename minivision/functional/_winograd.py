@@ -195,7 +195,7 @@ class _Pieces:
     def __iter__(self):
         """Yield (samples, V, products buffer) for each piece of the batch."""
         n, _, height, width = self.x.shape
-        (ph, pw), columns = self.padding, slice(None)
+        ph, pw = self.padding
         for start in range(0, n, self.step):
             samples = slice(start, min(n, start + self.step))
             count = samples.stop - samples.start

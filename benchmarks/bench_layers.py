@@ -1,11 +1,12 @@
 """Vision layers, minivision vs PyTorch on the CPU: same inputs, same process, float32.
 
 Times the forward pass and forward + backward (with a fixed random upstream gradient) of
-each layer, the median of ``--repeats`` runs after a warm-up, prints a Markdown table with
+each layer, the median of ``--rounds`` alternating blocks of ``--repeats`` runs per library
+(``timing.compare``), prints a Markdown table with
 ratios (minivision time / PyTorch time; below 1 means minivision is faster) and writes
 benchmarks/results/layers.json.
 
-    python benchmarks/bench_layers.py [--repeats 5] [--quick] [--no-mkldnn] [--no-winograd] [--device cuda]
+    python benchmarks/bench_layers.py [--repeats 5] [--rounds 3] [--quick] [--no-mkldnn] [--no-winograd] [--device cuda]
 
 With ``--device cuda`` both libraries run on the GPU (CuPy against PyTorch CUDA/cuDNN, TF32
 off on both sides) and the results go to layers_cuda.json.
@@ -19,7 +20,7 @@ import platform
 import numpy as np
 import torch
 
-from timing import median_seconds, synchronizer, write_results
+from timing import compare, synchronizer, write_results
 
 import minivision as mv
 import minivision.functional as F
@@ -103,7 +104,8 @@ def _runners(shapes, mv_fn, th_fn, device="cpu"):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="one repeat per timing (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating blocks of --repeats runs per library")
+    parser.add_argument("--quick", action="store_true", help="one repeat and one round per timing (a smoke run)")
     parser.add_argument("--no-mkldnn", action="store_true",
                         help="time PyTorch without oneDNN (its im2col + GEMM convolution, like minivision's)")
     parser.add_argument("--no-winograd", action="store_true", help="minivision's 3x3 convolutions through im2col")
@@ -113,9 +115,13 @@ def main(argv=None) -> None:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     F.conv.set_winograd_enabled(not args.no_winograd)
     repeats, sync = (1 if args.quick else args.repeats), synchronizer(args.device)
+    if args.quick:
+        args.rounds = 1
     rows = []
     for name, build in CASES.items():
-        timings = [median_seconds(fn, repeats, sync) for fn in _runners(*build(args.device), device=args.device)]
+        mv_forward, th_forward, mv_both, th_both = _runners(*build(args.device), device=args.device)
+        timings = [*compare(mv_forward, th_forward, repeats, sync, args.rounds),
+                   *compare(mv_both, th_both, repeats, sync, args.rounds)]
         row = dict(layer=name, mv_forward_s=timings[0], torch_forward_s=timings[1], mv_forward_backward_s=timings[2],
                    torch_forward_backward_s=timings[3])
         row["forward_ratio"] = row["mv_forward_s"] / row["torch_forward_s"]
@@ -129,7 +135,8 @@ def main(argv=None) -> None:
               f"| {1e3 * r['mv_forward_backward_s']:.1f} | {1e3 * r['torch_forward_backward_s']:.1f} "
               f"| {r['forward_backward_ratio']:.2f} |")
     meta = dict(numpy=np.__version__, torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                cpu_count=os.cpu_count(), machine=platform.machine(), dtype="float32", repeats=repeats,
+                cpu_count=os.cpu_count(), machine=platform.machine(), dtype="float32", repeats=repeats, rounds=args.rounds,
+                minivision_threads=mv.get_num_threads(),
                 torch_mkldnn=torch.backends.mkldnn.enabled, winograd=not args.no_winograd, device=args.device)
     suffix = "".join(f"_{flag}" for flag, on in (("no_mkldnn", args.no_mkldnn), ("no_winograd", args.no_winograd),
                                                   (args.device, args.device != "cpu")) if on)

@@ -5,11 +5,11 @@ Both frameworks run the same architecture (and, for YOLO, the same loss) on the 
 Results go to benchmarks/results/models.json. Add a model by appending a ``Case`` to ``CASES``
 (a minivision constructor and a function building the same net in PyTorch).
 
-    python benchmarks/bench_models.py [--batch-size 32] [--steps 7] [--device cuda]
+    python benchmarks/bench_models.py [--batch-size 32] [--steps 5] [--rounds 3] [--device cuda]
 
-OpenBLAS busy-waits for its threads, so on cores shared with other work
-OPENBLAS_NUM_THREADS=1 can be several times faster than the default; the thread settings are
-recorded with the results.
+minivision splits its work over its own threads and runs BLAS on one thread inside them
+(``minivision.threads``; ``MINIVISION_NUM_THREADS`` sets their number); PyTorch keeps its
+defaults. The thread settings are recorded with the results.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from timing import median_seconds, synchronizer, write_results
+from timing import compare, synchronizer, write_results
 
 import minivision as mv
 from minivision import optim
@@ -207,7 +207,7 @@ CASES = [
 ]
 
 
-def time_case(case: Case, images, targets, steps: int, device: str = "cpu") -> dict:
+def time_case(case: Case, images, targets, steps: int, rounds: int, device: str = "cpu") -> dict:
     import torch
 
     mv.manual_seed(0)
@@ -232,7 +232,7 @@ def time_case(case: Case, images, targets, steps: int, device: str = "cpu") -> d
         torch_opt.step()
 
     sync = synchronizer(device)
-    mv_time, torch_time = median_seconds(mv_step, steps, sync), median_seconds(torch_step, steps, sync)
+    mv_time, torch_time = compare(mv_step, torch_step, steps, sync, rounds)
     return {"model": case.name, "minivision_s": mv_time, "torch_s": torch_time, "ratio": mv_time / torch_time,
             "parameters": sum(p.numel() for p in model.parameters())}
 
@@ -240,24 +240,27 @@ def time_case(case: Case, images, targets, steps: int, device: str = "cpu") -> d
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=7, help="timed steps per model (median reported)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per block (median of all reported)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating blocks of --steps per library")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
     import torch
 
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     images, targets = next(iter(DataLoader(Shapes(args.batch_size, image_size=64, max_objects=3), batch_size=args.batch_size)))
-    rows = [time_case(case, images, targets, args.steps, args.device) for case in CASES]
-    print(f"one training step on {args.device}, batch {args.batch_size} of 3x64x64, median of {args.steps}")
+    rows = [time_case(case, images, targets, args.steps, args.rounds, args.device) for case in CASES]
+    print(f"one training step on {args.device}, batch {args.batch_size} of 3x64x64, "
+          f"median of {args.rounds} x {args.steps} per library, minivision on {mv.get_num_threads()} threads")
     print(f"{'model':14s} {'params':>8s} {'minivision':>11s} {'PyTorch':>9s} {'ratio':>6s}")
     for row in rows:
         print(f"{row['model']:14s} {row['parameters']:8d} {row['minivision_s'] * 1e3:9.1f}ms "
               f"{row['torch_s'] * 1e3:7.1f}ms {row['ratio']:6.2f}")
     environment = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-                   "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                   "torch_threads": torch.get_num_threads(), "minivision_threads": mv.get_num_threads(),
+                   "cpus": os.cpu_count(),
                    "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"), "device": args.device}
     name = "models.json" if args.device == "cpu" else f"models_{args.device}.json"
-    path = write_results(name, {"batch_size": args.batch_size, "steps": args.steps,
+    path = write_results(name, {"batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds,
                                 "environment": environment, "results": rows})
     print(f"wrote {path}")
 

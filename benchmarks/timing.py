@@ -51,6 +51,27 @@ def median_seconds(fn, repeats: int, synchronize=lambda: None) -> float:
     return timed(fn, repeats, synchronize)[0]
 
 
+def compare(fn_a, fn_b, repeats: int, synchronize=lambda: None, rounds: int = 3) -> tuple[float, float]:
+    """(median seconds of ``fn_a()``, of ``fn_b()``) from ``rounds`` alternating blocks of
+    ``repeats`` timed calls each, every block after an untimed call.
+
+    Alternating blocks spread a slow spell of a shared machine over both sides instead of
+    one; calls are not interleaved one by one because PyTorch's OpenMP threads keep
+    spinning for a while after each call and would slow the other side's next call (a 3x3
+    conv forward here: 20 ms in a block, 29-33 ms right after each PyTorch call)."""
+    times_a, times_b = [], []
+    for _ in range(rounds):
+        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
+            fn()
+            for _ in range(repeats):
+                synchronize()
+                start = time.perf_counter()
+                fn()
+                synchronize()
+                times.append(time.perf_counter() - start)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
 def write_results(name: str, payload: dict) -> Path:
     """Write ``payload`` as ``benchmarks/results/<name>`` atomically; return the path."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from minivision.functional.shape import (
 from minivision.gradcheck import GradcheckError, GradcheckReport, gradcheck, rel_error
 from minivision.serialization import load, save
 from minivision.tensor import Function, Tensor, is_grad_enabled, no_grad, set_grad_enabled, tensor
+from minivision.threads import get_num_threads, set_num_threads
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -200,21 +200,9 @@ def _add_assignment_parser(sub):
     grade.set_defaults(handler=cmd_assignment_grade)
 
 
-def _quiet_numba_threads() -> None:
-    """Run Numba's kernels on one thread while training the tiny models: OpenBLAS's worker
-    threads keep spinning after each matrix multiply, and a parallel Numba kernel then
-    fights them for the cores (a tiny-YOLO step on 2 cores: 169 ms, 91 ms with one Numba
-    thread). The matrix multiplies, where the time goes, keep all of OpenBLAS's threads."""
-    import numba
-
-    numba.set_num_threads(1)
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    if args.command in ("demo", "train"):
-        _quiet_numba_threads()
     try:
         return args.handler(args)
     except (UsageError, ValueError, TypeError, OSError, ImportError, RuntimeError, KeyError) as exc:

@@ -1,16 +1,16 @@
 """Numba kernels for max pooling on the CPU: switches in one pass, and flat-index scatter/gather.
 
-Arrays arrive as planes: (P, H, W) or (P, L) with P = N * C, and the loops run in
-parallel over the planes. ``pool.py`` picks these for NumPy arrays and an ``xp`` path
-for CuPy.
+Arrays arrive as planes: (P, H, W) or (P, L) with P = N * C. Each kernel runs on one
+thread without the GIL; ``pool.py`` hands each of minivision's worker threads a share of
+the planes (``minivision.threads``), and takes an ``xp`` path for CuPy.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def max_pool_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches):
     """out[p, i, j] = max of window (i, j) of plane x[p]; switches[p, i, j] = h * W + w of
     that maximum. Mirrors PyTorch's CPU loop: only in-bounds positions are visited, the
@@ -19,7 +19,7 @@ def max_pool_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches):
     # BEGIN SOLUTION pool: write max_pool_planes, each window's maximum and its switch h * W + w
     planes, height, width = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
-    for plane in prange(planes):
+    for plane in range(planes):
         for i in range(out_h):
             h_start = i * sh - ph
             h_stop = min(h_start + (kh - 1) * dh + 1, height)
@@ -43,29 +43,29 @@ def max_pool_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches):
     # END SOLUTION pool
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def scatter_add_planes(values, index, out):
     """out[p, index[p, k]] += values[p, k] (several k may share an index)."""
     # BEGIN SOLUTION pool: write scatter_add_planes, the max-pool gradient routed to the switches
-    for plane in prange(values.shape[0]):
+    for plane in range(values.shape[0]):
         for k in range(values.shape[1]):
             out[plane, index[plane, k]] += values[plane, k]
     # END SOLUTION pool
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def scatter_planes(values, index, out):
     """out[p, index[p, k]] = values[p, k] (the last k wins where indices repeat)."""
     # BEGIN SOLUTION pool: write scatter_planes, max unpooling: each value put back at its switch
-    for plane in prange(values.shape[0]):
+    for plane in range(values.shape[0]):
         for k in range(values.shape[1]):
             out[plane, index[plane, k]] = values[plane, k]
     # END SOLUTION pool
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def gather_planes(source, index, out):
     """out[p, k] = source[p, index[p, k]]."""
-    for plane in prange(index.shape[0]):
+    for plane in range(index.shape[0]):
         for k in range(index.shape[1]):
             out[plane, k] = source[plane, index[plane, k]]

@@ -15,10 +15,10 @@ The backward pass is the adjoint of these same steps: the input gradient of a st
 correlation is another stride-1 correlation (conv.py routes it here again), and the
 weight gradient is G^T [sum over tiles (A dY A^T) * (B^T d B)] G.
 
-The transforms run on one thread: they alternate with OpenBLAS's multiplies, whose threads
-keep spinning for a while after each call, and parallel transforms fought them for the two
-cores here (forward+backward of a 3x3 conv over N16 C64 56x56: 7.4x PyTorch's time with
-parallel transforms, 1.7x with serial ones, both at default thread counts).
+The batch is split over minivision's worker threads (``minivision.threads``): each worker
+walks its share in pieces with buffers of its own, transforms and multiplies on one thread
+(forward of a 3x3 conv over N4 C64 128x128 on 2 cores: 54.7 ms with serial transforms and
+two OpenBLAS threads, 25.9 ms split over two workers).
 
 ``conv.py`` uses this path for NumPy arrays when the kernel is 3x3, stride and dilation 1,
 groups 1 and padding 0-2 (so the adjoint's padding, 2 - padding, is in range too); every
@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from minivision import threads
 from minivision.functional._geometry import Windows
 from minivision.functional.im2col import get_workspace_budget
 
@@ -79,7 +80,7 @@ def _b_transpose(a, b, c, d):
     return a - c, b + c, c - b, b - d
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _input_transform(padded, tiles_h, tiles_w, v):
     """v[:, c, tile] = B^T d B (16 values, row-major) for each 4x4 tile d of padded (n, C, ., .)
     at rows 2 * ti.., columns 2 * tj..; tile = (sample * tiles_h + ti) * tiles_w + tj."""
@@ -104,7 +105,7 @@ def _input_transform(padded, tiles_h, tiles_w, v):
                 v[12, c, t], v[13, c, t], v[14, c, t], v[15, c, t] = _b_transpose(a3, b3, c3, d3)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _output_transform(m, tiles_h, tiles_w, out):
     """out[n, o, 2ti + a, 2tj + b] = (A^T M A)[a, b] for each tile's 16 products M = m[:, o, tile],
     dropping the half-tiles that hang over an odd output size. A^T combines four rows
@@ -135,7 +136,7 @@ def _output_transform(m, tiles_h, tiles_w, out):
                         out[n, o, i + 1, j + 1] = s11 - s12 - s13
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _output_transform_adjoint(grad, tiles_h, tiles_w, dm):
     """The adjoint of ``_output_transform``: dm[:, o, tile] = A dY A^T for each tile's 2x2 block
     dY of grad (n, O, out_h, out_w), zeros where the block hangs over the output. A spreads
@@ -175,25 +176,26 @@ def _tile_matrices(rows: int, columns: int, dtype):
 
 
 class _Pieces:
-    """The batch walked in pieces of about ``PIECE_BYTES`` of transformed tiles, with one set
-    of buffers reused by every piece (fresh buffers would each pay for their page faults):
-    the zero-padded input, its transform V (16, C, tiles) and the products (16, O, tiles)."""
+    """A share of the batch walked in pieces of about ``PIECE_BYTES`` of transformed tiles,
+    with one set of buffers reused by every piece (fresh buffers would each pay for their
+    page faults): the zero-padded input, its transform V (16, C, tiles) and the products
+    (16, O, tiles). ``budget`` bytes of tiles at most (the workspace budget's share)."""
 
-    def __init__(self, x, out_channels: int, padding):
+    def __init__(self, x, out_channels: int, padding, budget: int):
         self.x, self.padding = x, padding
         n, channels, height, width = x.shape
         self.tiles = _tile_grid((height, width), padding)
         self.per_sample = self.tiles[0] * self.tiles[1]
         sample_bytes = _sample_bytes(x, out_channels, padding)
         step = max(PIECE_BYTES // sample_bytes, -(-MIN_PIECE_TILES // self.per_sample))
-        self.step = max(1, min(n, step, get_workspace_budget() // sample_bytes))
+        self.step = max(1, min(n, step, budget // sample_bytes))
         tiles_h, tiles_w = self.tiles
         self._padded = np.zeros((self.step, channels, 2 * tiles_h + 2, 2 * tiles_w + 2), dtype=x.dtype)
         self._v = _tile_matrices(channels, self.step * self.per_sample, x.dtype)
         self._products = _tile_matrices(out_channels, self.step * self.per_sample, x.dtype)
 
     def __iter__(self):
-        """Yield (samples, V, products buffer) for each piece of the batch."""
+        """Yield (samples, V, products buffer) for each piece of the share."""
         n, _, height, width = self.x.shape
         ph, pw = self.padding
         for start in range(0, n, self.step):
@@ -206,6 +208,17 @@ class _Pieces:
             yield samples, self._v[:, :, columns], self._products[:, :, columns]
 
 
+def _over_shares(x, out_channels: int, padding, work):
+    """[work(share, pieces)] for each worker's share of the batch (a slice), on the worker
+    threads; the shares together hold at most the workspace budget of tiles."""
+    budget = get_workspace_budget()
+
+    def run(share, shares):
+        return work(share, _Pieces(x[share], out_channels, padding, budget // shares))
+
+    return threads.over_batch(x, run, max_parts=budget // _sample_bytes(x, out_channels, padding))
+
+
 def correlate(x, weight, padding, out_hw):
     """x (N, C, H, W), weight (O, C, 3, 3) -> (N, O, out_h, out_w), stride 1 (``applies`` holds)."""
     out_c, channels = weight.shape[:2]
@@ -213,22 +226,29 @@ def correlate(x, weight, padding, out_hw):
     u = np.tensordot(np.tensordot(g, weight, axes=(1, 2)), g, axes=(3, 1))  # G w G^T as (4, O, C, 4)
     u = np.ascontiguousarray(u.transpose(0, 3, 1, 2)).reshape(16, out_c, channels)
     out = np.empty((x.shape[0], out_c) + tuple(out_hw), dtype=x.dtype)
-    pieces = _Pieces(x, out_c, padding)
-    for samples, v, products in pieces:
-        np.matmul(u, v, out=products)  # (16, O, tiles of the piece)
-        _output_transform(products, pieces.tiles[0], pieces.tiles[1], out[samples])
+
+    def work(share, pieces):
+        for samples, v, products in pieces:
+            np.matmul(u, v, out=products)  # (16, O, tiles of the piece)
+            _output_transform(products, pieces.tiles[0], pieces.tiles[1], out[share][samples])
+
+    _over_shares(x, out_c, padding, work)
     return out
 
 
 def weight_gradient(x, grad, padding):
     """dL/dW (O, C, 3, 3) of ``correlate``: x (N, C, H, W), grad (N, O, out_h, out_w)."""
     channels, out_c = x.shape[1], grad.shape[1]
-    grad_u = np.zeros((16, channels, out_c), dtype=x.dtype)
-    pieces = _Pieces(x, out_c, padding)
-    for samples, v, dm in pieces:
-        _output_transform_adjoint(grad[samples], pieces.tiles[0], pieces.tiles[1], dm)
-        # V @ dM^T, (C, O) per tile position: the long reduction over tiles runs in the fast orientation
-        grad_u += np.matmul(v, dm.swapaxes(1, 2))
+
+    def work(share, pieces):
+        grad_u = np.zeros((16, channels, out_c), dtype=x.dtype)
+        for samples, v, dm in pieces:
+            _output_transform_adjoint(grad[share][samples], pieces.tiles[0], pieces.tiles[1], dm)
+            # V @ dM^T, (C, O) per tile position: the long reduction over tiles runs in the fast orientation
+            grad_u += np.matmul(v, dm.swapaxes(1, 2))
+        return grad_u
+
+    grad_u = sum(_over_shares(x, out_c, padding, work))
     g = G.astype(x.dtype)
     grad_w = np.tensordot(np.tensordot(g, grad_u.reshape(4, 4, channels, out_c), axes=(0, 0)), g, axes=(1, 0))
     return np.ascontiguousarray(grad_w.transpose(2, 1, 0, 3))  # G^T dU G, from (3, C, O, 3) to (O, C, 3, 3)

@@ -19,6 +19,7 @@ with stride 1 and no padding skips im2col: its columns are the input, reordered.
 """
 from __future__ import annotations
 
+from minivision import threads
 from minivision.backend import get_array_module
 from minivision.functional import _space_to_depth as phases
 from minivision.functional import _winograd as winograd
@@ -45,11 +46,12 @@ def _columns(x, win: Windows, samples: slice, rows: slice, out_w: int, groups: i
     return col.reshape(groups, -1, col.shape[-1])
 
 
-def _pieces(in_shape, itemsize: int, win: Windows, out_hw):
-    """The (samples, rows) chunks of a conv over an input of ``in_shape``: each piece's
-    column matrix (C * kh * kw values per output pixel) fits the workspace budget."""
+def _pieces(share: slice, shares: int, in_shape, itemsize: int, win: Windows, out_hw):
+    """The (samples, rows) chunks of one worker's ``share`` of a conv over an input of
+    ``in_shape`` (samples counted from the share's start): each piece's column matrix
+    (C * kh * kw values per output pixel) fits the worker's share of the workspace budget."""
     row_bytes = in_shape[1] * win.kernel[0] * win.kernel[1] * out_hw[1] * itemsize
-    return chunks(in_shape[0], out_hw[0], row_bytes)
+    return chunks(share.stop - share.start, out_hw[0], row_bytes, shares)
 
 
 def _batch_in_columns(a, samples: slice, rows: slice, groups: int):
@@ -70,9 +72,15 @@ def _correlate(x, weight, groups: int, win: Windows, out_hw):
     n, out_c = x.shape[0], weight.shape[0]
     w = weight.reshape(groups, out_c // groups, -1)
     out = xp.empty((n, out_c) + tuple(out_hw), dtype=x.dtype)
-    for samples, rows in _pieces(x.shape, x.itemsize, win, out_hw):
-        product = xp.matmul(w, _columns(x, win, samples, rows, out_hw[1], groups))  # (G, O/G, nb * r * w)
-        out[samples, :, rows] = product.reshape(out_c, -1, rows.stop - rows.start, out_hw[1]).transpose(1, 0, 2, 3)
+
+    def work(share, shares):
+        x_share, out_share = x[share], out[share]
+        for samples, rows in _pieces(share, shares, x.shape, x.itemsize, win, out_hw):
+            product = xp.matmul(w, _columns(x_share, win, samples, rows, out_hw[1], groups))  # (G, O/G, nb * r * w)
+            out_share[samples, :, rows] = product.reshape(out_c, -1, rows.stop - rows.start,
+                                                          out_hw[1]).transpose(1, 0, 2, 3)
+
+    threads.over_batch(x, work)
     return out
 
 
@@ -99,10 +107,15 @@ def _correlate_adjoint(grad, weight, groups: int, win: Windows, in_shape):
         return _correlate(grad, _flipped_weight(weight, groups), groups, flipped, in_shape[2:])
     w_t = weight.reshape(groups, out_c // groups, -1).swapaxes(1, 2)  # (G, C/G * kh * kw, O/G)
     grad_x = xp.zeros(in_shape, dtype=grad.dtype)
-    for samples, rows in _pieces(in_shape, grad.itemsize, win, (out_h, out_w)):
-        col = xp.matmul(w_t, _batch_in_columns(grad, samples, rows, groups))  # (G, C/G * kh * kw, nb * r * w)
-        windows = col.reshape(in_shape[1], *win.kernel, -1, rows.stop - rows.start, out_w)
-        col2im_add(grad_x[samples], windows.transpose(3, 0, 1, 2, 4, 5), win, rows)
+
+    def work(share, shares):  # row bands of one sample overlap in grad_x: a share is whole samples
+        grad_share, grad_x_share = grad[share], grad_x[share]
+        for samples, rows in _pieces(share, shares, in_shape, grad.itemsize, win, (out_h, out_w)):
+            col = xp.matmul(w_t, _batch_in_columns(grad_share, samples, rows, groups))  # (G, C/G * kh * kw, nb * r * w)
+            windows = col.reshape(in_shape[1], *win.kernel, -1, rows.stop - rows.start, out_w)
+            col2im_add(grad_x_share[samples], windows.transpose(3, 0, 1, 2, 4, 5), win, rows)
+
+    threads.over_batch(grad, work)
     return grad_x
 
 
@@ -116,13 +129,19 @@ def _weight_gradient(x, grad, groups: int, win: Windows, weight_shape):
         return winograd.weight_gradient(x, grad, win.padding)
     xp = get_array_module(x, grad)
     out_c, out_hw = grad.shape[1], grad.shape[2:]
-    grad_w_t = xp.zeros((groups, x.shape[1] // groups * win.kernel[0] * win.kernel[1], out_c // groups), dtype=grad.dtype)
-    for samples, rows in _pieces(x.shape, x.itemsize, win, out_hw):
-        col = _columns(x, win, samples, rows, out_hw[1], groups)
-        # (col @ g^T)^T rather than g @ col^T: same product, but OpenBLAS runs the latter (a long
-        # reduction into a short, wide result) many times slower when the cores are shared
-        grad_w_t += xp.matmul(col, _batch_in_columns(grad, samples, rows, groups).swapaxes(1, 2))
-    return grad_w_t.swapaxes(1, 2).reshape(weight_shape)
+
+    def work(share, shares):  # each worker sums its share; the shares' sums are added after
+        x_share, grad_share = x[share], grad[share]
+        grad_w_t = xp.zeros((groups, x.shape[1] // groups * win.kernel[0] * win.kernel[1], out_c // groups),
+                            dtype=grad.dtype)
+        for samples, rows in _pieces(share, shares, x.shape, x.itemsize, win, out_hw):
+            col = _columns(x_share, win, samples, rows, out_hw[1], groups)
+            # (col @ g^T)^T rather than g @ col^T: same product, but OpenBLAS runs the latter (a long
+            # reduction into a short, wide result) many times slower when the cores are shared
+            grad_w_t += xp.matmul(col, _batch_in_columns(grad_share, samples, rows, groups).swapaxes(1, 2))
+        return grad_w_t
+
+    return sum(threads.over_batch(x, work)).swapaxes(1, 2).reshape(weight_shape)
 
 
 class _ConvFunction(Function):

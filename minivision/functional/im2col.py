@@ -39,12 +39,12 @@ def get_workspace_budget() -> int:
     return _workspace_budget
 
 
-def chunks(batch: int, out_h: int, row_bytes: int):
+def chunks(batch: int, out_h: int, row_bytes: int, shares: int = 1):
     """Yield ``(samples, rows)`` slices that split the output so each piece's column matrix
     (``row_bytes`` per output row per sample) stays within the preferred piece size (and so
-    the budget) where it can: whole samples when one fits, else bands of output rows (at
-    least one row)."""
-    piece = min(_workspace_budget, PREFERRED_PIECE_BYTES)
+    the budget, or its share when ``shares`` threads hold a piece each) where it can: whole
+    samples when one fits, else bands of output rows (at least one row)."""
+    piece = min(_workspace_budget // shares, PREFERRED_PIECE_BYTES)
     sample_bytes = row_bytes * out_h
     if sample_bytes <= piece:
         step = max(1, piece // max(sample_bytes, 1))

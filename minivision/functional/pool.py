@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivision import threads
 from minivision.backend import get_array_module
 from minivision.functional import _pool_kernels as kernels
 from minivision.functional._geometry import Windows, accepts_unbatched, check_nchw, output_hw, pair, raw
@@ -34,6 +35,11 @@ def _pool_windows(op: str, input, kernel_size, stride, padding, dilation=1, ceil
     return win, output_hw(op, input.shape, *win, ceil_mode=ceil_mode)
 
 
+def _per_plane(kernel, planes) -> None:
+    """kernel(share) for each worker's share (a slice) of the planes, on the worker threads."""
+    threads.over_batch(planes, lambda share, _: kernel(share))
+
+
 def _planes(a):
     """(N, C, ...) -> (N * C, prod(...)), contiguous, for the per-plane kernels."""
     xp = get_array_module(a)
@@ -49,7 +55,8 @@ def _max_pool_switches(x, win: Windows, out_hw):
     planes = xp.ascontiguousarray(x).reshape((-1,) + x.shape[2:])
     out = np.empty((planes.shape[0],) + tuple(out_hw), dtype=x.dtype)
     switches = np.empty(out.shape, dtype=np.int64)
-    kernels.max_pool_planes(planes, *win.kernel, *win.stride, *win.padding, *win.dilation, out, switches)
+    sizes = (*win.kernel, *win.stride, *win.padding, *win.dilation)
+    _per_plane(lambda p: kernels.max_pool_planes(planes[p], *sizes, out[p], switches[p]), planes)
     return out.reshape(x.shape[:2] + out.shape[1:]), switches.reshape(x.shape[:2] + out.shape[1:])
 
 
@@ -84,7 +91,8 @@ def _gather(source, index):
     if xp is not np:
         return xp.take_along_axis(_planes(source), _planes(index), axis=1).reshape(index.shape)
     out = np.empty((index.shape[0] * index.shape[1], int(np.prod(index.shape[2:]))), dtype=source.dtype)
-    kernels.gather_planes(_planes(source), _planes(index), out)
+    source_planes, index_planes = _planes(source), _planes(index)
+    _per_plane(lambda p: kernels.gather_planes(source_planes[p], index_planes[p], out[p]), index_planes)
     return out.reshape(index.shape)
 
 
@@ -95,7 +103,8 @@ def _scatter(values, index, shape, accumulate: bool):
     out = xp.zeros((shape[0] * shape[1], shape[2] * shape[3]), dtype=values.dtype)
     vals, idx = _planes(values), _planes(index)
     if xp is np:
-        (kernels.scatter_add_planes if accumulate else kernels.scatter_planes)(vals, idx, out)
+        kernel = kernels.scatter_add_planes if accumulate else kernels.scatter_planes
+        _per_plane(lambda p: kernel(vals[p], idx[p], out[p]), out)
     elif accumulate:
         import cupyx  # only reached with CuPy arrays, so CuPy is present
 

@@ -1,0 +1,131 @@
+"""minivision's worker threads: how work is split, and that splitting changes no result."""
+import threading
+
+import numpy as np
+import pytest
+
+import minivision as mv
+import minivision.functional as F
+from minivision import threads
+from minivision.functional import conv as conv_module
+
+
+@pytest.fixture
+def three_threads(monkeypatch):
+    """Three workers, and every array, however small, worth splitting."""
+    previous = mv.get_num_threads()
+    monkeypatch.setattr(threads, "MIN_PART_BYTES", 1)
+    mv.set_num_threads(3)
+    yield
+    mv.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("count, parts", [(10, 3), (2, 3), (7, 1), (0, 2), (9, 9)])
+def test_split_covers_the_range_in_near_equal_contiguous_slices(count, parts):
+    slices = threads.split(count, parts)
+    assert len(slices) == max(1, min(parts, count))
+    assert slices[0].start == 0 and slices[-1].stop == count
+    assert all(a.stop == b.start for a, b in zip(slices, slices[1:]))
+    sizes = [s.stop - s.start for s in slices]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_batch_parts_keeps_small_arrays_and_respects_max_parts(three_threads, monkeypatch):
+    assert len(threads.batch_parts(np.zeros((6, 4)))) == 3
+    assert len(threads.batch_parts(np.zeros((6, 4)), max_parts=2)) == 2
+    monkeypatch.setattr(threads, "MIN_PART_BYTES", 64 * 2**10)
+    assert threads.batch_parts(np.zeros((6, 4))) == [slice(0, 6)]  # 192 bytes: not worth a thread
+
+
+def test_batch_parts_gives_one_part_for_arrays_that_are_not_numpy(three_threads):
+    class DeviceArray:  # stands for a CuPy array: the GPU parallelises on its own
+        shape = (8, 4)
+
+    assert threads.batch_parts(DeviceArray()) == [slice(0, 8)]
+
+
+def test_parallel_map_keeps_order_and_uses_the_workers(three_threads):
+    names = threads.parallel_map(lambda k: (k, threading.current_thread().name), range(6))
+    assert [k for k, _ in names] == list(range(6))
+    assert all(name.startswith("minivision") for _, name in names)
+
+
+def test_a_nested_parallel_map_runs_serially_inside_its_worker(three_threads):
+    def outer(k):
+        here = threading.current_thread().name
+        return threads.parallel_map(lambda j: threading.current_thread().name == here, range(4))
+
+    assert all(all(same) for same in threads.parallel_map(outer, range(3)))
+
+
+def test_one_thread_runs_everything_on_the_calling_thread():
+    previous = mv.get_num_threads()
+    mv.set_num_threads(1)
+    try:
+        here = threading.current_thread().name
+        assert threads.parallel_map(lambda k: threading.current_thread().name, range(4)) == [here] * 4
+    finally:
+        mv.set_num_threads(previous)
+
+
+def test_the_pool_limits_blas_to_one_thread(three_threads):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threads.parallel_map(lambda k: k, range(2))
+    blas = threadpoolctl.threadpool_info()
+    assert blas and all(lib["num_threads"] == 1 for lib in blas if lib["user_api"] == "blas")
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
+def test_set_num_threads_rejects_what_is_not_a_positive_int(bad):
+    with pytest.raises(ValueError, match=r"num_threads must be a positive int, got"):
+        mv.set_num_threads(bad)
+
+
+def test_a_bad_environment_value_is_named(monkeypatch):
+    monkeypatch.setattr(threads, "_requested", None)
+    monkeypatch.setenv("MINIVISION_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="MINIVISION_NUM_THREADS must be a positive integer, got 'many'"):
+        mv.get_num_threads()
+    monkeypatch.setenv("MINIVISION_NUM_THREADS", "2")
+    assert mv.get_num_threads() == 2
+
+
+def _forward_and_gradients(fn, arrays, seed=0):
+    """fn's output and every input's gradient under one fixed random upstream gradient."""
+    inputs = [mv.Tensor(a.copy(), requires_grad=True) for a in arrays]
+    out = fn(*inputs)
+    out.backward(np.random.default_rng(seed).standard_normal(out.shape))
+    return [out.numpy()] + [t.grad.numpy() for t in inputs]
+
+
+def _unpool_round_trip(x):
+    pooled, switches = F.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)
+    return F.max_unpool2d(pooled * 2.0, switches, 3, stride=2, padding=1, output_size=x.shape[2:])
+
+
+CASES = {
+    "3x3 conv (Winograd)": (lambda x, w: F.conv2d(x, w, padding=1), [(5, 3, 9, 8), (4, 3, 3, 3)]),
+    "3x3/2 conv (im2col, col2im)": (lambda x, w: F.conv2d(x, w, stride=2, padding=1), [(5, 3, 9, 8), (4, 3, 3, 3)]),
+    "5x5 conv (flipped adjoint)": (lambda x, w: F.conv2d(x, w, padding=2), [(5, 3, 9, 8), (4, 3, 5, 5)]),
+    "4x4/2 transposed conv (phases)": (lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1),
+                                       [(5, 3, 6, 7), (3, 4, 4, 4)]),
+    "max pool and unpool": (_unpool_round_trip, [(5, 3, 9, 8)]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("budget", [None, 256], ids=["whole-samples", "row-bands"])
+def test_ops_split_over_threads_give_the_one_thread_result(name, budget, three_threads, rng):
+    fn, shapes = CASES[name]
+    arrays = [rng.standard_normal(s) for s in shapes]
+    previous_budget = conv_module.get_workspace_budget()
+    try:
+        if budget is not None:  # pieces of a few output rows of one sample
+            conv_module.set_workspace_budget(budget)
+        split = _forward_and_gradients(fn, arrays)
+        mv.set_num_threads(1)
+        serial = _forward_and_gradients(fn, arrays)
+    finally:
+        conv_module.set_workspace_budget(previous_budget)
+    for what, a, b in zip(["output"] + [f"gradient {i}" for i in range(len(arrays))], split, serial):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=what)

@@ -115,10 +115,11 @@ def split(count: int, parts: int | None = None) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def batch_parts(array, max_parts: int | None = None) -> list[slice]:
-    """Slices of ``array``'s first axis, one per worker thread (at most ``max_parts``), for a
-    NumPy array of at least ``MIN_PART_BYTES`` a part; one slice for a small or GPU array."""
-    count = array.shape[0]
+def batch_parts(array, max_parts: int | None = None, axis: int = 0) -> list[slice]:
+    """Slices of ``array``'s ``axis`` (the batch by default), one per worker thread (at most
+    ``max_parts``), for a NumPy array of at least ``MIN_PART_BYTES`` a part; one slice for
+    a small or GPU array."""
+    count = array.shape[axis]
     if not isinstance(array, np.ndarray):
         return [slice(0, count)]
     parts = min(get_num_threads(), max(1, array.nbytes // MIN_PART_BYTES),

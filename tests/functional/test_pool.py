@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import minivision as mv
 import minivision.functional as F
+from minivision.functional import _pool_kernels as kernels
 from minivision.functional import pool as pool_module
 from tests.helpers import assert_close, check_parity, torch_or_skip
 
@@ -66,6 +67,24 @@ def test_array_path_switches_equal_the_numba_kernel(case, values):
     np.testing.assert_array_equal(array_values, kernel_values)
     _, expected = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True, **kw)
     np.testing.assert_array_equal(kernel_switches, expected.numpy())
+
+
+@given(shape=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(2, 9), st.integers(2, 9)),
+       ceil_mode=st.booleans(), values=st.lists(st.sampled_from([0.0, 1.0, -np.inf, np.nan]), min_size=4, max_size=4),
+       seed=st.integers(0, 2**16))
+def test_unrolled_2x2_kernel_equals_the_general_one_and_torch(shape, ceil_mode, values, seed):
+    """2x2/2 pooling takes its own unrolled kernel: same maxima and switches as the general
+    loop and PyTorch, with ties, -inf, NaN and (ceil_mode) windows hanging off odd edges."""
+    x = np.random.default_rng(seed).choice(np.array(values), size=shape)
+    win, out_hw = pool_module._pool_windows("max_pool2d", x, 2, 2, 0, 1, ceil_mode)
+    values_2x2, switches_2x2 = pool_module._max_pool_switches(x, win, out_hw)
+    planes = x.reshape((-1,) + x.shape[2:])
+    general, general_switches = np.empty((planes.shape[0],) + out_hw), np.empty((planes.shape[0],) + out_hw, np.int64)
+    kernels.max_pool_planes(planes, 2, 2, 2, 2, 0, 0, 1, 1, general, general_switches)
+    np.testing.assert_array_equal(switches_2x2.reshape(general_switches.shape), general_switches)
+    np.testing.assert_array_equal(values_2x2.reshape(general.shape), general)
+    _, expected = torch.nn.functional.max_pool2d(torch.tensor(x), 2, ceil_mode=ceil_mode, return_indices=True)
+    np.testing.assert_array_equal(switches_2x2, expected.numpy())
 
 
 @given(case=pool_cases(dilation=False), count_include_pad=st.booleans(),

@@ -58,7 +58,21 @@ def test_render_replaces_chosen_regions_and_drops_every_marker():
     assert namespace["g"](2) == 4
 
 
+def test_a_fast_path_is_dropped_with_its_part_and_kept_without_markers_otherwise():
+    text = ('def f(x):\n    # BEGIN FAST PATH relu\n    if x == 2:\n        return "fast"\n    # END FAST PATH relu\n'
+            '    # BEGIN SOLUTION relu: write f\n    return "slow"\n    # END SOLUTION relu\n')
+    regions = find_regions(text)
+    assert [(r.part, r.fast_path) for r in regions] == [("relu", True), ("relu", False)]
+    taken_out, kept = render(text, regions, ["relu"]), render(text, regions, ["pool"])
+    assert "fast" not in taken_out and 'raise NotImplementedError("relu: write f")' in taken_out
+    namespace = {}
+    exec(compile(kept, "kept", "exec"), namespace)
+    assert "FAST PATH" not in kept and namespace["f"](2) == "fast" and namespace["f"](1) == "slow"
+
+
 @pytest.mark.parametrize("text, message", [
+    ("# BEGIN FAST PATH pool\n# END SOLUTION pool\n", r"<text>:2: END SOLUTION pool does not close an open solution"),
+    ("# BEGIN FAST PATH\n", r"<text>:1: a fast path marker must name its part"),
     ("# BEGIN SOLUTION relu\n# BEGIN SOLUTION relu\n", r"<text>:2: BEGIN SOLUTION inside the region opened at line 1"),
     ("x = 1\n# BEGIN SOLUTION relu\n", r"<text>:2: BEGIN SOLUTION relu is never closed"),
     ("# BEGIN SOLUTION relu\n# END SOLUTION pool\n", r"<text>:2: END SOLUTION pool does not close"),
@@ -166,16 +180,17 @@ def test_student_copy_holds_sources_only_and_no_solution_text(student):
     for relative in package_sources(REPO):
         text = (REPO / relative).read_text()
         copy = (student / relative).read_text()
-        assert "BEGIN SOLUTION" not in copy and "END SOLUTION" not in copy, relative
+        assert not any(marker in copy for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN FAST PATH",
+                                                     "END FAST PATH")), relative
         lines = text.splitlines()
         regions = find_regions(text, str(relative))
         inside = {n for r in regions for n in range(r.begin, r.end + 1)}
         outside = {lines[n].strip() for n in range(len(lines)) if n not in inside}
         for region in regions:
             body = [line.strip() for line in lines[region.begin + 1:region.end]]
-            if region.part in CHOSEN:  # no line that only the solution has survives
+            if region.part in CHOSEN:  # no line that only the solution (or the fast path) has survives
                 assert not [line for line in body if line not in outside and line in copy], (relative, region)
-                assert f'raise NotImplementedError("{region.part}: {region.task}' in copy
+                assert region.fast_path or f'raise NotImplementedError("{region.part}: {region.task}' in copy
             else:
                 assert "\n".join(lines[region.begin + 1:region.end]) in copy, (relative, region)
     manifest = json.loads((student / "assignment.json").read_text())

@@ -93,11 +93,13 @@ def make_student_copy(out_dir, include, repo_root=None) -> dict:
         # line numbers in the copy: each removed region shrinks the file above the next one
         shift = 0
         for region in found:
-            if region.part in parts:
+            if region.part not in parts:
+                shift += 2  # the markers
+            elif region.fast_path:
+                shift += region.end - region.begin + 1  # dropped whole
+            else:
                 regions.append({"part": region.part, "file": relative.as_posix(), "line": region.begin + 1 - shift})
                 shift += region.end - region.begin
-            else:
-                shift += 2
     regions.sort(key=lambda region: parts.index(region["part"]))  # stable: file order within a part
     missing = [part for part in parts if not any(r["part"] == part for r in regions)]
     if missing:

@@ -7,8 +7,10 @@ These kernels do it in five passes: the statistics (two), the normalised output 
 the gradient's two sums (one) and the input gradient (one), recomputing x_hat from x
 rather than storing it. Sums run in float64 whatever the array's dtype.
 
-Arrays arrive as (N, C, L), L the product of the spatial sizes (1 for (N, C) input), and
-``norm.py`` gives each of minivision's worker threads a share of the channels.
+Arrays arrive whole as (N, C, L), L the product of the spatial sizes (1 for (N, C) input),
+with the channels [first, stop) to work on: ``norm.py`` gives each of minivision's worker
+threads a share. (Slicing the channels instead would hand Numba arrays of unknown strides,
+whose loops it does not vectorise: batch norm ran slower on two threads than on one.)
 """
 from __future__ import annotations
 
@@ -19,11 +21,11 @@ _SUMS = {"reassoc", "contract"}
 
 
 @njit(cache=True, nogil=True, fastmath=_SUMS)
-def channel_moments(x, mean, var):
+def channel_moments(x, mean, var, first, stop):
     """mean[c], var[c]: the mean and biased variance of x[:, c, :] (two passes, float64 sums)."""
-    samples, channels, length = x.shape
+    samples, length = x.shape[0], x.shape[2]
     count = samples * length
-    for c in range(channels):
+    for c in range(first, stop):
         total = 0.0
         for n in range(samples):
             for k in range(length):
@@ -38,21 +40,21 @@ def channel_moments(x, mean, var):
 
 
 @njit(cache=True, nogil=True)
-def affine(x, scale, shift, out):
+def affine(x, scale, shift, out, first, stop):
     """out[n, c, k] = x[n, c, k] * scale[c] + shift[c]."""
-    samples, channels, length = x.shape
+    samples, length = x.shape[0], x.shape[2]
     for n in range(samples):
-        for c in range(channels):
+        for c in range(first, stop):
             a, b = scale[c], shift[c]
             for k in range(length):
                 out[n, c, k] = x[n, c, k] * a + b
 
 
 @njit(cache=True, nogil=True, fastmath=_SUMS)
-def gradient_sums(grad, x, mean, inv_std, sum_g, sum_gx):
+def gradient_sums(grad, x, mean, inv_std, sum_g, sum_gx, first, stop):
     """sum_g[c] = sum of grad[:, c]; sum_gx[c] = sum of grad * x_hat, x_hat = (x - mean) * inv_std."""
-    samples, channels, length = x.shape
-    for c in range(channels):
+    samples, length = x.shape[0], x.shape[2]
+    for c in range(first, stop):
         total, weighted = 0.0, 0.0
         m = mean[c]
         for n in range(samples):
@@ -64,12 +66,12 @@ def gradient_sums(grad, x, mean, inv_std, sum_g, sum_gx):
 
 
 @njit(cache=True, nogil=True)
-def input_gradient(grad, x, mean, inv_std, scale, mean_g, mean_gx, out):
+def input_gradient(grad, x, mean, inv_std, scale, mean_g, mean_gx, out, first, stop):
     """out = (grad - mean_g - x_hat * mean_gx) * scale per channel: the input gradient of
     batch norm with batch statistics (scale = inv_std * weight)."""
-    samples, channels, length = x.shape
+    samples, length = x.shape[0], x.shape[2]
     for n in range(samples):
-        for c in range(channels):
+        for c in range(first, stop):
             m, s, mg = mean[c], inv_std[c], mean_g[c]
             slope, a = mean_gx[c] * s, scale[c]
             for k in range(length):

@@ -13,6 +13,8 @@ A 3x3, stride-1 correlation of NumPy arrays takes Winograd's F(2x2, 3x3) instead
 ``conv_transpose2d`` is the adjoint of ``conv2d``, so its forward is ``_correlate_adjoint``
 with the transposed-conv weight (in, out/groups, kh, kw) read as a conv weight from the
 output space back to the input space, and its backward uses the other two kernels.
+The Winograd and pointwise shortcuts are FAST PATH regions: a student copy of the ``conv``
+assignment part drops them, so its im2col does every convolution.
 The column matrices hold the batch in their columns, (C * kh * kw, N * out_h * out_w),
 so each chunk is one matrix multiply per group (few, large BLAS calls). A 1x1 convolution
 with stride 1 and no padding skips im2col: its columns are the input, reordered.
@@ -39,10 +41,12 @@ def _columns(x, win: Windows, samples: slice, rows: slice, out_w: int, groups: i
     """The column matrix of x[samples] for output ``rows``, split by group:
     (G, C/G * kh * kw, nb * rows * out_w). A pointwise conv's columns are x itself, reordered."""
     xp = get_array_module(x)
+    # BEGIN FAST PATH conv
     if win.is_pointwise():  # output pixel (i, j) reads input pixel (i, j) alone
         col = xp.ascontiguousarray(x[samples, :, rows, :out_w].transpose(1, 0, 2, 3)).reshape(x.shape[1], -1)
-    else:
-        col = im2col(x[samples], win, rows, out_w)
+        return col.reshape(groups, -1, col.shape[-1])
+    # END FAST PATH conv
+    col = im2col(x[samples], win, rows, out_w)
     return col.reshape(groups, -1, col.shape[-1])
 
 
@@ -66,8 +70,10 @@ def _correlate(x, weight, groups: int, win: Windows, out_hw):
     if phases.applies(win):
         return _correlate(phases.space_to_depth(x, win, out_hw), phases.phase_weight(weight, win), groups,
                           phases.stride_one(win), out_hw)
+    # BEGIN FAST PATH conv
     if winograd.applies(x, weight.shape[0], groups, win):
         return winograd.correlate(x, weight, win.padding, out_hw)
+    # END FAST PATH conv
     xp = get_array_module(x, weight)
     n, out_c = x.shape[0], weight.shape[0]
     w = weight.reshape(groups, out_c // groups, -1)
@@ -125,8 +131,10 @@ def _weight_gradient(x, grad, groups: int, win: Windows, weight_shape):
         grad_w = _weight_gradient(phases.space_to_depth(x, win, grad.shape[2:]), grad, groups, phases.stride_one(win),
                                   phases.phase_weight_shape(weight_shape, win))
         return phases.phase_weight_adjoint(grad_w, win, weight_shape)
+    # BEGIN FAST PATH conv
     if winograd.applies(x, grad.shape[1], groups, win):
         return winograd.weight_gradient(x, grad, win.padding)
+    # END FAST PATH conv
     xp = get_array_module(x, grad)
     out_c, out_hw = grad.shape[1], grad.shape[2:]
 

@@ -99,12 +99,8 @@ def _ncl(a):
 
 
 def _over_channels(kernel, x, *args) -> None:
-    """kernel(x[:, share], *args[share]) for each worker's share of the channels of x (N, C, L):
-    (C,) vectors are cut to the share, (N, C, L) arrays along their axis 1."""
-    def run(share):
-        kernel(x[:, share], *(a[share] if a.ndim == 1 else a[:, share] for a in args))
-
-    threads.parallel_map(run, threads.batch_parts(x, axis=1))
+    """kernel(x, *args, first, stop) for each worker's share [first, stop) of the channels of x (N, C, L)."""
+    threads.parallel_map(lambda share: kernel(x, *args, share.start, share.stop), threads.batch_parts(x, axis=1))
 
 
 def _channel_shape(x) -> tuple:

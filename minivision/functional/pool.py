@@ -55,12 +55,15 @@ def _max_pool_switches(x, win: Windows, out_hw):
     planes = xp.ascontiguousarray(x).reshape((-1,) + x.shape[2:])
     out = np.empty((planes.shape[0],) + tuple(out_hw), dtype=x.dtype)
     switches = np.empty(out.shape, dtype=np.int64)
+    shape = x.shape[:2] + out.shape[1:]
+    # BEGIN FAST PATH pool
     if win == Windows((2, 2), (2, 2), (0, 0), (1, 1)):
         _per_plane(lambda p: kernels.max_pool_2x2_planes(planes[p], out[p], switches[p]), planes)
-    else:
-        sizes = (*win.kernel, *win.stride, *win.padding, *win.dilation)
-        _per_plane(lambda p: kernels.max_pool_planes(planes[p], *sizes, out[p], switches[p]), planes)
-    return out.reshape(x.shape[:2] + out.shape[1:]), switches.reshape(x.shape[:2] + out.shape[1:])
+        return out.reshape(shape), switches.reshape(shape)
+    # END FAST PATH pool
+    sizes = (*win.kernel, *win.stride, *win.padding, *win.dilation)
+    _per_plane(lambda p: kernels.max_pool_planes(planes[p], *sizes, out[p], switches[p]), planes)
+    return out.reshape(shape), switches.reshape(shape)
 
 
 def _max_pool_switches_xp(x, win: Windows, out_hw):

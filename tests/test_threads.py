@@ -110,13 +110,14 @@ CASES = {
     "4x4/2 transposed conv (phases)": (lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1),
                                        [(5, 3, 6, 7), (3, 4, 4, 4)]),
     "max pool and unpool": (_unpool_round_trip, [(5, 3, 9, 8)]),
+    "leaky relu (elements split)": (lambda x: F.leaky_relu(x, 0.1), [(5, 3, 9, 8)]),
     "batch norm (channels split)": (lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True),
                                     [(5, 4, 6, 7), (4,), (4,)]),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
-@pytest.mark.parametrize("budget", [None, 256], ids=["whole-samples", "row-bands"])
+@pytest.mark.parametrize("budget", [None, 16 * 2**10], ids=["whole-samples", "row-bands"])
 def test_ops_split_over_threads_give_the_one_thread_result(name, budget, three_threads, rng):
     fn, shapes = CASES[name]
     arrays = [rng.standard_normal(s) for s in shapes]

@@ -58,12 +58,18 @@ def _spans(win: Windows, grid):
 def space_to_depth(x, win: Windows, out_hw):
     """x (N, C, H, W) -> X (N, C * sh * sw, M_h, M_w): X[n, (c, rh, rw), i, j] = x[n, c, sh * i + rh - ph,
     sw * j + rw - pw], zero in the padding; channels stay grouped by input channel (so by group)."""
+    if not isinstance(x, np.ndarray):
+        return _space_to_depth_xp(x, win, out_hw)
+    (sh, sw), grid = win.stride, _phase_grid(win, out_hw)
+    out = np.empty((x.shape[0], x.shape[1] * sh * sw) + grid, dtype=x.dtype)
+    _shuffle_planes(np.ascontiguousarray(x), out, win, to_phases=True)
+    return out
+
+
+def _space_to_depth_xp(x, win: Windows, out_hw):
+    """``space_to_depth`` with array operations (the GPU path)."""
     (sh, sw), grid = win.stride, _phase_grid(win, out_hw)
     n, c = x.shape[:2]
-    if isinstance(x, np.ndarray):
-        out = np.empty((n, c * sh * sw) + grid, dtype=x.dtype)
-        _shuffle_planes(np.ascontiguousarray(x), out, win, to_phases=True)
-        return out
     band = read_padded(x, *_spans(win, grid))  # (N, C, sh * M_h, sw * M_w)
     phases = band.reshape(n, c, grid[0], sh, grid[1], sw).transpose(0, 1, 3, 5, 2, 4)
     return get_array_module(x).ascontiguousarray(phases).reshape(n, c * sh * sw, *grid)
@@ -72,13 +78,19 @@ def space_to_depth(x, win: Windows, out_hw):
 def space_to_depth_adjoint(phases, win: Windows, in_shape):
     """The adjoint of ``space_to_depth``: X (N, C * sh * sw, M_h, M_w) back to (N, C, H, W) = ``in_shape``,
     dropping what lies in the padding (zero where no phase covers the input)."""
+    if not isinstance(phases, np.ndarray):
+        return _space_to_depth_adjoint_xp(phases, win, in_shape)
+    out = np.zeros(in_shape, dtype=phases.dtype)
+    _shuffle_planes(out, np.ascontiguousarray(phases), win, to_phases=False)
+    return out
+
+
+def _space_to_depth_adjoint_xp(phases, win: Windows, in_shape):
+    """``space_to_depth_adjoint`` with array operations (the GPU path)."""
     xp = get_array_module(phases)
     (sh, sw), (n, c) = win.stride, in_shape[:2]
     grid = phases.shape[2:]
     out = xp.zeros(in_shape, dtype=phases.dtype)
-    if xp is np:
-        _shuffle_planes(out, np.ascontiguousarray(phases), win, to_phases=False)
-        return out
     band = phases.reshape(n, c, sh, sw, *grid).transpose(0, 1, 4, 2, 5, 3).reshape(n, c, sh * grid[0], sw * grid[1])
     add_padded(out, band, *_spans(win, grid))
     return out

@@ -50,12 +50,22 @@ def _columns(x, win: Windows, samples: slice, rows: slice, out_w: int, groups: i
     return col.reshape(groups, -1, col.shape[-1])
 
 
-def _pieces(share: slice, shares: int, in_shape, itemsize: int, win: Windows, out_hw):
-    """The (samples, rows) chunks of one worker's ``share`` of a conv over an input of
-    ``in_shape`` (samples counted from the share's start): each piece's column matrix
-    (C * kh * kw values per output pixel) fits the worker's share of the workspace budget."""
-    row_bytes = in_shape[1] * win.kernel[0] * win.kernel[1] * out_hw[1] * itemsize
-    return chunks(share.stop - share.start, out_hw[0], row_bytes, shares)
+def _row_bytes(in_shape, itemsize: int, win: Windows, out_w: int) -> int:
+    """Bytes of column matrix per output row of one sample: C * kh * kw values per output pixel."""
+    return in_shape[1] * win.kernel[0] * win.kernel[1] * out_w * itemsize
+
+
+def _over_shares(array, in_shape, win: Windows, out_hw, work) -> list:
+    """[work(share, pieces)] for each worker's share of the batch (``array``'s first axis),
+    ``pieces`` the (samples, rows) chunks of that share (samples counted from its start),
+    each piece's column matrix within the worker's share of the workspace budget. As many
+    workers as each can still hold one output row's columns within its share."""
+    row_bytes = _row_bytes(in_shape, array.itemsize, win, out_hw[1])
+
+    def run(share, shares):
+        return work(share, chunks(share.stop - share.start, out_hw[0], row_bytes, shares))
+
+    return threads.over_batch(array, run, max_parts=max(1, get_workspace_budget() // row_bytes))
 
 
 def _batch_in_columns(a, samples: slice, rows: slice, groups: int):
@@ -79,14 +89,14 @@ def _correlate(x, weight, groups: int, win: Windows, out_hw):
     w = weight.reshape(groups, out_c // groups, -1)
     out = xp.empty((n, out_c) + tuple(out_hw), dtype=x.dtype)
 
-    def work(share, shares):
+    def work(share, pieces):
         x_share, out_share = x[share], out[share]
-        for samples, rows in _pieces(share, shares, x.shape, x.itemsize, win, out_hw):
+        for samples, rows in pieces:
             product = xp.matmul(w, _columns(x_share, win, samples, rows, out_hw[1], groups))  # (G, O/G, nb * r * w)
             out_share[samples, :, rows] = product.reshape(out_c, -1, rows.stop - rows.start,
                                                           out_hw[1]).transpose(1, 0, 2, 3)
 
-    threads.over_batch(x, work)
+    _over_shares(x, x.shape, win, out_hw, work)
     return out
 
 
@@ -114,14 +124,14 @@ def _correlate_adjoint(grad, weight, groups: int, win: Windows, in_shape):
     w_t = weight.reshape(groups, out_c // groups, -1).swapaxes(1, 2)  # (G, C/G * kh * kw, O/G)
     grad_x = xp.zeros(in_shape, dtype=grad.dtype)
 
-    def work(share, shares):  # row bands of one sample overlap in grad_x: a share is whole samples
+    def work(share, pieces):  # row bands of one sample overlap in grad_x: a share is whole samples
         grad_share, grad_x_share = grad[share], grad_x[share]
-        for samples, rows in _pieces(share, shares, in_shape, grad.itemsize, win, (out_h, out_w)):
+        for samples, rows in pieces:
             col = xp.matmul(w_t, _batch_in_columns(grad_share, samples, rows, groups))  # (G, C/G * kh * kw, nb * r * w)
             windows = col.reshape(in_shape[1], *win.kernel, -1, rows.stop - rows.start, out_w)
             col2im_add(grad_x_share[samples], windows.transpose(3, 0, 1, 2, 4, 5), win, rows)
 
-    threads.over_batch(grad, work)
+    _over_shares(grad, in_shape, win, (out_h, out_w), work)
     return grad_x
 
 
@@ -138,18 +148,18 @@ def _weight_gradient(x, grad, groups: int, win: Windows, weight_shape):
     xp = get_array_module(x, grad)
     out_c, out_hw = grad.shape[1], grad.shape[2:]
 
-    def work(share, shares):  # each worker sums its share; the shares' sums are added after
+    def work(share, pieces):  # each worker sums its share; the shares' sums are added after
         x_share, grad_share = x[share], grad[share]
         grad_w_t = xp.zeros((groups, x.shape[1] // groups * win.kernel[0] * win.kernel[1], out_c // groups),
                             dtype=grad.dtype)
-        for samples, rows in _pieces(share, shares, x.shape, x.itemsize, win, out_hw):
+        for samples, rows in pieces:
             col = _columns(x_share, win, samples, rows, out_hw[1], groups)
             # (col @ g^T)^T rather than g @ col^T: same product, but OpenBLAS runs the latter (a long
             # reduction into a short, wide result) many times slower when the cores are shared
             grad_w_t += xp.matmul(col, _batch_in_columns(grad_share, samples, rows, groups).swapaxes(1, 2))
         return grad_w_t
 
-    return sum(threads.over_batch(x, work)).swapaxes(1, 2).reshape(weight_shape)
+    return sum(_over_shares(x, x.shape, win, out_hw, work)).swapaxes(1, 2).reshape(weight_shape)
 
 
 class _ConvFunction(Function):

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 import minivision as mv
 from minivision import functional as F
+from minivision.functional import activation
 from tests.helpers import check_parity, torch_or_skip
 
 ACTIVATIONS = {
@@ -40,11 +41,15 @@ def test_relu_gradient_at_zero_is_zero_like_torch():
     check_parity(F.relu, torch.relu, [np.array([-1.0, 0.0, 1.0])], np.random.default_rng(0))
 
 
+@pytest.mark.parametrize("path", ["numba", "arrays"])
 @pytest.mark.parametrize("slope", [0.0, 0.01, 1.0, 1.5, -0.3])
-def test_leaky_relu_matches_torch_for_every_kind_of_slope_and_special_values(slope):
-    """Slopes in (0, 1] take the maximum(x, slope * x) path, the others ``where``; zeros,
-    infinities and NaN come out as in PyTorch, and so do the gradients."""
+def test_leaky_relu_matches_torch_for_every_kind_of_slope_and_special_values(slope, path, monkeypatch):
+    """NumPy floats take one Numba pass each way; the array path (CuPy's, and a student
+    copy's) takes maximum(x, slope * x) for slopes in (0, 1], ``where`` for the others. On
+    both, zeros, infinities and NaN come out as in PyTorch, and so do the gradients."""
     torch = torch_or_skip()
+    if path == "arrays":
+        monkeypatch.setattr(activation, "_numba_applies", lambda x: False)
     x = np.array([-2.0, -0.0, 0.0, 0.5, 3.0, np.inf, -np.inf, np.nan])
     got = F.leaky_relu(mv.tensor(x), slope).numpy()
     expected = torch.nn.functional.leaky_relu(torch.tensor(x), slope).numpy()

@@ -72,6 +72,20 @@ def test_space_to_depth_and_its_adjoint_are_adjoint(case):
     np.testing.assert_allclose(float((phased * y).sum()), float((x * back).sum()), rtol=1e-10, atol=1e-10)
 
 
+@given(case=phase_cases())
+def test_numba_shuffles_equal_the_array_path_of_the_gpu(case):
+    """Both rearrangements' Numba passes against their ``_xp`` twins (the CuPy path) on NumPy."""
+    win = Windows(case["kernel"], case["stride"], case["padding"], (1, 1))
+    out_hw = [max(o // s + 1, 1) for o, s in zip(_conv_out(case), case["stride"])]
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["n"], case["c_in"], case["h"], case["w"])).astype(np.float32)
+    phased = phases.space_to_depth(x, win, out_hw)
+    np.testing.assert_array_equal(phased, phases._space_to_depth_xp(x, win, out_hw))
+    y = rng.standard_normal(phased.shape).astype(np.float32)
+    np.testing.assert_array_equal(phases.space_to_depth_adjoint(y, win, x.shape),
+                                  phases._space_to_depth_adjoint_xp(y, win, x.shape))
+
+
 def test_phase_weight_round_trips_and_places_each_tap(rng):
     win = Windows((4, 6), (2, 3), (1, 1), (1, 1))
     w = rng.standard_normal((3, 2, 4, 6))

@@ -73,9 +73,11 @@ def test_array_path_switches_equal_the_numba_kernel(case, values):
        ceil_mode=st.booleans(), values=st.lists(st.sampled_from([0.0, 1.0, -np.inf, np.nan]), min_size=4, max_size=4),
        seed=st.integers(0, 2**16))
 def test_unrolled_2x2_kernel_equals_the_general_one_and_torch(shape, ceil_mode, values, seed):
-    """2x2/2 pooling takes its own unrolled kernel: same maxima and switches as the general
-    loop and PyTorch, with ties, -inf, NaN and (ceil_mode) windows hanging off odd edges."""
-    x = np.random.default_rng(seed).choice(np.array(values), size=shape)
+    """2x2/2 pooling takes its own unrolled kernels: same maxima and switches as the general
+    loop and PyTorch, and PyTorch's gradient, with ties, -inf, NaN and odd edges (windows
+    hanging off them with ceil_mode, rows and columns no window reads without)."""
+    rng = np.random.default_rng(seed)
+    x = rng.choice(np.array(values), size=shape)
     win, out_hw = pool_module._pool_windows("max_pool2d", x, 2, 2, 0, 1, ceil_mode)
     values_2x2, switches_2x2 = pool_module._max_pool_switches(x, win, out_hw)
     planes = x.reshape((-1,) + x.shape[2:])
@@ -85,6 +87,8 @@ def test_unrolled_2x2_kernel_equals_the_general_one_and_torch(shape, ceil_mode, 
     np.testing.assert_array_equal(values_2x2.reshape(general.shape), general)
     _, expected = torch.nn.functional.max_pool2d(torch.tensor(x), 2, ceil_mode=ceil_mode, return_indices=True)
     np.testing.assert_array_equal(switches_2x2, expected.numpy())
+    check_parity(lambda a: F.max_pool2d(a, 2, ceil_mode=ceil_mode),
+                 lambda a: torch.nn.functional.max_pool2d(a, 2, ceil_mode=ceil_mode), [x], rng)
 
 
 @given(case=pool_cases(dilation=False), count_include_pad=st.booleans(),

@@ -110,6 +110,7 @@ CASES = {
     "4x4/2 transposed conv (phases)": (lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1),
                                        [(5, 3, 6, 7), (3, 4, 4, 4)]),
     "max pool and unpool": (_unpool_round_trip, [(5, 3, 9, 8)]),
+    "bilinear upsampling (planes split)": (lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"), [(5, 3, 9, 8)]),
     "leaky relu (elements split)": (lambda x: F.leaky_relu(x, 0.1), [(5, 3, 9, 8)]),
     "batch norm (channels split)": (lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True),
                                     [(5, 4, 6, 7), (4,), (4,)]),

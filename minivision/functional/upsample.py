@@ -1,9 +1,10 @@
 """Resizing (N, C, H, W) maps: nearest and bilinear ``interpolate``, as PyTorch computes them.
 
 Both modes are separable linear maps: out = A_h @ x @ A_w^T with small (out, in) matrices
-per axis holding at most two non-zeros a row. They are applied as "taps" (gather a few
-input rows, weight them, add), so the cost is a few passes over the output, and the
-backward applies the transposed matrices the same way: no scatter-add needed.
+per axis holding at most two non-zeros a row, and the backward applies the transposed
+matrices the same way: no scatter-add needed. On the CPU one Numba pass per plane does
+both axes (``_resample_kernels``); on the GPU they are applied as "taps" (gather a few
+input rows, weight them, add), a few passes over the output.
 """
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import numbers
 
 import numpy as np
 
+from minivision import threads
 from minivision.backend import get_array_module
+from minivision.functional import _resample_kernels as kernels
 from minivision.functional._geometry import check_nchw
 from minivision.tensor import Function, Tensor
 
@@ -73,15 +76,34 @@ def _apply_along(x, matrix: np.ndarray, axis: int):
     return out
 
 
+def _resample(x, rows: np.ndarray, cols: np.ndarray):
+    """rows @ x @ cols^T over the last two axes of x (N, C, H, W): one Numba pass over each
+    worker's share of the planes for NumPy arrays, the gathers of ``_apply_along`` for CuPy."""
+    if not isinstance(x, np.ndarray):
+        return _apply_along(_apply_along(x, cols, 3), rows, 2)
+    planes = np.ascontiguousarray(x).reshape((-1,) + x.shape[2:])
+    out = np.empty((planes.shape[0], rows.shape[0], cols.shape[0]), dtype=x.dtype)
+    taps = _compressed(rows, x.dtype) + _compressed(cols, x.dtype)
+    threads.over_batch(planes, lambda p, _: kernels.resample_planes(planes[p], *taps, out[p]))
+    return out.reshape(x.shape[:2] + out.shape[1:])
+
+
+def _compressed(matrix: np.ndarray, dtype) -> tuple:
+    """(ptr, index, weight): the non-zeros of an (out, in) host matrix, row by row."""
+    row, column = np.nonzero(matrix)
+    ptr = np.searchsorted(row, np.arange(matrix.shape[0] + 1))
+    return ptr, column, matrix[row, column].astype(dtype)
+
+
 class _Resample(Function):
     """out = rows @ x @ cols^T over the last two axes; the gradient uses the transposes."""
 
     def forward(self, x, rows=None, cols=None):
         self.rows, self.cols = rows, cols
-        return _apply_along(_apply_along(x, cols, 3), rows, 2)
+        return _resample(x, rows, cols)
 
     def backward(self, grad):
-        return _apply_along(_apply_along(grad, self.rows.T, 2), self.cols.T, 3)
+        return _resample(grad, self.rows.T, self.cols.T)
 
 
 def _size_pair(value, name: str, kind) -> tuple:

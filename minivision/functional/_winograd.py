@@ -38,9 +38,11 @@ G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0
 
 # Pieces of a batch hold about this many bytes of transformed tiles (input and output
 # side together), small enough to stay near the caches, but at least MIN_PIECE_TILES
-# tiles, so that the 16 matrix multiplies stay long enough to run efficiently.
-PIECE_BYTES = 16 * 2**20
-MIN_PIECE_TILES = 2048
+# tiles, so that the 16 matrix multiplies stay long enough to run efficiently. Forward and
+# weight gradient of seven layers from the tiny models and the benchmarks, one thread:
+# 207 ms with 16 MiB and 2,048 tiles, 172 ms with these (C=O=16 at 64x64: 22 -> 10 ms).
+PIECE_BYTES = 4 * 2**20
+MIN_PIECE_TILES = 128
 
 _enabled = True
 

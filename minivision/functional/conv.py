@@ -7,6 +7,10 @@ Three array kernels do all the work; each op's forward and backward are two of t
   stride 1 a correlation of g with the flipped kernel (no col2im at all);
 - ``_weight_gradient``: dL/dW = g @ im2col(x)^T, summed over the batch by the product.
 
+The first and the last read the same columns of x; one loop
+(``_correlate_and_weight_gradient``) computes either or both, so a transposed
+convolution's backward, which needs both of the gradient's columns, builds them once.
+
 A 3x3, stride-1 correlation of NumPy arrays takes Winograd's F(2x2, 3x3) instead of im2col
 (``_winograd.py``: 2.25x fewer multiplies); ``set_winograd_enabled(False)`` turns it off.
 
@@ -75,29 +79,50 @@ def _batch_in_columns(a, samples: slice, rows: slice, groups: int):
     return part.reshape(groups, part.shape[0] // groups, -1)
 
 
+def _correlate_and_weight_gradient(x, weight, grad, groups: int, win: Windows, out_hw, weight_shape):
+    """(x correlated with ``weight``, dL/dW of that correlation given ``grad``): x (N, C, H, W),
+    weight (O, C/G, kh, kw) = ``weight_shape``, grad (N, O, out_h, out_w) -> ((N, O, out_h, out_w),
+    ``weight_shape``), a half None when its operand is None. Both halves read the same
+    columns of x, built once when both are asked for (a transposed convolution's backward)."""
+    if phases.applies(win):
+        phased = None if weight is None else phases.phase_weight(weight, win)
+        out, grad_w = _correlate_and_weight_gradient(phases.space_to_depth(x, win, out_hw), phased, grad, groups,
+                                                     phases.stride_one(win), out_hw,
+                                                     phases.phase_weight_shape(weight_shape, win))
+        return out, None if grad is None else phases.phase_weight_adjoint(grad_w, win, weight_shape)
+    # BEGIN FAST PATH conv
+    if winograd.applies(x, weight_shape[0], groups, win):
+        return (None if weight is None else winograd.correlate(x, weight, win.padding, out_hw),
+                None if grad is None else winograd.weight_gradient(x, grad, win.padding))
+    # END FAST PATH conv
+    xp = get_array_module(x, weight if grad is None else grad)
+    out_c = weight_shape[0]
+    w = None if weight is None else weight.reshape(groups, out_c // groups, -1)
+    out = None if weight is None else xp.empty((x.shape[0], out_c) + tuple(out_hw), dtype=x.dtype)
+
+    def work(share, pieces):  # for the weight gradient each worker sums its share; the sums are added after
+        x_share = x[share]
+        grad_w_t = None if grad is None else xp.zeros(
+            (groups, x.shape[1] // groups * win.kernel[0] * win.kernel[1], out_c // groups), dtype=x.dtype)
+        for samples, rows in pieces:
+            col = _columns(x_share, win, samples, rows, out_hw[1], groups)
+            if w is not None:
+                product = xp.matmul(w, col)  # (G, O/G, nb * r * w)
+                out[share][samples, :, rows] = product.reshape(out_c, -1, rows.stop - rows.start,
+                                                               out_hw[1]).transpose(1, 0, 2, 3)
+            if grad is not None:
+                # (col @ g^T)^T rather than g @ col^T: same product, but OpenBLAS runs the latter (a long
+                # reduction into a short, wide result) many times slower when the cores are shared
+                grad_w_t += xp.matmul(col, _batch_in_columns(grad[share], samples, rows, groups).swapaxes(1, 2))
+        return grad_w_t
+
+    sums = _over_shares(x, x.shape, win, out_hw, work)
+    return out, None if grad is None else sum(sums).swapaxes(1, 2).reshape(weight_shape)
+
+
 def _correlate(x, weight, groups: int, win: Windows, out_hw):
     """x (N, C, H, W), weight (O, C/G, kh, kw) -> (N, O, out_h, out_w)."""
-    if phases.applies(win):
-        return _correlate(phases.space_to_depth(x, win, out_hw), phases.phase_weight(weight, win), groups,
-                          phases.stride_one(win), out_hw)
-    # BEGIN FAST PATH conv
-    if winograd.applies(x, weight.shape[0], groups, win):
-        return winograd.correlate(x, weight, win.padding, out_hw)
-    # END FAST PATH conv
-    xp = get_array_module(x, weight)
-    n, out_c = x.shape[0], weight.shape[0]
-    w = weight.reshape(groups, out_c // groups, -1)
-    out = xp.empty((n, out_c) + tuple(out_hw), dtype=x.dtype)
-
-    def work(share, pieces):
-        x_share, out_share = x[share], out[share]
-        for samples, rows in pieces:
-            product = xp.matmul(w, _columns(x_share, win, samples, rows, out_hw[1], groups))  # (G, O/G, nb * r * w)
-            out_share[samples, :, rows] = product.reshape(out_c, -1, rows.stop - rows.start,
-                                                          out_hw[1]).transpose(1, 0, 2, 3)
-
-    _over_shares(x, x.shape, win, out_hw, work)
-    return out
+    return _correlate_and_weight_gradient(x, weight, None, groups, win, out_hw, weight.shape)[0]
 
 
 def _flipped_weight(weight, groups: int):
@@ -137,29 +162,7 @@ def _correlate_adjoint(grad, weight, groups: int, win: Windows, in_shape):
 
 def _weight_gradient(x, grad, groups: int, win: Windows, weight_shape):
     """dL/dW for ``_correlate``: x (N, C, H, W), grad (N, O, out_h, out_w) -> ``weight_shape``."""
-    if phases.applies(win):
-        grad_w = _weight_gradient(phases.space_to_depth(x, win, grad.shape[2:]), grad, groups, phases.stride_one(win),
-                                  phases.phase_weight_shape(weight_shape, win))
-        return phases.phase_weight_adjoint(grad_w, win, weight_shape)
-    # BEGIN FAST PATH conv
-    if winograd.applies(x, grad.shape[1], groups, win):
-        return winograd.weight_gradient(x, grad, win.padding)
-    # END FAST PATH conv
-    xp = get_array_module(x, grad)
-    out_c, out_hw = grad.shape[1], grad.shape[2:]
-
-    def work(share, pieces):  # each worker sums its share; the shares' sums are added after
-        x_share, grad_share = x[share], grad[share]
-        grad_w_t = xp.zeros((groups, x.shape[1] // groups * win.kernel[0] * win.kernel[1], out_c // groups),
-                            dtype=grad.dtype)
-        for samples, rows in pieces:
-            col = _columns(x_share, win, samples, rows, out_hw[1], groups)
-            # (col @ g^T)^T rather than g @ col^T: same product, but OpenBLAS runs the latter (a long
-            # reduction into a short, wide result) many times slower when the cores are shared
-            grad_w_t += xp.matmul(col, _batch_in_columns(grad_share, samples, rows, groups).swapaxes(1, 2))
-        return grad_w_t
-
-    return sum(_over_shares(x, x.shape, win, out_hw, work)).swapaxes(1, 2).reshape(weight_shape)
+    return _correlate_and_weight_gradient(x, None, grad, groups, win, grad.shape[2:], weight_shape)[1]
 
 
 class _ConvFunction(Function):
@@ -201,8 +204,10 @@ class _ConvTranspose2d(_ConvFunction):
         return self.add_bias(_correlate_adjoint(x, weight, groups, win, out_shape), bias)
 
     def backward(self, grad):
-        grad_x = _correlate(grad, self.weight, self.groups, self.win, self.x_shape[2:]) if self.needs_grad[0] else None
-        grad_w = _weight_gradient(grad, self.x, self.groups, self.win, self.w_shape) if self.needs_grad[1] else None
+        # both gradients read the columns of grad: built once for the two (self.weight and
+        # self.x are None where their gradient is not needed)
+        grad_x, grad_w = _correlate_and_weight_gradient(grad, self.weight, self.x, self.groups, self.win,
+                                                        self.x_shape[2:], self.w_shape)
         return grad_x, grad_w, self.bias_gradient(grad)
 
 

@@ -78,14 +78,13 @@ def max_pool_2x2_planes(x, out, switches):
 
 
 @njit(cache=True, nogil=True)
-def unpool_2x2_planes(values, switches, out):
-    """out (P, H, W) holds values[p, i, j] at switches[p, i, j] and zero elsewhere, where each
-    switch lies in its own 2x2 window at stride 2 (as max_pool_2x2_planes makes them): the
-    max-pool gradient and max unpooling. Each window's positions are written once, so no
-    zero-filled array and no adds; rows and columns no window covers are zeroed after.
-    Returns False, leaving out incomplete, as soon as a switch lies outside its window."""
+def max_pool_2x2_backward_planes(grad, switches, out):
+    """The gradient of max_pool_2x2_planes: out (P, H, W) holds grad[p, i, j] at window (i, j)'s
+    switch and zero elsewhere. Each window's positions are written once, so no zero-filled
+    array and no adds (the windows do not overlap); rows and columns no window covers
+    (odd sizes without ceil_mode) are zeroed after."""
     planes, height, width = out.shape
-    out_h, out_w = values.shape[1], values.shape[2]
+    out_h, out_w = grad.shape[1], grad.shape[2]
     zero = out.dtype.type(0)
     for plane in range(planes):
         for i in range(out_h):
@@ -94,24 +93,19 @@ def unpool_2x2_planes(values, switches, out):
             for j in range(out_w):
                 w = 2 * j
                 right = w + 1 < width
-                v, at, switch = values[plane, i, j], h * width + w, switches[plane, i, j]
-                inside = switch == at or (right and switch == at + 1)
-                out[plane, h, w] = v if switch == at else zero
+                g, at, switch = grad[plane, i, j], h * width + w, switches[plane, i, j]
+                out[plane, h, w] = g if switch == at else zero
                 if right:
-                    out[plane, h, w + 1] = v if switch == at + 1 else zero
+                    out[plane, h, w + 1] = g if switch == at + 1 else zero
                 if down:
-                    inside = inside or switch == at + width or (right and switch == at + width + 1)
-                    out[plane, h + 1, w] = v if switch == at + width else zero
+                    out[plane, h + 1, w] = g if switch == at + width else zero
                     if right:
-                        out[plane, h + 1, w + 1] = v if switch == at + width + 1 else zero
-                if not inside:
-                    return False
+                        out[plane, h + 1, w + 1] = g if switch == at + width + 1 else zero
         for h in range(2 * out_h, height):
             out[plane, h, :] = zero
         for h in range(min(2 * out_h, height)):
             for w in range(2 * out_w, width):
                 out[plane, h, w] = zero
-    return True
 
 
 @njit(cache=True, nogil=True)

@@ -40,17 +40,6 @@ def _per_plane(kernel, planes) -> None:
     threads.over_batch(planes, lambda share, _: kernel(share))
 
 
-def _unpool_2x2(values, switches, shape):
-    """values (N, C, h, w) at their switches in a zero array of ``shape`` (N, C, H, W), each
-    window's positions written once (``kernels.unpool_2x2_planes``); None when some switch
-    does not lie in its own 2x2 window at stride 2."""
-    out = np.empty(shape, dtype=values.dtype)
-    v, s = (np.ascontiguousarray(a).reshape((-1,) + values.shape[2:]) for a in (values, switches))
-    planes = out.reshape((-1,) + tuple(shape[2:]))
-    inside = threads.over_batch(planes, lambda p, _: kernels.unpool_2x2_planes(v[p], s[p], planes[p]))
-    return out if all(inside) else None
-
-
 def _planes(a):
     """(N, C, ...) -> (N * C, prod(...)), contiguous, for the per-plane kernels."""
     xp = get_array_module(a)
@@ -147,7 +136,11 @@ class _GatherAtSwitches(Function):
     def backward(self, grad):
         # BEGIN FAST PATH pool
         if isinstance(grad, np.ndarray) and _unrolled(self.win):
-            return _unpool_2x2(grad, self.switches, self.x_shape)  # never None: the 2x2 kernel made the switches
+            out = np.empty(self.x_shape, dtype=grad.dtype)
+            g, switches = (np.ascontiguousarray(a).reshape((-1,) + grad.shape[2:]) for a in (grad, self.switches))
+            planes = out.reshape((-1,) + self.x_shape[2:])
+            _per_plane(lambda p: kernels.max_pool_2x2_backward_planes(g[p], switches[p], planes[p]), planes)
+            return out
         # END FAST PATH pool
         return _scatter(grad, self.switches, self.x_shape, accumulate=True)
 
@@ -155,14 +148,8 @@ class _GatherAtSwitches(Function):
 class _ScatterToSwitches(Function):
     """out.flat[switches] = x per plane, zeros elsewhere; the gradient gathers from the switches."""
 
-    def forward(self, x, switches=None, out_shape=None, win=None):
+    def forward(self, x, switches=None, out_shape=None):
         self.switches = switches
-        # BEGIN FAST PATH pool
-        if isinstance(x, np.ndarray) and _unrolled(win):
-            out = _unpool_2x2(x, switches, out_shape)
-            if out is not None:  # else some switch lies outside its window: the general scatter
-                return out
-        # END FAST PATH pool
         return _scatter(x, switches, out_shape, accumulate=False)
 
     def backward(self, grad):
@@ -222,7 +209,7 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
         )
     get_array_module(raw(input), index)  # one device for both
     return _ScatterToSwitches.apply(input, switches=index.astype(np.int64, copy=False),
-                                    out_shape=tuple(input.shape[:2]) + out_hw, win=win)
+                                    out_shape=tuple(input.shape[:2]) + out_hw)
 
 
 # ----------------------------------------------------------------- average pooling

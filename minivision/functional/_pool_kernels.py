@@ -78,37 +78,6 @@ def max_pool_2x2_planes(x, out, switches):
 
 
 @njit(cache=True, nogil=True)
-def max_pool_2x2_backward_planes(grad, switches, out):
-    """The gradient of max_pool_2x2_planes: out (P, H, W) holds grad[p, i, j] at window (i, j)'s
-    switch and zero elsewhere. Each window's positions are written once, so no zero-filled
-    array and no adds (the windows do not overlap); rows and columns no window covers
-    (odd sizes without ceil_mode) are zeroed after."""
-    planes, height, width = out.shape
-    out_h, out_w = grad.shape[1], grad.shape[2]
-    zero = out.dtype.type(0)
-    for plane in range(planes):
-        for i in range(out_h):
-            h = 2 * i
-            down = h + 1 < height
-            for j in range(out_w):
-                w = 2 * j
-                right = w + 1 < width
-                g, at, switch = grad[plane, i, j], h * width + w, switches[plane, i, j]
-                out[plane, h, w] = g if switch == at else zero
-                if right:
-                    out[plane, h, w + 1] = g if switch == at + 1 else zero
-                if down:
-                    out[plane, h + 1, w] = g if switch == at + width else zero
-                    if right:
-                        out[plane, h + 1, w + 1] = g if switch == at + width + 1 else zero
-        for h in range(2 * out_h, height):
-            out[plane, h, :] = zero
-        for h in range(min(2 * out_h, height)):
-            for w in range(2 * out_w, width):
-                out[plane, h, w] = zero
-
-
-@njit(cache=True, nogil=True)
 def scatter_add_planes(values, index, out):
     """out[p, index[p, k]] += values[p, k] (several k may share an index)."""
     # BEGIN SOLUTION pool: write scatter_add_planes, the max-pool gradient routed to the switches

@@ -47,11 +47,6 @@ def _planes(a):
 
 
 # ----------------------------------------------------------------- switches
-def _unrolled(win: Windows) -> bool:
-    """The lecture's 2x2 windows at stride 2 without padding: the unrolled kernels apply."""
-    return win == Windows((2, 2), (2, 2), (0, 0), (1, 1))
-
-
 def _max_pool_switches(x, win: Windows, out_hw):
     """x (N, C, H, W) -> (maxima, switches), both (N, C, out_h, out_w)."""
     xp = get_array_module(x)
@@ -62,7 +57,7 @@ def _max_pool_switches(x, win: Windows, out_hw):
     switches = np.empty(out.shape, dtype=np.int64)
     shape = x.shape[:2] + out.shape[1:]
     # BEGIN FAST PATH pool
-    if _unrolled(win):
+    if win == Windows((2, 2), (2, 2), (0, 0), (1, 1)):
         _per_plane(lambda p: kernels.max_pool_2x2_planes(planes[p], out[p], switches[p]), planes)
         return out.reshape(shape), switches.reshape(shape)
     # END FAST PATH pool
@@ -129,19 +124,11 @@ class _GatherAtSwitches(Function):
     """out = x.flat[switches] per plane; the maxima, computed with the switches, come in as
     ``values`` to save a second pass. The gradient scatters (adds) back to the switches."""
 
-    def forward(self, x, switches=None, values=None, win=None):
-        self.switches, self.x_shape, self.win = switches, x.shape, win
+    def forward(self, x, switches=None, values=None):
+        self.switches, self.x_shape = switches, x.shape
         return values
 
     def backward(self, grad):
-        # BEGIN FAST PATH pool
-        if isinstance(grad, np.ndarray) and _unrolled(self.win):
-            out = np.empty(self.x_shape, dtype=grad.dtype)
-            g, switches = (np.ascontiguousarray(a).reshape((-1,) + grad.shape[2:]) for a in (grad, self.switches))
-            planes = out.reshape((-1,) + self.x_shape[2:])
-            _per_plane(lambda p: kernels.max_pool_2x2_backward_planes(g[p], switches[p], planes[p]), planes)
-            return out
-        # END FAST PATH pool
         return _scatter(grad, self.switches, self.x_shape, accumulate=True)
 
 
@@ -162,7 +149,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     switches (int64, same shape): flat ``h * W + w`` positions of the maxima in the input."""
     win, out_hw = _pool_windows("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
     values, switches = _max_pool_switches(raw(input), win, out_hw)
-    out = _GatherAtSwitches.apply(input, switches=switches, values=values, win=win)
+    out = _GatherAtSwitches.apply(input, switches=switches, values=values)
     return (out, Tensor(switches)) if return_indices else out
 
 

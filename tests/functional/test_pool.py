@@ -91,6 +91,28 @@ def test_unrolled_2x2_kernel_equals_the_general_one_and_torch(shape, ceil_mode, 
                  lambda a: torch.nn.functional.max_pool2d(a, 2, ceil_mode=ceil_mode), [x], rng)
 
 
+@given(shape=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 5), st.integers(1, 5)),
+       odd=st.tuples(st.integers(-1, 1), st.integers(-1, 1)), foreign=st.booleans(), seed=st.integers(0, 2**16))
+def test_2x2_unpool_matches_torch_with_any_indices(shape, odd, foreign, seed):
+    """2x2/2 unpooling of indices inside their own windows (as a 2x2 pool's switches are)
+    or anywhere in the output: values and gradient as PyTorch's, odd output sizes included."""
+    rng = np.random.default_rng(seed)
+    out_hw = tuple(max(1, 2 * n + o) for n, o in zip(shape[2:], odd))
+    x = rng.standard_normal(shape)
+    if foreign:  # distinct positions anywhere in each output plane
+        assume(out_hw[0] * out_hw[1] >= shape[2] * shape[3])
+        flat = [rng.permutation(out_hw[0] * out_hw[1])[:shape[2] * shape[3]] for _ in range(shape[0] * shape[1])]
+        index = np.array(flat).reshape(shape)
+    else:  # a position inside each window that lies in the output
+        rows = np.minimum(2 * np.arange(shape[2])[:, None] + rng.integers(0, 2, shape), out_hw[0] - 1)
+        cols = np.minimum(2 * np.arange(shape[3])[None, :] + rng.integers(0, 2, shape), out_hw[1] - 1)
+        assume(((rows // 2 == np.arange(shape[2])[:, None]) & (cols // 2 == np.arange(shape[3])[None, :])).all())
+        index = rows * out_hw[1] + cols
+    kw = dict(kernel_size=2, stride=2, output_size=out_hw)
+    check_parity(lambda a: F.max_unpool2d(a, mv.Tensor(index), **kw),
+                 lambda a: torch.nn.functional.max_unpool2d(a, torch.tensor(index), **kw), [x], rng)
+
+
 @given(case=pool_cases(dilation=False), count_include_pad=st.booleans(),
        divisor_override=st.one_of(st.none(), st.integers(1, 5)))
 def test_avg_pool2d_matches_torch(case, count_include_pad, divisor_override):

@@ -29,12 +29,9 @@ def synchronizer(device: str):
     return synchronize
 
 
-def timed(fn, repeats: int, synchronize=lambda: None):
-    """(median wall time of ``fn()`` in seconds over ``repeats`` runs, ``fn``'s result).
-
-    The result comes from an untimed warm-up call, which also absorbs Numba compilation,
-    kernel compilation, allocator growth and first-touch pages. ``synchronize`` (from
-    ``synchronizer``) runs before each clock reading."""
+def _block(fn, repeats: int, synchronize):
+    """(wall times of ``repeats`` calls of ``fn()`` in seconds, the result of an untimed call
+    made first). ``synchronize`` (from ``synchronizer``) runs before each clock reading."""
     result = fn()
     times = []
     for _ in range(repeats):
@@ -43,6 +40,15 @@ def timed(fn, repeats: int, synchronize=lambda: None):
         fn()
         synchronize()
         times.append(time.perf_counter() - start)
+    return times, result
+
+
+def timed(fn, repeats: int, synchronize=lambda: None):
+    """(median wall time of ``fn()`` in seconds over ``repeats`` runs, ``fn``'s result).
+
+    The result comes from an untimed warm-up call, which also absorbs Numba compilation,
+    kernel compilation, allocator growth and first-touch pages."""
+    times, result = _block(fn, repeats, synchronize)
     return statistics.median(times), result
 
 
@@ -61,14 +67,8 @@ def compare(fn_a, fn_b, repeats: int, synchronize=lambda: None, rounds: int = 3)
     conv forward here: 20 ms in a block, 29-33 ms right after each PyTorch call)."""
     times_a, times_b = [], []
     for _ in range(rounds):
-        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
-            fn()
-            for _ in range(repeats):
-                synchronize()
-                start = time.perf_counter()
-                fn()
-                synchronize()
-                times.append(time.perf_counter() - start)
+        times_a += _block(fn_a, repeats, synchronize)[0]
+        times_b += _block(fn_b, repeats, synchronize)[0]
     return statistics.median(times_a), statistics.median(times_b)
 
 

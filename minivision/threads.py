@@ -10,10 +10,11 @@ single-threaded inside each worker, and gives each worker a share of the work; m
 multiplies, NumPy copies and the ``nogil`` Numba kernels run without the GIL.
 
 ``set_num_threads(n)`` chooses n (default: the cores this process may use, or the
-``MINIVISION_NUM_THREADS`` environment variable). The first time the pool starts, BLAS is
-limited to one thread for the whole process (through threadpoolctl), since minivision's
-own products are already split over the workers; without threadpoolctl everything stays
-on one thread. Importing minivision changes nothing; only its first parallel op does.
+``MINIVISION_NUM_THREADS`` environment variable), like ``torch.set_num_threads``. At
+minivision's first op that splits its work, BLAS is limited to one thread for the whole
+process (through threadpoolctl), since minivision's own products are already split over
+the workers; without threadpoolctl everything stays on one thread. Importing minivision
+changes nothing.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ MIN_PART_BYTES = 64 * 2**10
 
 _requested: int | None = None  # set_num_threads' value; None: the environment's or the cores
 _executor: ThreadPoolExecutor | None = None
-_blas_limited = False
+_blas_limited: bool | None = None  # None: not tried yet; False: threadpoolctl is missing
 _inside = threading.local()  # set in a worker: a nested parallel_map runs serially there
 
 
@@ -68,18 +69,19 @@ def get_num_threads() -> int:
 
 
 def _limit_blas() -> bool:
-    """Limit BLAS to one thread for the process (once); False when threadpoolctl is missing."""
+    """Limit BLAS to one thread for the process (tried once); False when threadpoolctl is missing."""
     global _blas_limited
-    if not _blas_limited:
+    if _blas_limited is None:
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
             log.warning("threadpoolctl is not installed: minivision runs its ops on one thread")
-            return False
-        threadpool_limits(limits=1, user_api="blas")
-        log.debug("BLAS limited to one thread; minivision splits its work over %d threads", get_num_threads())
-        _blas_limited = True
-    return True
+            _blas_limited = False
+        else:
+            threadpool_limits(limits=1, user_api="blas")
+            log.debug("BLAS limited to one thread; minivision splits its work over %d threads", get_num_threads())
+            _blas_limited = True
+    return _blas_limited
 
 
 def _mark_worker():
@@ -89,7 +91,7 @@ def _mark_worker():
 def _pool() -> ThreadPoolExecutor | None:
     """The running pool, started on first use; None when the work should stay serial."""
     global _executor
-    if get_num_threads() == 1 or getattr(_inside, "active", False) or not _limit_blas():
+    if not _limit_blas() or get_num_threads() == 1 or getattr(_inside, "active", False):
         return None
     if _executor is None:
         _executor = ThreadPoolExecutor(get_num_threads(), thread_name_prefix="minivision",
@@ -101,8 +103,8 @@ def parallel_map(fn, items) -> list:
     """[fn(item) for item in items], the items run on the worker threads. ``fn`` must only
     write to places no other item writes to. Inside a worker, or with one thread, serial."""
     items = list(items)
-    pool = _pool() if len(items) > 1 else None
-    if pool is None:
+    pool = _pool()  # also limits BLAS, with one thread too
+    if pool is None or len(items) < 2:
         return [fn(item) for item in items]
     return list(pool.map(fn, items))
 

@@ -68,11 +68,29 @@ def test_one_thread_runs_everything_on_the_calling_thread():
         mv.set_num_threads(previous)
 
 
-def test_the_pool_limits_blas_to_one_thread(three_threads):
+@pytest.mark.parametrize("count", [1, 3])
+def test_the_first_op_limits_blas_to_one_thread_whatever_the_count(count, monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    threads.parallel_map(lambda k: k, range(2))
-    blas = threadpoolctl.threadpool_info()
-    assert blas and all(lib["num_threads"] == 1 for lib in blas if lib["user_api"] == "blas")
+    previous = mv.get_num_threads()
+    monkeypatch.setattr(threads, "_blas_limited", None)  # as in a fresh process
+    threadpoolctl.threadpool_limits(limits=2, user_api="blas")
+    mv.set_num_threads(count)
+    try:
+        threads.parallel_map(lambda k: k, range(1))
+    finally:
+        mv.set_num_threads(previous)
+    blas = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    assert blas and all(lib["num_threads"] == 1 for lib in blas)
+
+
+def test_without_threadpoolctl_everything_runs_serially_with_one_warning(three_threads, monkeypatch, caplog):
+    monkeypatch.setattr(threads, "_blas_limited", None)
+    monkeypatch.setitem(__import__("sys").modules, "threadpoolctl", None)  # import raises ImportError
+    here = threading.current_thread().name
+    for _ in range(2):
+        assert threads.parallel_map(lambda k: threading.current_thread().name, range(3)) == [here] * 3
+    warnings = [r for r in caplog.records if "threadpoolctl is not installed" in r.getMessage()]
+    assert len(warnings) == 1
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])

@@ -151,3 +151,16 @@ def test_ops_split_over_threads_give_the_one_thread_result(name, budget, three_t
         conv_module.set_workspace_budget(previous_budget)
     for what, a, b in zip(["output"] + [f"gradient {i}" for i in range(len(arrays))], split, serial):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=what)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_float16_takes_the_array_path_and_agrees_with_float32(name, rng):
+    """Numba does not compute in float16: such arrays take each op's array (xp) path. Values
+    a shuffled grid in [-2, 2), spaced wider than float16's rounding there: no new ties."""
+    fn, shapes = CASES[name]
+    arrays = [(rng.permutation(int(np.prod(s))) * (4 / np.prod(s)) - 2).reshape(s).astype(np.float32) for s in shapes]
+    half = _forward_and_gradients(fn, [a.astype(np.float16) for a in arrays])
+    single = _forward_and_gradients(fn, arrays)
+    for what, a, b in zip(["output"] + [f"gradient {i}" for i in range(len(arrays))], half, single):
+        assert a.dtype == np.float16, what
+        np.testing.assert_allclose(a.astype(np.float32), b, rtol=2e-2, atol=5e-2 * max(1.0, np.abs(b).max()), err_msg=what)

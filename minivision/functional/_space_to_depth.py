@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from minivision import threads
-from minivision.backend import get_array_module
+from minivision.backend import get_array_module, numba_kernels_apply
 from minivision.functional._geometry import Windows
 from minivision.functional.im2col import add_padded, read_padded
 
@@ -58,7 +58,7 @@ def _spans(win: Windows, grid):
 def space_to_depth(x, win: Windows, out_hw):
     """x (N, C, H, W) -> X (N, C * sh * sw, M_h, M_w): X[n, (c, rh, rw), i, j] = x[n, c, sh * i + rh - ph,
     sw * j + rw - pw], zero in the padding; channels stay grouped by input channel (so by group)."""
-    if not isinstance(x, np.ndarray):
+    if not numba_kernels_apply(x):
         return _space_to_depth_xp(x, win, out_hw)
     (sh, sw), grid = win.stride, _phase_grid(win, out_hw)
     out = np.empty((x.shape[0], x.shape[1] * sh * sw) + grid, dtype=x.dtype)
@@ -78,7 +78,7 @@ def _space_to_depth_xp(x, win: Windows, out_hw):
 def space_to_depth_adjoint(phases, win: Windows, in_shape):
     """The adjoint of ``space_to_depth``: X (N, C * sh * sw, M_h, M_w) back to (N, C, H, W) = ``in_shape``,
     dropping what lies in the padding (zero where no phase covers the input)."""
-    if not isinstance(phases, np.ndarray):
+    if not numba_kernels_apply(phases):
         return _space_to_depth_adjoint_xp(phases, win, in_shape)
     out = np.zeros(in_shape, dtype=phases.dtype)
     _shuffle_planes(out, np.ascontiguousarray(phases), win, to_phases=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from minivision import threads
-from minivision.backend import get_array_module, random_generator
+from minivision.backend import get_array_module, numba_kernels_apply, random_generator
 from minivision.functional import _activation_kernels as kernels
 from minivision.tensor import Function, Tensor
 
@@ -19,7 +19,7 @@ class _LeakyReLU(Function):
         xp = get_array_module(x)
         self.slope, self.x = x.dtype.type(negative_slope), None
         # BEGIN FAST PATH relu
-        if _numba_applies(x):  # one Numba pass each way; x is kept for the backward
+        if numba_kernels_apply(x):  # one Numba pass each way; x is kept for the backward
             self.x = np.ascontiguousarray(x)
             return _elementwise(kernels.leaky_relu, self.x, self.slope)
         # END FAST PATH relu
@@ -41,11 +41,6 @@ class _LeakyReLU(Function):
             return grad * self.positive
         return grad * (self.positive * (1 - self.slope) + self.slope)  # 1 where x > 0, else the slope
         # END SOLUTION relu
-
-
-def _numba_applies(x) -> bool:
-    """Whether x takes the Numba kernels: a NumPy array of floats."""
-    return isinstance(x, np.ndarray) and x.dtype.kind == "f"
 
 
 def _elementwise(kernel, first, *rest):

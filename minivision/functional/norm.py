@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from minivision import threads
-from minivision.backend import get_array_module
+from minivision.backend import get_array_module, numba_kernels_apply
 from minivision.functional import _norm_kernels as kernels
 from minivision.tensor import Function, Tensor
 
@@ -41,7 +41,7 @@ class _BatchNorm(Function):
 # are (N, C, ...); every other argument is a (C,) vector.
 def _moments(x):
     """The per-channel mean and biased variance of x, in x's dtype."""
-    if not isinstance(x, np.ndarray):
+    if not numba_kernels_apply(x):
         return _moments_xp(x)
     mean, var = np.empty(x.shape[1]), np.empty(x.shape[1])
     _over_channels(kernels.channel_moments, _ncl(x), mean, var)
@@ -54,7 +54,7 @@ def _moments_xp(x):
 
 def _affine(x, scale, shift):
     """x * scale + shift per channel."""
-    if not isinstance(x, np.ndarray):
+    if not numba_kernels_apply(x):
         return _affine_xp(x, scale, shift)
     out = np.empty_like(x)
     _over_channels(kernels.affine, _ncl(x), scale, shift, _ncl(out))
@@ -67,7 +67,7 @@ def _affine_xp(x, scale, shift):
 
 def _gradient_sums(grad, x, mean, inv_std):
     """(sum of grad, sum of grad * x_hat) per channel, x_hat = (x - mean) * inv_std."""
-    if not isinstance(grad, np.ndarray):
+    if not numba_kernels_apply(grad):
         return _gradient_sums_xp(grad, x, mean, inv_std)
     sum_g, sum_gx = np.empty(grad.shape[1]), np.empty(grad.shape[1])
     _over_channels(kernels.gradient_sums, _ncl(grad), _ncl(x), mean, inv_std, sum_g, sum_gx)
@@ -81,7 +81,7 @@ def _gradient_sums_xp(grad, x, mean, inv_std):
 
 def _input_gradient(grad, x, mean, inv_std, scale, mean_g, mean_gx):
     """(grad - mean_g - x_hat * mean_gx) * scale per channel."""
-    if not isinstance(grad, np.ndarray):
+    if not numba_kernels_apply(grad):
         return _input_gradient_xp(grad, x, mean, inv_std, scale, mean_g, mean_gx)
     out = np.empty_like(grad)
     _over_channels(kernels.input_gradient, _ncl(grad), _ncl(x), mean, inv_std, scale, mean_g, mean_gx, _ncl(out))

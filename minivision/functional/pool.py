@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from minivision import threads
-from minivision.backend import get_array_module
+from minivision.backend import get_array_module, numba_kernels_apply
 from minivision.functional import _pool_kernels as kernels
 from minivision.functional._geometry import Windows, accepts_unbatched, check_nchw, output_hw, pair, raw
 from minivision.functional.im2col import col2im_add, read_padded, sliding_windows
@@ -49,10 +49,9 @@ def _planes(a):
 # ----------------------------------------------------------------- switches
 def _max_pool_switches(x, win: Windows, out_hw):
     """x (N, C, H, W) -> (maxima, switches), both (N, C, out_h, out_w)."""
-    xp = get_array_module(x)
-    if xp is not np:
+    if not numba_kernels_apply(x):
         return _max_pool_switches_xp(x, win, out_hw)
-    planes = xp.ascontiguousarray(x).reshape((-1,) + x.shape[2:])
+    planes = np.ascontiguousarray(x).reshape((-1,) + x.shape[2:])
     out = np.empty((planes.shape[0],) + tuple(out_hw), dtype=x.dtype)
     switches = np.empty(out.shape, dtype=np.int64)
     shape = x.shape[:2] + out.shape[1:]
@@ -93,8 +92,8 @@ def _max_pool_switches_xp(x, win: Windows, out_hw):
 # ----------------------------------------------------------------- scatter and gather
 def _gather(source, index):
     """out[n, c, ...] = source[n, c].flat[index[n, c, ...]]: index's shape, source's dtype."""
-    xp = get_array_module(source)
-    if xp is not np:
+    if not numba_kernels_apply(source):
+        xp = get_array_module(source)
         return xp.take_along_axis(_planes(source), _planes(index), axis=1).reshape(index.shape)
     out = np.empty((index.shape[0] * index.shape[1], int(np.prod(index.shape[2:]))), dtype=source.dtype)
     source_planes, index_planes = _planes(source), _planes(index)
@@ -108,13 +107,16 @@ def _scatter(values, index, shape, accumulate: bool):
     xp = get_array_module(values)
     out = xp.zeros((shape[0] * shape[1], shape[2] * shape[3]), dtype=values.dtype)
     vals, idx = _planes(values), _planes(index)
-    if xp is np:
+    if numba_kernels_apply(values):
         kernel = kernels.scatter_add_planes if accumulate else kernels.scatter_planes
         _per_plane(lambda p: kernel(vals[p], idx[p], out[p]), out)
-    elif accumulate:
-        import cupyx  # only reached with CuPy arrays, so CuPy is present
+    elif accumulate:  # CuPy, or NumPy float16
+        if xp is np:
+            np.add.at(out, (np.arange(out.shape[0])[:, None], idx), vals)
+        else:
+            import cupyx  # CuPy arrays, so CuPy is present
 
-        cupyx.scatter_add(out, (xp.arange(out.shape[0])[:, None], idx), vals)
+            cupyx.scatter_add(out, (xp.arange(out.shape[0])[:, None], idx), vals)
     else:
         out[xp.arange(out.shape[0])[:, None], idx] = vals
     return out.reshape(shape)

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from minivision import threads
-from minivision.backend import get_array_module
+from minivision.backend import get_array_module, numba_kernels_apply
 from minivision.functional import _resample_kernels as kernels
 from minivision.functional._geometry import check_nchw
 from minivision.tensor import Function, Tensor
@@ -79,7 +79,7 @@ def _apply_along(x, matrix: np.ndarray, axis: int):
 def _resample(x, rows: np.ndarray, cols: np.ndarray):
     """rows @ x @ cols^T over the last two axes of x (N, C, H, W): one Numba pass over each
     worker's share of the planes for NumPy arrays, the gathers of ``_apply_along`` for CuPy."""
-    if not isinstance(x, np.ndarray):
+    if not numba_kernels_apply(x):
         return _apply_along(_apply_along(x, cols, 3), rows, 2)
     planes = np.ascontiguousarray(x).reshape((-1,) + x.shape[2:])
     out = np.empty((planes.shape[0], rows.shape[0], cols.shape[0]), dtype=x.dtype)

@@ -80,13 +80,11 @@ def render(text: str, regions: list[Region], include, notes: dict | None = None)
     out, position = [], 0
     for region in regions:
         out.extend(lines[position:region.begin])
-        if region.part in include and region.fast_path:
-            pass
-        elif region.part in include:
+        if region.part not in include:
+            out.extend(lines[region.begin + 1:region.end])
+        elif not region.fast_path:  # (a fast path of an included part is dropped whole)
             message = f"{region.part}: {region.task}{(notes or {}).get(region.part, '')}"
             out.append(f"{region.indent}raise NotImplementedError({json.dumps(message, ensure_ascii=False)})\n")
-        else:
-            out.extend(lines[region.begin + 1:region.end])
         position = region.end + 1
     out.extend(lines[position:])
     return "".join(out)

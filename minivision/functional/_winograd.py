@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from minivision import threads
+from minivision.backend import numba_kernels_apply
 from minivision.functional._geometry import Windows
 from minivision.functional.im2col import get_workspace_budget
 
@@ -58,7 +59,7 @@ def applies(x, out_channels: int, groups: int, win: Windows) -> bool:
     a 3x3 stride-1 window, and one sample's tiles (16 values per tile per channel, input
     and output side) within the workspace budget."""
     return (
-        _enabled and isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64)
+        _enabled and numba_kernels_apply(x)
         and win.kernel == (3, 3) and win.stride == (1, 1) and win.dilation == (1, 1) and groups == 1
         and all(0 <= p <= 2 for p in win.padding)
         and _sample_bytes(x, out_channels, win.padding) <= get_workspace_budget()

@@ -7,7 +7,7 @@ returns the kind it was given.
 from __future__ import annotations
 
 from minivision.backend import get_array_module
-from minivision.ops import _cpu_kernels
+from minivision.ops import _cpu_kernels, _cuda_kernels
 from minivision.ops._arrays import as_float, check_boxes, check_finite, unwrap
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
@@ -91,13 +91,11 @@ def box_iou(boxes1, boxes2):
     Boxes that do not overlap, zero-area boxes included, have IoU 0 (never NaN).
     """
     raw1, raw2, xp, wrap = _check_pair(boxes1, boxes2)
+    if raw1.shape[0] == 0 or raw2.shape[0] == 0:
+        return wrap(xp.zeros((raw1.shape[0], raw2.shape[0]), raw1.dtype))
     if xp.__name__ == "numpy":
-        if raw1.shape[0] == 0 or raw2.shape[0] == 0:
-            return wrap(xp.zeros((raw1.shape[0], raw2.shape[0]), raw1.dtype))
         return wrap(_cpu_kernels.iou_matrix(xp.ascontiguousarray(raw1), xp.ascontiguousarray(raw2)))
-    # GPU: one broadcast expression; the (N, M) temporaries live in device memory.
-    inter, union = _broadcast_inter_union(raw1, raw2, xp)
-    return wrap(_safe_ratio(inter, union, xp))
+    return wrap(_cuda_kernels.iou_matrix(raw1, raw2))  # one thread per pair, no (N, M) temporaries
 
 
 def generalized_box_iou(boxes1, boxes2):

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from minivision.backend import get_array_module
-from minivision.ops import _cpu_kernels
+from minivision.ops import _cpu_kernels, _cuda_kernels
 from minivision.ops._arrays import as_float, check_boxes, check_finite, check_vector, unwrap
 
 
@@ -45,9 +45,7 @@ def _suppress(boxes, scores, groups, iou_threshold, xp):
     if not grouped:
         groups = xp.zeros(boxes.shape[0], np.int64)
     if xp is not np:
-        from minivision.ops import _nms_cuda  # imports CuPy, so only on the GPU path
-
-        return _nms_cuda.nms(boxes, score_order, groups, iou_threshold)
+        return _cuda_kernels.nms(boxes, score_order, groups, iou_threshold)
     if grouped:
         spatial_order = np.lexsort((boxes[:, 0], groups))
     else:

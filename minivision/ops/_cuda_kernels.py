@@ -1,36 +1,36 @@
-"""Blocked bitmask NMS on the GPU (CuPy ``RawKernel``); imported only for CuPy inputs.
+"""CUDA kernels behind the box ops on the GPU, twins of ``_cpu_kernels``: the IoU matrix and
+blocked bitmask NMS, both on one ``pair_iou`` written as ``_cpu_kernels._pair_iou`` is
+(same operations, same dtype, no FMA contraction), so IoUs and kept indices equal the CPU's.
 
-The boxes, sorted by score, are cut into blocks of 64. One thread block compares a row
+NMS cuts the boxes, sorted by score, into blocks of 64. One thread block compares a row
 block with a column block: thread i loads box i of the row block and sets bit j of a
 uint64 when it suppresses box j of the column block (IoU > threshold, same group, j later
 in score order). The ``(N, ceil(N / 64))`` mask then goes to the host for the short serial
 pass (``_cpu_kernels.keep_from_mask``), as in torchvision's CUDA NMS.
-
-Not yet run on a GPU: it is checked against the CPU kernel in the GPU issue's tests.
 """
 from __future__ import annotations
 
-import functools
-
-import cupy as cp
 import numpy as np
 
+from minivision import _cuda
+from minivision.backend import get_array_module, to_numpy
 from minivision.ops import _cpu_kernels
 
 BLOCK = 64
 
 _SOURCE = r"""
-typedef SCALAR T;
-
-__device__ inline double pair_iou(const T* a, const T* b) {
-    // Same arithmetic, in the same dtype, as _cpu_kernels._pair_iou.
-    T width = min(a[2], b[2]) - max(a[0], b[0]);
-    T height = min(a[3], b[3]) - max(a[1], b[1]);
-    if (width <= 0 || height <= 0) return 0.0;
-    T inter = width * height;
-    T area_a = (a[2] - a[0]) * (a[3] - a[1]);
-    T area_b = (b[2] - b[0]) * (b[3] - b[1]);
+__device__ inline T pair_iou(const T* a, const T* b) {
+    const T width = min(a[2], b[2]) - max(a[0], b[0]);
+    const T height = min(a[3], b[3]) - max(a[1], b[1]);
+    if (width <= 0 || height <= 0) return 0;
+    const T inter = width * height;
+    const T area_a = (a[2] - a[0]) * (a[3] - a[1]);
+    const T area_b = (b[2] - b[0]) * (b[3] - b[1]);
     return inter / (area_a + area_b - inter);
+}
+
+extern "C" __global__ void iou_matrix(const long long count, const T* boxes1, const T* boxes2, const int m, T* out) {
+    FOR_EACH(k, count) out[k] = pair_iou(boxes1 + k / m * 4, boxes2 + k % m * 4);
 }
 
 extern "C" __global__ void nms_mask(const int n, const double threshold, const T* boxes,
@@ -63,26 +63,30 @@ extern "C" __global__ void nms_mask(const int n, const double threshold, const T
 """
 
 
-@functools.lru_cache(maxsize=None)
-def _kernel(dtype_name: str):
-    scalar = {"float32": "float", "float64": "double"}[dtype_name]
-    return cp.RawKernel(_SOURCE.replace("SCALAR", scalar), "nms_mask")
+def iou_matrix(boxes1, boxes2):
+    """IoU of every pair: ``(N, 4)``, ``(M, 4)`` CuPy boxes of one dtype -> ``(N, M)``."""
+    xp = get_array_module(boxes1, boxes2)
+    out = xp.empty((boxes1.shape[0], boxes2.shape[0]), dtype=boxes1.dtype)
+    _cuda.launch(_SOURCE, "iou_matrix", out.dtype, out.size, xp.ascontiguousarray(boxes1),
+                 xp.ascontiguousarray(boxes2), np.int32(out.shape[1]), out)
+    return out
 
 
 def nms(boxes, score_order, groups, iou_threshold):
-    """Kept indices (int64 CuPy array, score order) of ``(N, 4)`` CuPy boxes.
+    """Kept indices (int64, score order) of ``(N, 4)`` CuPy boxes.
 
     ``score_order`` sorts the boxes by decreasing score; ``groups`` ``(N,)`` int64 keeps
     suppression within a group.
     """
+    xp = get_array_module(boxes)
     n = boxes.shape[0]
-    sorted_boxes = cp.ascontiguousarray(boxes[score_order])
-    sorted_groups = cp.ascontiguousarray(groups[score_order])
+    sorted_boxes = xp.ascontiguousarray(boxes[score_order])
+    sorted_groups = xp.ascontiguousarray(groups[score_order])
     blocks = (n + BLOCK - 1) // BLOCK
-    mask = cp.zeros((n, blocks), dtype=cp.uint64)
-    _kernel(boxes.dtype.name)(
+    mask = xp.zeros((n, blocks), dtype=np.uint64)
+    _cuda.kernel(_SOURCE, "nms_mask", boxes.dtype)(
         (blocks, blocks), (BLOCK,),
         (np.int32(n), np.float64(iou_threshold), sorted_boxes, sorted_groups, mask),
     )
-    kept_positions = _cpu_kernels.keep_from_mask(mask.get(), n)
-    return score_order[cp.asarray(kept_positions)]
+    kept_positions = _cpu_kernels.keep_from_mask(to_numpy(mask), n)
+    return score_order[xp.asarray(kept_positions)]

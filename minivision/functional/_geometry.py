@@ -112,6 +112,10 @@ class Windows(NamedTuple):
         k, s, p, d = self.kernel[axis], self.stride[axis], self.padding[axis], self.dilation[axis]
         return first * s - p, (stop - 1) * s + d * (k - 1) + 1 - p
 
+    def sizes(self) -> tuple:
+        """(kh, kw, sh, sw, ph, pw, dh, dw): the eight numbers a pooling or im2col kernel takes."""
+        return (*self.kernel, *self.stride, *self.padding, *self.dilation)
+
     def is_pointwise(self) -> bool:
         """A 1x1 kernel, stride 1, no padding: every output pixel is one input pixel."""
         return self.kernel == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)

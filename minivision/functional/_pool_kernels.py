@@ -79,11 +79,15 @@ def max_pool_2x2_planes(x, out, switches):
 
 @njit(cache=True, nogil=True)
 def scatter_add_planes(values, index, out):
-    """out[p, index[p, k]] += values[p, k] (several k may share an index)."""
+    """out[p, index[p, k]] += values[p, k] (several k may share an index); an index outside
+    the plane (the switch of a window that holds no input pixel) is skipped."""
     # BEGIN SOLUTION pool: write scatter_add_planes, the max-pool gradient routed to the switches
+    length = out.shape[1]
     for plane in range(values.shape[0]):
         for k in range(values.shape[1]):
-            out[plane, index[plane, k]] += values[plane, k]
+            at = index[plane, k]
+            if 0 <= at < length:
+                out[plane, at] += values[plane, k]
     # END SOLUTION pool
 
 

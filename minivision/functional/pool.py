@@ -3,15 +3,18 @@
 Switches follow PyTorch: per (n, c) plane, the flat index ``h * W + w`` into the unpadded
 input of each window's maximum, the first maximum in row-major window order on ties.
 Max pooling is then a gather at the switches (its gradient scatters back to them) and
-max unpooling a scatter to them (its gradient gathers). On the CPU the switches and the
-scatters are Numba loops over planes; on the GPU the same ops are written with ``xp``.
+max unpooling a scatter to them (its gradient gathers). The switches, scatters and
+gathers are Numba loops over planes on the CPU and CUDA kernels on the GPU
+(``_pool_cuda``, where the pooling gradient is a deterministic gather per input pixel);
+float16 takes the same ops written with ``xp``.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from minivision import threads
-from minivision.backend import get_array_module, numba_kernels_apply
+from minivision.backend import cuda_kernels_apply, get_array_module, numba_kernels_apply
+from minivision.functional import _pool_cuda
 from minivision.functional import _pool_kernels as kernels
 from minivision.functional._geometry import Windows, accepts_unbatched, check_nchw, output_hw, pair, raw
 from minivision.functional.im2col import col2im_add, read_padded, sliding_windows
@@ -49,6 +52,8 @@ def _planes(a):
 # ----------------------------------------------------------------- switches
 def _max_pool_switches(x, win: Windows, out_hw):
     """x (N, C, H, W) -> (maxima, switches), both (N, C, out_h, out_w)."""
+    if cuda_kernels_apply(x):
+        return _pool_cuda.max_pool_switches(x, win, out_hw)
     if not numba_kernels_apply(x):
         return _max_pool_switches_xp(x, win, out_hw)
     planes = np.ascontiguousarray(x).reshape((-1,) + x.shape[2:])
@@ -60,13 +65,12 @@ def _max_pool_switches(x, win: Windows, out_hw):
         _per_plane(lambda p: kernels.max_pool_2x2_planes(planes[p], out[p], switches[p]), planes)
         return out.reshape(shape), switches.reshape(shape)
     # END FAST PATH pool
-    sizes = (*win.kernel, *win.stride, *win.padding, *win.dilation)
-    _per_plane(lambda p: kernels.max_pool_planes(planes[p], *sizes, out[p], switches[p]), planes)
+    _per_plane(lambda p: kernels.max_pool_planes(planes[p], *win.sizes(), out[p], switches[p]), planes)
     return out.reshape(shape), switches.reshape(shape)
 
 
 def _max_pool_switches_xp(x, win: Windows, out_hw):
-    """The same as the Numba kernel with array ops, one kernel offset at a time (GPU path)."""
+    """The same as the Numba kernel with array ops, one kernel offset at a time (float16)."""
     xp = get_array_module(x)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = win
     band = read_padded(x, win.input_span(0, 0, out_hw[0]), win.input_span(1, 0, out_hw[1]), fill=-np.inf)
@@ -92,6 +96,8 @@ def _max_pool_switches_xp(x, win: Windows, out_hw):
 # ----------------------------------------------------------------- scatter and gather
 def _gather(source, index):
     """out[n, c, ...] = source[n, c].flat[index[n, c, ...]]: index's shape, source's dtype."""
+    if cuda_kernels_apply(source):
+        return _pool_cuda.gather(source, index)
     if not numba_kernels_apply(source):
         xp = get_array_module(source)
         return xp.take_along_axis(_planes(source), _planes(index), axis=1).reshape(index.shape)
@@ -103,14 +109,17 @@ def _gather(source, index):
 
 def _scatter(values, index, shape, accumulate: bool):
     """An array of ``shape`` (N, C, H, W), zero but at ``index`` (per plane, flat), where it
-    holds ``values``; summed where indices repeat when ``accumulate``, else the last wins."""
+    holds ``values``; summed where indices repeat when ``accumulate``, else the last wins
+    (on the GPU: an unspecified one)."""
+    if cuda_kernels_apply(values) and not accumulate:
+        return _pool_cuda.scatter(values, index, shape)
     xp = get_array_module(values)
     out = xp.zeros((shape[0] * shape[1], shape[2] * shape[3]), dtype=values.dtype)
     vals, idx = _planes(values), _planes(index)
     if numba_kernels_apply(values):
         kernel = kernels.scatter_add_planes if accumulate else kernels.scatter_planes
         _per_plane(lambda p: kernel(vals[p], idx[p], out[p]), out)
-    elif accumulate:  # CuPy, or NumPy float16
+    elif accumulate:  # float16
         if xp is np:
             np.add.at(out, (np.arange(out.shape[0])[:, None], idx), vals)
         else:
@@ -124,13 +133,16 @@ def _scatter(values, index, shape, accumulate: bool):
 
 class _GatherAtSwitches(Function):
     """out = x.flat[switches] per plane; the maxima, computed with the switches, come in as
-    ``values`` to save a second pass. The gradient scatters (adds) back to the switches."""
+    ``values`` to save a second pass. The gradient scatters (adds) back to the switches;
+    on the GPU each input pixel gathers it from the windows ``win`` that reach it."""
 
-    def forward(self, x, switches=None, values=None):
-        self.switches, self.x_shape = switches, x.shape
+    def forward(self, x, switches=None, values=None, win=None):
+        self.switches, self.x_shape, self.win = switches, x.shape, win
         return values
 
     def backward(self, grad):
+        if cuda_kernels_apply(grad):
+            return _pool_cuda.max_pool_backward(grad, self.switches, self.win, self.x_shape)
         return _scatter(grad, self.switches, self.x_shape, accumulate=True)
 
 
@@ -151,7 +163,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     switches (int64, same shape): flat ``h * W + w`` positions of the maxima in the input."""
     win, out_hw = _pool_windows("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
     values, switches = _max_pool_switches(raw(input), win, out_hw)
-    out = _GatherAtSwitches.apply(input, switches=switches, values=values)
+    out = _GatherAtSwitches.apply(input, switches=switches, values=values, win=win)
     return (out, Tensor(switches)) if return_indices else out
 
 

@@ -290,3 +290,14 @@ def test_pool_ops_take_an_unbatched_image_like_torch(rng):
     assert_close(F.max_unpool2d(pooled, switches, 2, output_size=(5, 5)),
                  torch.nn.functional.max_unpool2d(expected, expected_switches, 2, output_size=(5, 5)))
     assert_close(F.avg_pool2d(mv.Tensor(x), 3, padding=1), torch.nn.functional.avg_pool2d(torch.tensor(x), 3, padding=1))
+
+
+def test_a_window_without_input_pixels_passes_no_gradient_anywhere():
+    """Kernel 2 at dilation 2 with padding 1 over one input row: each window reads only padding,
+    outputs -inf, and has its switch (PyTorch's rule) one row past the plane. Its gradient must
+    not land in another plane or outside the input."""
+    x = mv.tensor(np.ones((2, 2, 1, 3)), requires_grad=True)
+    out = F.max_pool2d(x, (2, 1), stride=1, padding=(1, 0), dilation=(2, 1))
+    assert np.all(out.numpy() == -np.inf)
+    out.backward(mv.tensor(np.ones(out.shape)))
+    np.testing.assert_array_equal(x.grad.numpy(), 0)

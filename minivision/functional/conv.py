@@ -25,6 +25,8 @@ with stride 1 and no padding skips im2col: its columns are the input, reordered.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from minivision import threads
 from minivision.backend import get_array_module
 from minivision.functional import _space_to_depth as phases
@@ -67,7 +69,8 @@ def _over_shares(array, in_shape, win: Windows, out_hw, work) -> list:
     row_bytes = _row_bytes(in_shape, array.itemsize, win, out_hw[1])
 
     def run(share, shares):
-        return work(share, chunks(share.stop - share.start, out_hw[0], row_bytes, shares))
+        return work(share, chunks(share.stop - share.start, out_hw[0], row_bytes, shares,
+                                  on_gpu=not isinstance(array, np.ndarray)))
 
     return threads.over_batch(array, run, max_parts=max(1, get_workspace_budget() // row_bytes))
 

@@ -9,10 +9,12 @@ each a plain vectorised ``+=``; no ``add.at``).
 The column matrix is kh * kw times larger than the input, so callers walk the batch in
 pieces from ``chunks``: several samples per piece when a sample's columns fit the budget,
 otherwise bands of output rows of one sample. ``set_workspace_budget`` sets the budget.
+On the GPU both are CUDA kernels (``_im2col_cuda``): one pass each, col2im without atomics.
 """
 from __future__ import annotations
 
-from minivision.backend import get_array_module
+from minivision.backend import cuda_kernels_apply, get_array_module
+from minivision.functional import _im2col_cuda
 from minivision.functional._geometry import Windows
 
 DEFAULT_WORKSPACE_BUDGET = 256 * 2**20  # bytes of column matrix one conv may hold at once
@@ -20,7 +22,8 @@ DEFAULT_WORKSPACE_BUDGET = 256 * 2**20  # bytes of column matrix one conv may ho
 # from the allocator's cache and stays near the CPU's caches, while a fresh 100 MiB buffer
 # per call pays for page faults and memory traffic (forward+backward of a 3x3 conv over
 # N16 C64 56x56: 47 ms in 4 MiB pieces, 61 ms in 16 MiB, 74 ms in 64 MiB). The budget
-# still caps the piece when it is set lower.
+# still caps the piece when it is set lower. On the GPU a piece is as large as the budget
+# allows: each piece costs a few kernel launches, and a larger product keeps the GPU busier.
 PREFERRED_PIECE_BYTES = 4 * 2**20
 
 _workspace_budget = DEFAULT_WORKSPACE_BUDGET
@@ -39,12 +42,13 @@ def get_workspace_budget() -> int:
     return _workspace_budget
 
 
-def chunks(batch: int, out_h: int, row_bytes: int, shares: int = 1):
+def chunks(batch: int, out_h: int, row_bytes: int, shares: int = 1, on_gpu: bool = False):
     """Yield ``(samples, rows)`` slices that split the output so each piece's column matrix
     (``row_bytes`` per output row per sample) stays within the preferred piece size (and so
     the budget, or its share when ``shares`` threads hold a piece each) where it can: whole
-    samples when one fits, else bands of output rows (at least one row)."""
-    piece = min(_workspace_budget // shares, PREFERRED_PIECE_BYTES)
+    samples when one fits, else bands of output rows (at least one row). ``on_gpu``: pieces
+    as large as the budget."""
+    piece = _workspace_budget // shares if on_gpu else min(_workspace_budget // shares, PREFERRED_PIECE_BYTES)
     sample_bytes = row_bytes * out_h
     if sample_bytes <= piece:
         step = max(1, piece // max(sample_bytes, 1))
@@ -102,6 +106,10 @@ def im2col(x, win: Windows, rows: slice, out_w: int):
     """Columns (C * kh * kw, N * len(rows) * out_w) for output ``rows`` of x (N, C, H, W):
     row (c, p, q) holds kernel offset (p, q) of channel c, column (n, i, j) output pixel
     (i, j) of sample n. The batch sits in the columns so one matrix multiply covers it."""
+    # BEGIN FAST PATH conv
+    if cuda_kernels_apply(x):
+        return _im2col_cuda.im2col(x, win, rows, out_w)
+    # END FAST PATH conv
     # BEGIN SOLUTION conv: write im2col, the (C * kh * kw, N * rows * out_w) column matrix of the windows
     xp = get_array_module(x)
     band = read_padded(x, win.input_span(0, rows.start, rows.stop), win.input_span(1, 0, out_w))
@@ -114,6 +122,11 @@ def im2col(x, win: Windows, rows: slice, out_w: int):
 def col2im_add(target, windows, win: Windows, rows: slice) -> None:
     """The adjoint of ``sliding_windows``/``im2col``: add each window's values
     windows (N, C, kh, kw, len(rows), out_w) back onto target (N, C, H, W) in place."""
+    # BEGIN FAST PATH conv
+    if cuda_kernels_apply(target):
+        _im2col_cuda.col2im_add(target, windows, win, rows)
+        return
+    # END FAST PATH conv
     # BEGIN SOLUTION conv: write col2im_add, adding each window back onto the input grid
     xp = get_array_module(windows)
     (kh, kw), (sh, sw), (dh, dw) = win.kernel, win.stride, win.dilation

@@ -1,0 +1,201 @@
+"""The CUDA kernels, run on the CPU by tests/cuda_emulation.py, against their CPU twins.
+
+Each kernel's source is checked by NVRTC (where the nvidia-cuda-nvrtc wheel is installed)
+and run through its Python wrapper on NumPy arrays. Where the CPU and the GPU kernel do
+the same arithmetic in the same order (switches, NMS, IoU, col2im's sums), the results
+must be equal to the bit. The last tests route whole ops through the GPU kernels.
+"""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import minivision as mv
+import minivision.functional as F
+from minivision import _cuda
+from minivision.functional import _im2col_cuda, _pool_cuda
+from minivision.functional import _winograd as winograd
+from minivision.functional import im2col as im2col_module
+from minivision.functional import pool as pool_module
+from minivision.functional._geometry import Windows, output_hw
+from minivision.ops import _cpu_kernels, _cuda_kernels
+from tests import cuda_emulation
+from tests.cuda_emulation import EmulatedKernel
+
+
+@pytest.fixture(autouse=True)
+def emulated(monkeypatch):
+    cuda_emulation.emulate(monkeypatch)
+
+
+@st.composite
+def windows_cases(draw, pooling=False):
+    """A window geometry, an input (N, C, H, W) it fits and, for im2col, a band of output rows."""
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    win = Windows(kernel, (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                  tuple(draw(st.integers(0, k // 2 if pooling else k)) for k in kernel),
+                  (draw(st.integers(1, 2)), draw(st.integers(1, 2))))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    reach = [d * (k - 1) + 1 for k, d in zip(win.kernel, win.dilation)]
+    assume(all(n + 2 * p >= r for n, p, r in zip(shape[2:], win.padding, reach)))
+    out_hw = output_hw("test", shape, *win, ceil_mode=pooling and draw(st.booleans()))
+    first = draw(st.integers(0, out_hw[0] - 1))
+    rows = slice(first, draw(st.integers(first + 1, out_hw[0])))
+    return win, shape, out_hw, rows, draw(st.sampled_from([np.float32, np.float64]))
+
+
+def _data(shape, dtype, seed, ties=False):
+    rng = np.random.default_rng(seed)
+    values = rng.integers(-3, 4, shape) if ties else rng.standard_normal(shape)
+    return values.astype(dtype)
+
+
+# ----------------------------------------------------------------- im2col and col2im
+@given(windows_cases(), st.integers(0, 2**16))
+def test_im2col_equals_the_cpu(case, seed):
+    win, shape, out_hw, rows, dtype = case
+    x = _data(shape, dtype, seed)
+    np.testing.assert_array_equal(_im2col_cuda.im2col(x, win, rows, out_hw[1]),
+                                  im2col_module.im2col(x, win, rows, out_hw[1]))
+
+
+@given(windows_cases(), st.integers(0, 2**16))
+def test_col2im_equals_the_cpu_to_the_bit(case, seed):
+    win, shape, out_hw, rows, dtype = case
+    band = rows.stop - rows.start
+    cols = _data((shape[1] * win.kernel[0] * win.kernel[1], shape[0] * band * out_hw[1]), dtype, seed)
+    windows = cols.reshape(shape[1], *win.kernel, shape[0], band, out_hw[1]).transpose(3, 0, 1, 2, 4, 5)
+    expected, got = _data(shape, dtype, seed + 1), _data(shape, dtype, seed + 1)  # both add onto the same values
+    im2col_module.col2im_add(expected, windows, win, rows)
+    _im2col_cuda.col2im_add(got, windows, win, rows)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_col2im_into_a_strided_target(rng):
+    win = Windows((3, 3), (2, 2), (1, 1), (1, 1))
+    cols = rng.standard_normal((2 * 9, 2 * 3 * 3))
+    windows = cols.reshape(2, 3, 3, 2, 3, 3).transpose(3, 0, 1, 2, 4, 5)
+    base = rng.standard_normal((2, 4, 6, 6))
+    expected, got = base[:, ::2].copy(), base.copy()
+    im2col_module.col2im_add(expected, windows, win, slice(0, 3))
+    _im2col_cuda.col2im_add(got[:, ::2], windows, win, slice(0, 3))
+    np.testing.assert_array_equal(got[:, ::2], expected)
+    np.testing.assert_array_equal(got[:, 1::2], base[:, 1::2])
+
+
+# ----------------------------------------------------------------- max pooling
+@given(windows_cases(pooling=True), st.integers(0, 2**16), st.booleans())
+def test_max_pool_switches_and_gradient_equal_the_cpu(case, seed, special):
+    win, shape, out_hw, _, dtype = case
+    x = _data(shape, dtype, seed, ties=True)
+    if special:  # NaN and -inf, where the first-maximum and NaN rules decide
+        x.reshape(-1)[::5] = -np.inf
+        x.reshape(-1)[1::7] = np.nan
+    values, switches = _pool_cuda.max_pool_switches(x, win, out_hw)
+    expected_values, expected_switches = pool_module._max_pool_switches(x, win, out_hw)
+    np.testing.assert_array_equal(values, expected_values)
+    np.testing.assert_array_equal(switches, expected_switches)
+    grad = _data(values.shape, dtype, seed + 1)
+    # A window that holds no input pixel (padding and dilation can make one) outputs -inf. Its
+    # switch lies outside the window: the GPU drops its gradient, the CPU (as PyTorch's) sends it there.
+    grad[pool_module._max_pool_switches(np.zeros(shape, dtype), win, out_hw)[0] == -np.inf] = 0
+    np.testing.assert_array_equal(_pool_cuda.max_pool_backward(grad, switches, win, shape),
+                                  pool_module._scatter(grad, switches, shape, accumulate=True))
+
+
+def test_unpool_scatter_and_gather_equal_the_cpu(rng):
+    values = rng.standard_normal((2, 3, 4, 5))
+    index = np.stack([rng.permutation(7 * 9)[:20] for _ in range(6)]).reshape(2, 3, 4, 5)  # distinct per plane
+    scattered = _pool_cuda.scatter(values, index, (2, 3, 7, 9))
+    np.testing.assert_array_equal(scattered, pool_module._scatter(values, index, (2, 3, 7, 9), accumulate=False))
+    np.testing.assert_array_equal(_pool_cuda.gather(scattered, index), values)
+
+
+# ----------------------------------------------------------------- boxes
+def _boxes(rng, n, dtype):
+    corner = rng.uniform(0, 60, (n, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(0, 30, (n, 2))], axis=1).round(1)  # rounded: exact ties
+    boxes[::11, 2] = boxes[::11, 0]  # zero width
+    return boxes.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_iou_matrix_equals_the_cpu_to_the_bit(dtype, rng):
+    a, b = _boxes(rng, 70, dtype), _boxes(rng, 45, dtype)
+    got = _cuda_kernels.iou_matrix(a, b)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, _cpu_kernels.iou_matrix(a, b))
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.5, 1.0])
+def test_nms_keeps_the_cpu_indices(grouped, threshold, rng):
+    n = 200  # four blocks of 64, the last one partial
+    boxes = _boxes(rng, n, np.float32)
+    scores = rng.integers(0, 20, n).astype(np.float32)  # many equal scores
+    groups = rng.integers(0, 3, n) if grouped else None
+    expected = (mv.ops.batched_nms(boxes, scores, groups, threshold) if grouped
+                else mv.ops.nms(boxes, scores, threshold))
+    order = np.argsort(-scores, kind="stable")
+    got = _cuda_kernels.nms(boxes, order, np.zeros(n, np.int64) if groups is None else groups, threshold)
+    np.testing.assert_array_equal(got, expected)
+
+
+# ----------------------------------------------------------------- whole ops on the GPU kernels
+@pytest.fixture
+def gpu_kernels(monkeypatch):
+    """Route NumPy float arrays through the CUDA kernels (emulated), Winograd off (NumPy only)."""
+    for module in (im2col_module, pool_module):
+        monkeypatch.setattr(module, "cuda_kernels_apply", lambda array: isinstance(array, np.ndarray)
+                            and array.dtype in (np.float32, np.float64))
+    monkeypatch.setattr(winograd, "_enabled", False)
+
+
+OPS = {
+    "conv2d 3x3": (lambda x, w: F.conv2d(x, w, padding=1), (2, 3, 6, 7), (4, 3, 3, 3)),
+    "conv2d 3x3/2 dilated": (lambda x, w: F.conv2d(x, w, stride=2, padding=2, dilation=2), (2, 3, 7, 7), (4, 3, 3, 3)),
+    "conv_transpose2d 3x3/2": (lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1),
+                               (2, 4, 4, 5), (4, 3, 3, 3)),
+    "max_pool2d 3x3/2 (overlapping)": (lambda x, w: F.max_pool2d(x * w.sum(), 3, 2, padding=1, ceil_mode=True),
+                                       (2, 3, 7, 6), (1, 1, 1, 1)),
+    "max_pool2d 2x2 then unpool": (
+        lambda x, w: F.max_unpool2d(*F.max_pool2d(x * w.sum(), 2, return_indices=True), 2, output_size=x.shape[2:]),
+        (2, 3, 7, 6), (1, 1, 1, 1)),
+}
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_ops_on_the_gpu_kernels_match_and_pass_gradcheck(name, gpu_kernels, rng):
+    fn, x_shape, w_shape = OPS[name]
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    inputs = [mv.tensor(x, requires_grad=True), mv.tensor(w, requires_grad=True)]
+    mv.gradcheck(fn, inputs)
+    got = fn(*inputs).numpy()
+    with pytest.MonkeyPatch.context() as cpu:
+        for module in (im2col_module, pool_module):
+            cpu.setattr(module, "cuda_kernels_apply", lambda array: False)
+        np.testing.assert_allclose(got, fn(mv.tensor(x), mv.tensor(w)).numpy(), rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------- the emulator's own checks
+def test_a_wrong_argument_type_fails_to_launch():
+    kernel = EmulatedKernel(f"typedef float T;\n{_cuda.PRELUDE}\n" + r"""
+extern "C" __global__ void fill(const long long count, const int value, T* out) {
+    FOR_EACH(k, count) out[k] = value;
+}""", "fill")
+    out = np.zeros(5, np.float32)
+    kernel((1,), (8,), (np.int64(5), np.int32(3), out))
+    np.testing.assert_array_equal(out, 3)
+    with pytest.raises(RuntimeError, match="argument 1 is passed as long long"):
+        kernel((1,), (8,), (np.int64(5), np.int64(3), out))
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        kernel((1,), (8,), (np.int64(5), np.int32(3), np.zeros(10, np.float32)[::2]))
+    with pytest.raises(TypeError, match="NumPy scalars"):
+        kernel((1,), (8,), (5, np.int32(3), out))
+
+
+def test_nvrtc_rejects_what_cupy_could_not_compile():
+    if not cuda_emulation.nvrtc_available():
+        pytest.skip("the nvidia-cuda-nvrtc wheel is not installed (Linux x86_64 only)")
+    with pytest.raises(RuntimeError, match='identifier "INFINITY" is undefined'):
+        cuda_emulation.nvrtc_check('extern "C" __global__ void f(float* x) { x[0] = INFINITY; }', "f", ())

@@ -3,6 +3,7 @@
 On a machine without CuPy the "cuda" cases skip; ``pytest -m gpu`` runs exactly them.
 """
 import numpy as np
+import pytest
 
 import minivision as mv
 from minivision import functional as F
@@ -48,7 +49,41 @@ def test_module_trains_and_saves_on_device(device, rng, tmp_path):
         losses.append(loss.item())
     assert losses[-1] < losses[0]
     mv.save(model.state_dict(), tmp_path / "w.npz")
-    assert set(mv.load(tmp_path / "w.npz")) == set(model.state_dict())
+    loaded = mv.load(tmp_path / "w.npz")
+    assert set(loaded) == set(model.state_dict())
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(loaded[key].numpy(), value.numpy(), err_msg=key)
+
+
+def test_adam_steps_like_on_the_cpu(gpu, rng):
+    start = rng.standard_normal((3, 4))
+    finals = {}
+    for where in ("cpu", gpu):
+        weight = mv.tensor(start, device=where, requires_grad=True)
+        opt = optim.Adam([weight], lr=0.1, weight_decay=0.01)
+        for _ in range(3):
+            opt.zero_grad()
+            ((weight * weight * weight).sum()).backward()
+            opt.step()
+        finals[where] = weight.numpy()
+    np.testing.assert_allclose(finals[gpu], finals["cpu"], rtol=1e-12)
+
+
+def test_mixing_a_cpu_and_a_gpu_tensor_names_both_devices(gpu):
+    x = mv.tensor(np.ones((1, 1, 4, 4), np.float32))
+    w = mv.tensor(np.ones((1, 1, 3, 3), np.float32), device=gpu)
+    with pytest.raises(ValueError, match="got both 'cpu' and 'cuda'"):
+        F.conv2d(x, w)
+    with pytest.raises(ValueError, match="got both 'cpu' and 'cuda'"):
+        x[0, 0, :3, :3] + w[0, 0]
+
+
+def test_box_iou_equals_the_cpu_to_the_bit(device, rng):
+    corner = rng.uniform(0, 50, (40, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(0, 20, (40, 2))], axis=1).round(1).astype(np.float32)
+    xp = mv.backend.xp_for_device(device)
+    got = ops.box_iou(xp.asarray(boxes), xp.asarray(boxes[:25]))
+    np.testing.assert_array_equal(mv.backend.to_numpy(got), ops.box_iou(boxes, boxes[:25]))
 
 
 def test_nms_is_identical_on_every_device(device, rng):

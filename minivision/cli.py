@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minivision.backend import cuda_available
 from minivision.data._image import read_image
 from minivision.models import MODELS, RECIPES
 from minivision.serialization import atomic_write
@@ -94,6 +95,13 @@ def _demo_one(name, args, out: Path):
     return history[-1]
 
 
+def resolve_device(name: str) -> str:
+    """``"auto"``: ``"cuda"`` where CuPy sees a GPU, else ``"cpu"``; other names as they are."""
+    if name != "auto":
+        return name
+    return "cuda" if cuda_available() else "cpu"
+
+
 def cmd_demo(args):
     """Train a tiny detector and a tiny segmenter on Shapes; save checkpoints and pictures."""
     start = time.time()
@@ -101,6 +109,8 @@ def cmd_demo(args):
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         raise UsageError(f"--models: unknown model {unknown[0]!r}; choose from {', '.join(sorted(MODELS))}")
+    args.device = resolve_device(args.device)
+    print(f"running on {'the GPU (cuda)' if args.device == 'cuda' else 'the CPU'}")
     for name in names:
         _demo_one(name, args, Path(args.out) / name)
     print(f"wrote checkpoints, prediction PNGs and training curves to {args.out}/ in {time.time() - start:.0f} s")
@@ -127,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=_positive_int, help="default: each model's recipe")
     demo.add_argument("--train-images", type=_positive_int, help="default: each model's recipe")
     demo.add_argument("--pictures", type=_positive_int, default=4)
-    demo.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    demo.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                      help="auto (default): the GPU where CuPy sees one, else the CPU")
     demo.set_defaults(handler=cmd_demo)
 
     train = sub.add_parser("train", help="train a model")

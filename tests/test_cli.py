@@ -66,9 +66,31 @@ def test_demo_writes_checkpoint_pictures_and_metrics(tmp_path):
     result = run("demo", "--models", "localizer", "--epochs", "1", "--train-images", "32", "--pictures", "2",
                  "--out", "demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    import minivision as mv
+
+    assert result.stdout.startswith(f"running on {'the GPU (cuda)' if mv.cuda_available() else 'the CPU'}")
     assert "[localizer] validation on 256 images: map50" in result.stdout
     written = sorted(os.listdir(tmp_path / "demo" / "localizer"))
     assert written == ["checkpoint.npz", "history.png", "metrics.json", "prediction_0.png", "prediction_1.png"]
+
+
+def test_demo_device_auto_takes_the_gpu_where_there_is_one(monkeypatch):
+    from minivision import cli
+
+    assert cli.build_parser().parse_args(["demo"]).device == "auto"
+    for present, expected in ((True, "cuda"), (False, "cpu")):
+        monkeypatch.setattr(cli, "cuda_available", lambda: present)
+        assert cli.resolve_device("auto") == expected
+        assert cli.resolve_device("cpu") == "cpu"
+
+
+def test_train_and_predict_on_the_gpu(gpu, tmp_path):
+    trained = run("train", "yolo", "--device", "cuda", "--epochs", "1", "--train-images", "32", "--batch-size", "16",
+                  "--out", "run", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "map50" in trained.stdout
+    evaluated = run("eval", "run/checkpoint.npz", "--device", "cuda", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
 
 
 def test_demo_unknown_model(tmp_path):

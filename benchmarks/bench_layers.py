@@ -66,6 +66,14 @@ CASES = {
         [(8, 64, 112, 112)], (lambda x: F.interpolate(x, scale_factor=2, mode="bilinear")),
         (lambda x: TF.interpolate(x, scale_factor=2, mode="bilinear"))),
 }
+# GPU only (issue 7's reference shape; too slow to repeat on two CPU cores), and an
+# overlapping pool, whose gradient is the CUDA gather kernel rather than a plain scatter.
+CUDA_CASES = {
+    "conv 3x3 N32 64->64 128x128": lambda device: _conv(32, 64, 64, 128, 3, padding=1),
+    "max_pool 3x3/2 + switches N16 C64 112x112": lambda device: (
+        [(16, 64, 112, 112)], (lambda x: F.max_pool2d(x, 3, 2, padding=1, return_indices=True)[0]),
+        (lambda x: TF.max_pool2d(x, 3, 2, padding=1, return_indices=True)[0])),
+}
 
 
 def _runners(shapes, mv_fn, th_fn, device="cpu"):
@@ -118,7 +126,8 @@ def main(argv=None) -> None:
     if args.quick:
         args.rounds = 1
     rows = []
-    for name, build in CASES.items():
+    cases = {**CASES, **CUDA_CASES} if args.device == "cuda" else CASES
+    for name, build in cases.items():
         mv_forward, th_forward, mv_both, th_both = _runners(*build(args.device), device=args.device)
         timings = [*compare(mv_forward, th_forward, repeats, sync, args.rounds),
                    *compare(mv_both, th_both, repeats, sync, args.rounds)]

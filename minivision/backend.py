@@ -109,32 +109,35 @@ def to_numpy(array) -> np.ndarray:
     return array.get() if _is_cupy_array(array) else np.asarray(array)
 
 
-_generators: dict = {}
+_generator = None
 _seed: int | None = None
 
 
 def manual_seed(seed: int) -> None:
     """Seed the random numbers minivision draws (dropout, initialisation) on every device."""
-    global _seed
+    global _seed, _generator
     _seed = int(seed)
-    _generators.clear()
+    _generator = None
 
 
-def random_generator(xp):
-    """The module-wide ``Generator`` for ``numpy`` or ``cupy``, seeded by ``manual_seed``."""
-    name = xp.__name__
-    if name not in _generators:
-        _generators[name] = xp.random.default_rng(_seed)
-    return _generators[name]
+def random_generator() -> np.random.Generator:
+    """The module-wide NumPy ``Generator``, seeded by ``manual_seed``. Random numbers for the
+    GPU are drawn here too and then moved there: one seed gives the same dropout masks and
+    initial weights on either device, and a checkpoint's generator state resumes a GPU run
+    bit for bit (CuPy's own generator state cannot be saved)."""
+    global _generator
+    if _generator is None:
+        _generator = np.random.default_rng(_seed)
+    return _generator
 
 
 def get_rng_state() -> dict:
     """The NumPy generator's state (JSON-able), for checkpoints that resume bit for bit."""
-    return {"seed": _seed, "numpy": random_generator(np).bit_generator.state}
+    return {"seed": _seed, "numpy": random_generator().bit_generator.state}
 
 
 def set_rng_state(state: dict) -> None:
     """Restore what ``get_rng_state`` returned."""
     global _seed
     _seed = state["seed"]
-    random_generator(np).bit_generator.state = state["numpy"]
+    random_generator().bit_generator.state = state["numpy"]

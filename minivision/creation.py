@@ -34,15 +34,16 @@ def ones_like(input: Tensor, requires_grad=False) -> Tensor:
 
 
 def rand(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False) -> Tensor:
-    """Uniform on [0, 1), drawn from the generator ``mv.manual_seed`` seeds."""
+    """Uniform on [0, 1), drawn from the generator ``mv.manual_seed`` seeds (the same numbers on every device)."""
     xp = xp_for_device(device)
-    return Tensor(random_generator(xp).random(_shape(size)).astype(dtype), requires_grad=requires_grad)
+    return Tensor(xp.asarray(random_generator().random(_shape(size)).astype(dtype)), requires_grad=requires_grad)
 
 
 def randn(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False) -> Tensor:
-    """Standard normal, drawn from the generator ``mv.manual_seed`` seeds."""
+    """Standard normal, drawn from the generator ``mv.manual_seed`` seeds (the same numbers on every device)."""
     xp = xp_for_device(device)
-    return Tensor(random_generator(xp).standard_normal(_shape(size)).astype(dtype), requires_grad=requires_grad)
+    return Tensor(xp.asarray(random_generator().standard_normal(_shape(size)).astype(dtype)),
+                  requires_grad=requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, device="cpu") -> Tensor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from minivision.backend import get_array_module
+from minivision.backend import get_array_module, to_device
 from minivision.tensor import Tensor, no_grad
 
 
@@ -66,9 +66,9 @@ class Optimizer:
                 raise ValueError(f"optimizer state names parameter {index}, but there are only {len(params)}")
         for group, saved in zip(self.param_groups, groups):
             group.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()})
-        xp = get_array_module(params[0].data)
-        self.state = {
-            id(params[int(i)]): {k: xp.asarray(v) if hasattr(v, "shape") else v for k, v in entry.items()}
+        self.state = {  # each parameter's buffers on its own device, wherever they were saved from
+            id(params[int(i)]): {k: to_device(v, params[int(i)].device) if hasattr(v, "shape") else v
+                                 for k, v in entry.items()}
             for i, entry in state_dict["state"].items()
         }
 

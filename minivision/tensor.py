@@ -292,8 +292,16 @@ def tensor(data, dtype=None, device="cpu", requires_grad: bool = False) -> Tenso
     dtype = np.dtype(dtype) if dtype is not None else (
         data.dtype if _is_array(data) else _default_dtype_for(data)
     )
-    array = to_device(np.asarray(to_numpy(data) if _is_array(data) else data, dtype=dtype), device)
+    if _is_array(data):  # NumPy or CuPy: straight to the device (no round trip through the host)
+        array = to_device(data, device).astype(dtype, copy=False)
+    else:
+        array = to_device(np.asarray(data, dtype=dtype), device)
     return Tensor(array, requires_grad=requires_grad)
+
+
+def to_host(value) -> np.ndarray:
+    """A NumPy array of a Tensor, a NumPy or CuPy array, or anything ``np.asarray`` takes."""
+    return to_numpy(value.data if isinstance(value, Tensor) else value)
 
 
 def unbroadcast(grad, shape: tuple):

@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from minivision.backend import to_numpy
 from minivision.serialization import atomic_write
+from minivision.tensor import to_host
 from minivision.data.voc import voc_colormap
 
 
@@ -25,7 +25,7 @@ def _figure(width=5.0, height=5.0):
 
 def to_hwc_image(image) -> np.ndarray:
     """(H, W, 3) float in [0, 1] from a (3, H, W) or (H, W, 3) or (H, W) array or Tensor."""
-    array = to_numpy(getattr(image, "data", image)).astype(np.float64)
+    array = to_host(image).astype(np.float64)
     if array.ndim == 2:
         array = np.stack([array] * 3, axis=-1)
     elif array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
@@ -54,9 +54,9 @@ def _finish(fig, path):
 
 def draw_boxes(image, boxes, labels=None, scores=None, class_names=None, title=None, path=None):
     """Image with (K, 4) xyxy boxes outlined, captioned by class name and score."""
-    boxes = to_numpy(getattr(boxes, "data", boxes)).reshape(-1, 4)
-    labels = None if labels is None else to_numpy(getattr(labels, "data", labels)).reshape(-1)
-    scores = None if scores is None else to_numpy(getattr(scores, "data", scores)).reshape(-1)
+    boxes = to_host(boxes).reshape(-1, 4)
+    labels = None if labels is None else to_host(labels).reshape(-1)
+    scores = None if scores is None else to_host(scores).reshape(-1)
     for name, values in (("labels", labels), ("scores", scores)):
         if values is not None and len(values) != len(boxes):
             raise ValueError(f"draw_boxes: {name} has {len(values)} entries for {len(boxes)} boxes")
@@ -86,7 +86,7 @@ def draw_boxes(image, boxes, labels=None, scores=None, class_names=None, title=N
 
 def colorize_mask(mask) -> np.ndarray:
     """(H, W, 3) uint8 colours of an (H, W) label mask in the VOC palette."""
-    mask = to_numpy(getattr(mask, "data", mask))
+    mask = to_host(mask)
     if mask.ndim != 2:
         raise ValueError(f"mask must be (H, W) labels, got shape {mask.shape}")
     return voc_colormap(256)[np.clip(mask, 0, 255).astype(np.int64)]
@@ -98,7 +98,7 @@ def overlay_mask(image, mask, alpha: float = 0.5, title=None, path=None):
     colours = colorize_mask(mask) / 255.0
     if colours.shape[:2] != rgb.shape[:2]:
         raise ValueError(f"mask is {colours.shape[:2]} but the image is {rgb.shape[:2]}")
-    labelled = (to_numpy(getattr(mask, "data", mask)) != 0)[..., None]
+    labelled = (to_host(mask) != 0)[..., None]
     blended = np.where(labelled, (1 - alpha) * rgb + alpha * colours, rgb)
     fig = _figure()
     ax = fig.add_subplot()
@@ -133,7 +133,7 @@ def mask_rows(images, truths, predictions, model_name: str = "prediction", capti
 def score_heatmap(image, scores, title=None, path=None):
     """A (h, w) map of sliding-window scores stretched over the image it was computed on."""
     rgb = to_hwc_image(image)
-    scores = to_numpy(getattr(scores, "data", scores))
+    scores = to_host(scores)
     if scores.ndim != 2:
         raise ValueError(f"scores must be an (h, w) map, got shape {scores.shape}")
     fig = _figure(6.0, 5.0)

@@ -80,3 +80,17 @@ def test_moving_to_cuda_without_cupy_is_explained():
         mv.tensor([1.0]).to("cuda")
     with pytest.raises(RuntimeError, match="device 'cuda' needs CuPy"):
         mv.nn.Linear(2, 2).to("cuda")
+
+
+def test_keyword_arrays_on_another_device_are_reported(monkeypatch):
+    """Arrays an op takes by keyword (running statistics, class weights) are checked too."""
+    import minivision as mv
+
+    fake_cupy = type(sys)("cupy")
+    fake_cupy.ndarray = _FakeCupyArray
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    on_gpu = mv.Tensor(_FakeCupyArray())
+    with pytest.raises(ValueError, match="'cpu' and 'cuda'"):
+        mv.functional.batch_norm(mv.randn(4, 2, 3, 3), on_gpu, mv.ones(2), training=True)
+    with pytest.raises(ValueError, match="'cpu' and 'cuda'"):
+        mv.functional.nll_loss(mv.randn(3, 2), mv.tensor([0, 1, 1]), weight=on_gpu)

@@ -91,6 +91,12 @@ def test_train_and_predict_on_the_gpu(gpu, tmp_path):
     assert "map50" in trained.stdout
     evaluated = run("eval", "run/checkpoint.npz", "--device", "cuda", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(tmp_path / "photo.png")
+    predicted = run("predict", "run/checkpoint.npz", "photo.png", "--device", "cuda", "--out", "boxes.png", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    assert (tmp_path / "boxes.png").stat().st_size > 0
 
 
 def test_demo_unknown_model(tmp_path):

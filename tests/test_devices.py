@@ -94,3 +94,45 @@ def test_nms_is_identical_on_every_device(device, rng):
     xp = mv.backend.xp_for_device(device)
     got = ops.nms(xp.asarray(boxes), xp.asarray(scores), 0.5)
     np.testing.assert_array_equal(mv.backend.to_numpy(got), expected)
+
+
+def test_one_seed_draws_the_same_numbers_on_every_device(gpu):
+    draws = {}
+    for where in ("cpu", gpu):
+        mv.manual_seed(3)
+        layer = nn.Conv2d(3, 4, 3).to(where)
+        draws[where] = [mv.randn(4, 5, device=where).numpy(), layer.weight.numpy(),
+                        F.dropout(mv.ones(200, device=where), 0.5).numpy()]
+    for got, expected in zip(draws[gpu], draws["cpu"]):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_checkpoint_and_optimizer_state_cross_devices(gpu, tmp_path):
+    from minivision.checkpoint import save_checkpoint
+
+    model = nn.Linear(3, 2).to(gpu)
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    (model(mv.ones(4, 3, device=gpu)).sum()).backward()
+    opt.step()
+    save_checkpoint(tmp_path / "c.npz", model, opt, epoch=1)
+    loaded = mv.load(tmp_path / "c.npz", device=gpu)  # numbers to the GPU, the checkpoint's text stays
+    assert loaded["model/weight"].device == gpu
+    cpu_opt = optim.Adam(nn.Linear(3, 2).parameters(), lr=0.1)
+    cpu_opt.load_state_dict(opt.state_dict())  # GPU buffers into a CPU optimizer
+    assert all(mv.backend.device_of(v) == "cpu" for entry in cpu_opt.state.values() for v in entry.values()
+               if hasattr(v, "shape"))
+
+
+def test_sliding_windows_on_the_gpu_match_the_cpu(gpu, rng):
+    from minivision.models import sliding_window as sw
+
+    mv.manual_seed(0)
+    model = sw.PatchClassifier()
+    image = rng.standard_normal((3, 30, 34)).astype(np.float32)
+    expected = sw.classify_windows_naive(model, image, 18, 4).numpy()
+    model.to(gpu)
+    xp = mv.backend.xp_for_device(gpu)
+    np.testing.assert_allclose(sw.classify_windows_naive(model, xp.asarray(image), 18, 4).numpy(), expected,
+                               rtol=1e-4, atol=1e-5)
+    fully_convolutional = sw.to_fully_convolutional(model)
+    assert fully_convolutional(mv.tensor(image[None], device=gpu)).device == gpu

@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivision.backend import to_numpy
+from minivision.backend import device_of
 from minivision.data.dataset import resolve_seed, set_epoch
-from minivision.tensor import Tensor
-
-
-def _as_numpy(value) -> np.ndarray:
-    return to_numpy(value.data) if isinstance(value, Tensor) else np.asarray(value)
+from minivision.tensor import Tensor, to_host
 
 
 def _stack(values, what: str) -> Tensor:
     """Stack same-shaped arrays/Tensors/numbers into one Tensor (floats as float32)."""
-    arrays = [_as_numpy(v) for v in values]
+    arrays = [to_host(v) for v in values]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise ValueError(
@@ -42,7 +38,8 @@ def _stack(values, what: str) -> Tensor:
 
 
 def _is_stackable(value) -> bool:
-    return isinstance(value, (Tensor, np.ndarray, np.number, int, float)) and not isinstance(value, bool)
+    return ((isinstance(value, (Tensor, np.ndarray, np.number, int, float)) or device_of(value) == "cuda")
+            and not isinstance(value, bool))
 
 
 def default_collate(samples: list):

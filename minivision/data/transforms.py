@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivision.backend import to_numpy
 from minivision.data._image import masks_to_boxes, resize_bilinear, resize_nearest
 from minivision.data.dataset import INSTANCE_KEYS, resolve_seed, set_epoch
-from minivision.tensor import Tensor
+from minivision.tensor import Tensor, to_host
 
 
 def _as_array(image) -> np.ndarray:
-    array = to_numpy(image.data) if isinstance(image, Tensor) else np.asarray(image)
+    array = to_host(image)
     if array.ndim != 3:
         raise ValueError(f"image must have shape (C, H, W), got shape {array.shape}")
     return array

@@ -75,7 +75,8 @@ def col2im_add(target, windows, win: Windows, rows: slice) -> None:
         col2im_add(whole, windows, win, rows)
         target += whole
         return
-    cols = xp.ascontiguousarray(windows.transpose(1, 2, 3, 0, 4, 5))  # a view of the columns, as a rule
+    # a view of the columns, as a rule; the kernel reads them in the target's dtype
+    cols = xp.ascontiguousarray(windows.transpose(1, 2, 3, 0, 4, 5), dtype=target.dtype)
     n, c, height, width = target.shape
     out_w = windows.shape[5]
     top, bottom = win.input_span(0, rows.start, rows.stop)

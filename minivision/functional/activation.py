@@ -166,7 +166,7 @@ def log_softmax(input, dim: int) -> Tensor:
 class _Dropout(Function):
     def forward(self, x, p=0.5):
         xp = get_array_module(x)
-        keep = random_generator(xp).random(x.shape) >= p
+        keep = xp.asarray(random_generator().random(x.shape) >= p)  # drawn on the host, as on the CPU
         self.scale = keep.astype(x.dtype) / x.dtype.type(1 - p)
         return x * self.scale
 

@@ -87,6 +87,7 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
     w = weight.data if isinstance(weight, Tensor) else weight
     if w is not None and tuple(w.shape) != (c,):
         raise ValueError(f"weight must have shape ({c},), one entry per class, got {tuple(w.shape)}")
+    get_array_module(input.data if isinstance(input, Tensor) else input, tgt, w)  # one device for all three
     return _NLLLoss.apply(input, tgt, weight=w, ignore_index=ignore_index, reduction=reduction)
 
 

@@ -128,6 +128,7 @@ def batch_norm(
         if t is not None and tuple(t.shape) != (c,):
             raise ValueError(f"batch_norm: {name} must have shape ({c},) for {c} channels, got {tuple(t.shape)}")
     raw = lambda t: t.data if isinstance(t, Tensor) else t  # noqa: E731
+    get_array_module(*(raw(t) for t in (input, running_mean, running_var, weight, bias)))  # one device for all
     if not training:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm in evaluation needs running_mean and running_var")

@@ -44,7 +44,8 @@ class PatchClassifier(nn.Module):
 
 def windows(image, window: int, stride: int):
     """Every window x window crop of image (C, H, W), row by row: ((K, C, window, window), (rows, cols))."""
-    data = image.data if isinstance(image, mv.Tensor) else np.asarray(image)
+    data = image.data if isinstance(image, mv.Tensor) else image
+    data = data if mv.backend.device_of(data) == "cuda" else np.asarray(data)
     if data.ndim != 3:
         raise ValueError(f"image must be (C, H, W), got shape {data.shape}")
     height, width = data.shape[1:]
@@ -53,13 +54,13 @@ def windows(image, window: int, stride: int):
     rows, cols = (height - window) // stride + 1, (width - window) // stride + 1
     crops = [data[:, r * stride: r * stride + window, c * stride: c * stride + window]
              for r in range(rows) for c in range(cols)]
-    return np.stack(crops), (rows, cols)
+    return mv.backend.get_array_module(data).stack(crops), (rows, cols)
 
 
 def classify_windows_naive(model: PatchClassifier, image, window: int, stride: int) -> mv.Tensor:
     """Crop every window of image (C, H, W) and classify the crops: scores (num_classes, rows, cols)."""
     crops, (rows, cols) = windows(image, window, stride)
-    scores = model(mv.tensor(crops))  # (rows * cols, num_classes), one row per window
+    scores = model(mv.tensor(crops, device=model.features[0].weight.device))  # (rows * cols, num_classes)
     return scores.permute(1, 0).reshape(scores.shape[1], rows, cols)
 
 
@@ -70,7 +71,9 @@ def to_fully_convolutional(model: PatchClassifier) -> nn.Sequential:
     (hidden, C * h * w) is a (hidden, C, h, w) convolution kernel; each later fc layer is a
     1x1 convolution. The result maps (N, C, H, W) to scores (N, num_classes, rows, cols).
     """
-    features_out = model.features(mv.zeros(1, model.features[0].in_channels, model.window, model.window)).shape[1:]
+    first = model.features[0]
+    features_out = model.features(mv.zeros(1, first.in_channels, model.window, model.window,
+                                           device=first.weight.device)).shape[1:]
     layers = list(model.features)
     for layer in model.classifier:
         if isinstance(layer, nn.Flatten):

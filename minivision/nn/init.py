@@ -17,13 +17,13 @@ def _fans(tensor: Tensor) -> tuple[int, int]:
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     xp = get_array_module(tensor.data)
-    tensor.data = random_generator(xp).uniform(a, b, tensor.shape).astype(tensor.dtype)
+    tensor.data = xp.asarray(random_generator().uniform(a, b, tensor.shape).astype(tensor.dtype))
     return tensor
 
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     xp = get_array_module(tensor.data)
-    tensor.data = (mean + std * random_generator(xp).standard_normal(tensor.shape)).astype(tensor.dtype)
+    tensor.data = xp.asarray((mean + std * random_generator().standard_normal(tensor.shape)).astype(tensor.dtype))
     return tensor
 
 

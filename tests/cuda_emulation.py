@@ -6,7 +6,7 @@ installed, then compiles it as C++20 with g++, CUDA's built-ins defined so that 
 thread plays one CUDA thread. A launch takes what CuPy takes, ``(grid, block, args)``,
 with NumPy arrays (C-contiguous: a kernel sees only the data pointer) and NumPy scalars.
 
-Blocks run one after another. A kernel that calls ``__syncthreads`` runs each block's
+Blocks run one after another, and one launch at a time. A kernel that calls ``__syncthreads`` runs each block's
 threads as OS threads that meet at a barrier (``__shared__`` arrays are static, so the
 threads of a block share them); any other kernel runs its threads as a plain loop.
 Each argument's type is checked against the kernel's parameter at compile time, because
@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 
 import numpy as np
 
@@ -92,6 +93,7 @@ extern "C" void launch(void** a, unsigned gx, unsigned gy, unsigned gz, unsigned
 }
 """
 
+_ONE_LAUNCH_AT_A_TIME = threading.Lock()
 _BUILD = pathlib.Path(tempfile.mkdtemp(prefix="minivision-cuda-emulation-"))
 
 
@@ -179,7 +181,8 @@ class EmulatedKernel:
         scalars = [np.array(a) if isinstance(a, np.generic) else None for a in args]  # kept alive during the call
         pointers = (ctypes.c_void_p * len(args))(*(
             a.ctypes.data if isinstance(a, np.ndarray) else s.ctypes.data for a, s in zip(args, scalars)))
-        library.launch(pointers, *(ctypes.c_uint(v) for v in grid + block))
+        with _ONE_LAUNCH_AT_A_TIME:  # the grid's built-ins are globals; minivision's worker threads may both launch
+            library.launch(pointers, *(ctypes.c_uint(v) for v in grid + block))
 
 
 def emulate(monkeypatch) -> None:

@@ -18,9 +18,11 @@ from minivision.functional import _winograd as winograd
 from minivision.functional import im2col as im2col_module
 from minivision.functional import pool as pool_module
 from minivision.functional._geometry import Windows, output_hw
+from minivision.models import MODELS
 from minivision.ops import _cpu_kernels, _cuda_kernels
 from tests import cuda_emulation
 from tests.cuda_emulation import EmulatedKernel
+from tests.models.common import shapes_batch
 
 
 @pytest.fixture(autouse=True)
@@ -175,6 +177,27 @@ def test_ops_on_the_gpu_kernels_match_and_pass_gradcheck(name, gpu_kernels, rng)
         for module in (im2col_module, pool_module):
             cpu.setattr(module, "cuda_kernels_apply", lambda array: False)
         np.testing.assert_allclose(got, fn(mv.tensor(x), mv.tensor(w)).numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_tiny_models_on_the_gpu_kernels_give_the_cpu_loss_and_gradients(name, monkeypatch):
+    """Every lecture model, its convolutions and pools on the (emulated) CUDA kernels, against
+    the CPU's kernels with Winograd off: the kernels add in the CPU's order, and BLAS does the
+    products in both runs, so loss and gradients are equal to the bit."""
+    images, targets = shapes_batch(2, image_size=64, max_objects=2)
+    monkeypatch.setattr(winograd, "_enabled", False)
+    results = []
+    for on_gpu_kernels in (False, True):
+        for module in (im2col_module, pool_module):
+            monkeypatch.setattr(module, "cuda_kernels_apply", lambda array, on=on_gpu_kernels: on and isinstance(
+                array, np.ndarray) and array.dtype in (np.float32, np.float64))
+        mv.manual_seed(0)
+        model = MODELS[name].tiny(3, 64)
+        loss = model.loss(images, targets)
+        loss.backward()
+        results.append({"loss": np.array(loss.item()), **{n: p.grad.numpy() for n, p in model.named_parameters()}})
+    for key, expected in results[0].items():
+        np.testing.assert_array_equal(results[1][key], expected, err_msg=f"{name} {key}")
 
 
 # ----------------------------------------------------------------- the emulator's own checks

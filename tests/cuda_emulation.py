@@ -52,9 +52,16 @@ static inline void __syncthreads() { block_barrier->arrive_and_wait(); }
 #define __shared__ static
 #define __restrict__
 static inline double __longlong_as_double(long long bits) { double d; std::memcpy(&d, &bits, 8); return d; }
+// CUDA's math functions have float overloads: a float argument is computed in float, not double
+using std::ceil;
+using std::exp;
+using std::fabs;
+using std::floor;
 using std::isnan;
+using std::log;
 using std::max;
 using std::min;
+using std::sqrt;
 """
 
 LAUNCHER = r"""

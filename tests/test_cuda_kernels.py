@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import minivision as mv
 import minivision.functional as F
-from minivision import _cuda
+from minivision import _cuda, optim
 from minivision.functional import _im2col_cuda, _pool_cuda
 from minivision.functional import _winograd as winograd
 from minivision.functional import im2col as im2col_module
@@ -198,6 +198,25 @@ def test_tiny_models_on_the_gpu_kernels_give_the_cpu_loss_and_gradients(name, mo
         results.append({"loss": np.array(loss.item()), **{n: p.grad.numpy() for n, p in model.named_parameters()}})
     for key, expected in results[0].items():
         np.testing.assert_array_equal(results[1][key], expected, err_msg=f"{name} {key}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_the_adam_kernel_steps_like_the_array_code_to_the_bit(weight_decay, dtype, monkeypatch, rng):
+    start = rng.standard_normal((5, 7)).astype(dtype)
+    finals = []
+    for on_gpu_kernels in (False, True):
+        monkeypatch.setattr(optim, "cuda_kernels_apply", lambda array, on=on_gpu_kernels: on)
+        weight = mv.tensor(start.copy(), requires_grad=True)
+        opt = optim.Adam([weight], lr=0.05, weight_decay=weight_decay)
+        for _ in range(4):
+            opt.zero_grad()
+            (weight * weight * weight).sum().backward()
+            opt.step()
+        state = opt.state[id(weight)]
+        finals.append([weight.numpy(), state["exp_avg"], state["exp_avg_sq"]])
+    for got, expected in zip(finals[1], finals[0]):
+        np.testing.assert_array_equal(got, expected)
 
 
 # ----------------------------------------------------------------- the emulator's own checks

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 import minivision as mv
 import minivision.functional as F
 from minivision import _cuda, optim
-from minivision.functional import _im2col_cuda, _pool_cuda
+from minivision.functional import _im2col_cuda, _norm_cuda, _pool_cuda
 from minivision.functional import _winograd as winograd
 from minivision.functional import im2col as im2col_module
+from minivision.functional import norm as norm_module
 from minivision.functional import pool as pool_module
 from minivision.functional._geometry import Windows, output_hw
 from minivision.models import MODELS
@@ -113,6 +114,25 @@ def test_unpool_scatter_and_gather_equal_the_cpu(rng):
     np.testing.assert_array_equal(_pool_cuda.gather(scattered, index), values)
 
 
+# ----------------------------------------------------------------- batch norm
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 2, 5, 7), (6, 3)])
+def test_batch_norm_kernels_equal_the_cpu(shape, dtype, rng):
+    x, grad = (rng.standard_normal(shape).astype(dtype) + 2 for _ in range(2))
+    vectors = [rng.standard_normal(shape[1]).astype(dtype) for _ in range(5)]
+    mean, var = _norm_cuda.moments(x)
+    expected_mean, expected_var = norm_module._moments(x)
+    precision = dict(rtol=1e-6 if dtype == np.float32 else 1e-13, atol=0)  # float64 sums in another order
+    assert mean.dtype == var.dtype == dtype
+    np.testing.assert_allclose(mean, expected_mean, **precision)
+    np.testing.assert_allclose(var, expected_var, **precision)
+    for got, expected in zip(_norm_cuda.gradient_sums(grad, x, *vectors[:2]), norm_module._gradient_sums(grad, x, *vectors[:2])):
+        np.testing.assert_allclose(got, expected, **precision)
+    np.testing.assert_array_equal(_norm_cuda.affine(x, *vectors[:2]), norm_module._affine(x, *vectors[:2]))
+    np.testing.assert_array_equal(_norm_cuda.input_gradient(grad, x, *vectors),
+                                  norm_module._input_gradient(grad, x, *vectors))
+
+
 # ----------------------------------------------------------------- boxes
 def _boxes(rng, n, dtype):
     corner = rng.uniform(0, 60, (n, 2))
@@ -147,7 +167,7 @@ def test_nms_keeps_the_cpu_indices(grouped, threshold, rng):
 @pytest.fixture
 def gpu_kernels(monkeypatch):
     """Route NumPy float arrays through the CUDA kernels (emulated), Winograd off (NumPy only)."""
-    for module in (im2col_module, pool_module):
+    for module in (im2col_module, pool_module, norm_module):
         monkeypatch.setattr(module, "cuda_kernels_apply", lambda array: isinstance(array, np.ndarray)
                             and array.dtype in (np.float32, np.float64))
     monkeypatch.setattr(winograd, "_enabled", False)
@@ -158,6 +178,8 @@ OPS = {
     "conv2d 3x3/2 dilated": (lambda x, w: F.conv2d(x, w, stride=2, padding=2, dilation=2), (2, 3, 7, 7), (4, 3, 3, 3)),
     "conv_transpose2d 3x3/2": (lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1),
                                (2, 4, 4, 5), (4, 3, 3, 3)),
+    "batch_norm (training)": (lambda x, w: F.batch_norm(x, None, None, w.reshape(3), None, training=True),
+                              (2, 3, 2, 1), (3, 1, 1, 1)),
     "max_pool2d 3x3/2 (overlapping)": (lambda x, w: F.max_pool2d(x * w.sum(), 3, 2, padding=1, ceil_mode=True),
                                        (2, 3, 7, 6), (1, 1, 1, 1)),
     "max_pool2d 2x2 then unpool": (
@@ -174,7 +196,7 @@ def test_ops_on_the_gpu_kernels_match_and_pass_gradcheck(name, gpu_kernels, rng)
     mv.gradcheck(fn, inputs)
     got = fn(*inputs).numpy()
     with pytest.MonkeyPatch.context() as cpu:
-        for module in (im2col_module, pool_module):
+        for module in (im2col_module, pool_module, norm_module):
             cpu.setattr(module, "cuda_kernels_apply", lambda array: False)
         np.testing.assert_allclose(got, fn(mv.tensor(x), mv.tensor(w)).numpy(), rtol=1e-12, atol=1e-12)
 

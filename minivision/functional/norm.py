@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from minivision import threads
-from minivision.backend import get_array_module, numba_kernels_apply
+from minivision.backend import cuda_kernels_apply, get_array_module, numba_kernels_apply
+from minivision.functional import _norm_cuda
 from minivision.functional import _norm_kernels as kernels
 from minivision.tensor import Function, Tensor
 
@@ -37,10 +38,13 @@ class _BatchNorm(Function):
 
 
 # Each step below is one Numba pass for NumPy arrays (``_norm_kernels``, the channels shared
-# between the worker threads) and array operations for CuPy (the ``_xp`` twins). x and grad
-# are (N, C, ...); every other argument is a (C,) vector.
+# between the worker threads), one CUDA kernel for CuPy arrays (``_norm_cuda``) and array
+# operations for float16 (the ``_xp`` twins). x and grad are (N, C, ...); every other
+# argument is a (C,) vector.
 def _moments(x):
     """The per-channel mean and biased variance of x, in x's dtype."""
+    if cuda_kernels_apply(x):
+        return _norm_cuda.moments(x)
     if not numba_kernels_apply(x):
         return _moments_xp(x)
     mean, var = np.empty(x.shape[1]), np.empty(x.shape[1])
@@ -54,6 +58,8 @@ def _moments_xp(x):
 
 def _affine(x, scale, shift):
     """x * scale + shift per channel."""
+    if cuda_kernels_apply(x):
+        return _norm_cuda.affine(x, scale, shift)
     if not numba_kernels_apply(x):
         return _affine_xp(x, scale, shift)
     out = np.empty_like(x)
@@ -67,6 +73,8 @@ def _affine_xp(x, scale, shift):
 
 def _gradient_sums(grad, x, mean, inv_std):
     """(sum of grad, sum of grad * x_hat) per channel, x_hat = (x - mean) * inv_std."""
+    if cuda_kernels_apply(grad):
+        return _norm_cuda.gradient_sums(grad, x, mean, inv_std)
     if not numba_kernels_apply(grad):
         return _gradient_sums_xp(grad, x, mean, inv_std)
     sum_g, sum_gx = np.empty(grad.shape[1]), np.empty(grad.shape[1])
@@ -81,6 +89,8 @@ def _gradient_sums_xp(grad, x, mean, inv_std):
 
 def _input_gradient(grad, x, mean, inv_std, scale, mean_g, mean_gx):
     """(grad - mean_g - x_hat * mean_gx) * scale per channel."""
+    if cuda_kernels_apply(grad):
+        return _norm_cuda.input_gradient(grad, x, mean, inv_std, scale, mean_g, mean_gx)
     if not numba_kernels_apply(grad):
         return _input_gradient_xp(grad, x, mean, inv_std, scale, mean_g, mean_gx)
     out = np.empty_like(grad)

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 import minivision as mv
 from minivision import functional as F
 from minivision.functional import activation
-from tests.helpers import check_parity, torch_or_skip
+from tests.helpers import DEVICES, check_parity, torch_or_skip
 
 ACTIVATIONS = {
     "relu": (F.relu, "relu", {}),
@@ -18,15 +18,16 @@ ACTIVATIONS = {
 }
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 @given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), scale=st.sampled_from([1.0, 30.0]),
        seed=st.integers(0, 2**16))
-def test_activations_match_torch(name, shape, scale, seed):
+def test_activations_match_torch(name, shape, scale, seed, device):
     torch = torch_or_skip()
     mv_fn, th_name, kwargs = ACTIVATIONS[name]
     rng = np.random.default_rng(seed)
     x = scale * rng.standard_normal(shape)
-    check_parity(mv_fn, lambda t: getattr(torch.nn.functional, th_name)(t, **kwargs), [x], rng)
+    check_parity(mv_fn, lambda t: getattr(torch.nn.functional, th_name)(t, **kwargs), [x], rng, device=device)
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
@@ -67,14 +68,15 @@ def test_sigmoid_does_not_overflow_for_large_inputs():
     np.testing.assert_array_equal(y.numpy(), [0.0, 1.0])
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
 @given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4), data=st.data())
-def test_softmax_family_matches_torch(fn, shape, data):
+def test_softmax_family_matches_torch(fn, shape, data, device):
     torch = torch_or_skip()
     dim = data.draw(st.integers(-len(shape), len(shape) - 1))
     rng = np.random.default_rng(len(shape) + dim)
     x = 10 * rng.standard_normal(shape)
-    check_parity(lambda t: getattr(F, fn)(t, dim), lambda t: getattr(torch, fn)(t, dim), [x], rng)
+    check_parity(lambda t: getattr(F, fn)(t, dim), lambda t: getattr(torch, fn)(t, dim), [x], rng, device=device)
 
 
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import minivision as mv
 import minivision.functional as F
 from minivision.functional import conv as conv_module
-from tests.helpers import check_parity, torch_or_skip
+from tests.helpers import DEVICES, check_parity, torch_or_skip
 
 torch = None
 
@@ -73,19 +73,22 @@ def _kwargs(case, transposed=False):
     return {k: case[k] for k in keys}
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @given(case=conv_cases())
-def test_conv2d_matches_torch(case):
+def test_conv2d_matches_torch(case, device):
     arrays, rng = _arrays(case)
     kw = _kwargs(case)
-    check_parity(lambda *a: F.conv2d(*a, **kw), lambda *a: torch.nn.functional.conv2d(*a, **kw), arrays, rng)
+    check_parity(lambda *a: F.conv2d(*a, **kw), lambda *a: torch.nn.functional.conv2d(*a, **kw), arrays, rng,
+                 device=device)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @given(case=conv_cases(transposed=True))
-def test_conv_transpose2d_matches_torch(case):
+def test_conv_transpose2d_matches_torch(case, device):
     arrays, rng = _arrays(case, transposed=True)
     kw = _kwargs(case, transposed=True)
     check_parity(lambda *a: F.conv_transpose2d(*a, **kw),
-                 lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw), arrays, rng)
+                 lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw), arrays, rng, device=device)
 
 
 @settings(max_examples=10)

@@ -9,7 +9,7 @@ import minivision as mv
 import minivision.functional as F
 from minivision.functional import _pool_kernels as kernels
 from minivision.functional import pool as pool_module
-from tests.helpers import assert_close, check_parity, torch_or_skip
+from tests.helpers import DEVICES, assert_close, check_parity, torch_or_skip
 
 torch = None
 
@@ -41,15 +41,17 @@ def _pool_args(case):
     return {k: v for k, v in case.items() if k not in ("shape", "seed")}
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @given(case=pool_cases())
-def test_max_pool2d_matches_torch_values_switches_and_gradient(case):
+def test_max_pool2d_matches_torch_values_switches_and_gradient(case, device):
     rng = np.random.default_rng(case["seed"])
     x = rng.standard_normal(case["shape"])  # continuous values: no ties
     kw = _pool_args(case)
-    check_parity(lambda a: F.max_pool2d(a, **kw), lambda a: torch.nn.functional.max_pool2d(a, **kw), [x], rng)
-    _, switches = F.max_pool2d(mv.Tensor(x), return_indices=True, **kw)
-    _, expected = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True, **kw)
-    np.testing.assert_array_equal(switches.numpy(), expected.numpy())
+    check_parity(lambda a: F.max_pool2d(a, **kw), lambda a: torch.nn.functional.max_pool2d(a, **kw), [x], rng,
+                 device=device)
+    _, switches = F.max_pool2d(mv.tensor(x, device=device), return_indices=True, **kw)
+    _, expected = torch.nn.functional.max_pool2d(torch.tensor(x, device=device), return_indices=True, **kw)
+    np.testing.assert_array_equal(switches.numpy(), expected.cpu().numpy())
     assert switches.dtype == np.int64
 
 
@@ -113,13 +115,14 @@ def test_2x2_unpool_matches_torch_with_any_indices(shape, odd, foreign, seed):
                  lambda a: torch.nn.functional.max_unpool2d(a, torch.tensor(index), **kw), [x], rng)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @given(case=pool_cases(dilation=False), count_include_pad=st.booleans(),
        divisor_override=st.one_of(st.none(), st.integers(1, 5)))
-def test_avg_pool2d_matches_torch(case, count_include_pad, divisor_override):
+def test_avg_pool2d_matches_torch(case, count_include_pad, divisor_override, device):
     rng = np.random.default_rng(case["seed"])
     kw = dict(_pool_args(case), count_include_pad=count_include_pad, divisor_override=divisor_override)
     check_parity(lambda a: F.avg_pool2d(a, **kw), lambda a: torch.nn.functional.avg_pool2d(a, **kw),
-                 [rng.standard_normal(case["shape"])], rng)
+                 [rng.standard_normal(case["shape"])], rng, device=device)
 
 
 @given(case=pool_cases(dilation=False))

@@ -9,7 +9,7 @@ import minivision.functional as F
 from minivision.functional import _space_to_depth as phases
 from minivision.functional import conv as conv_module
 from minivision.functional._geometry import Windows
-from tests.helpers import check_parity, torch_or_skip
+from tests.helpers import DEVICES, check_parity, torch_or_skip
 
 
 @st.composite
@@ -32,8 +32,9 @@ def _conv_out(case):
     return [n + 2 * p - k for n, p, k in zip((case["h"], case["w"]), case["padding"], case["kernel"])]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @given(case=phase_cases())
-def test_conv2d_over_phases_matches_torch(case):
+def test_conv2d_over_phases_matches_torch(case, device):
     torch = torch_or_skip()
     assume(min(_conv_out(case)) >= 0)
     assert phases.applies(Windows(case["kernel"], case["stride"], case["padding"], (1, 1)))
@@ -41,11 +42,12 @@ def test_conv2d_over_phases_matches_torch(case):
     x = rng.standard_normal((case["n"], case["c_in"], case["h"], case["w"]))
     w = rng.standard_normal((case["c_out"], case["c_in"] // case["groups"]) + case["kernel"])
     kw = dict(stride=case["stride"], padding=case["padding"], groups=case["groups"])
-    check_parity(lambda *a: F.conv2d(*a, **kw), lambda *a: torch.nn.functional.conv2d(*a, **kw), [x, w], rng)
+    check_parity(lambda *a: F.conv2d(*a, **kw), lambda *a: torch.nn.functional.conv2d(*a, **kw), [x, w], rng, device=device)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @given(case=phase_cases())
-def test_conv_transpose2d_over_phases_matches_torch(case):
+def test_conv_transpose2d_over_phases_matches_torch(case, device):
     torch = torch_or_skip()
     sizes = [(n - 1) * s - 2 * p + k + op for n, s, p, k, op in zip(
         (case["h"], case["w"]), case["stride"], case["padding"], case["kernel"], case["output_padding"])]
@@ -57,7 +59,7 @@ def test_conv_transpose2d_over_phases_matches_torch(case):
     kw = dict(stride=case["stride"], padding=case["padding"], groups=case["groups"],
               output_padding=case["output_padding"])
     check_parity(lambda *a: F.conv_transpose2d(*a, **kw), lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw),
-                 [x, w, b], rng)
+                 [x, w, b], rng, device=device)
 
 
 @given(case=phase_cases())

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import minivision as mv
 import minivision.functional as F
 from minivision.functional import upsample
-from tests.helpers import check_parity, torch_or_skip
+from tests.helpers import DEVICES, check_parity, torch_or_skip
 
 torch = None
 
@@ -21,25 +21,27 @@ def setup_module():
 MODES = [("nearest", None), ("bilinear", False), ("bilinear", True)]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode,align_corners", MODES)
 @given(shape=st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 6), st.integers(1, 6)),
        size=st.tuples(st.integers(1, 9), st.integers(1, 9)), seed=st.integers(0, 2**16))
-def test_interpolate_to_a_size_matches_torch(mode, align_corners, shape, size, seed):
+def test_interpolate_to_a_size_matches_torch(mode, align_corners, shape, size, seed, device):
     rng = np.random.default_rng(seed)
     kw = dict(size=size, mode=mode, align_corners=align_corners)
     check_parity(lambda a: F.interpolate(a, **kw), lambda a: torch.nn.functional.interpolate(a, **kw),
-                 [rng.standard_normal(shape)], rng)
+                 [rng.standard_normal(shape)], rng, device=device)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode,align_corners", MODES)
 @given(shape=st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(2, 6), st.integers(2, 6)),
        scale=st.tuples(st.sampled_from([0.5, 0.75, 1.5, 2.0, 2.5, 3.0]), st.sampled_from([0.6, 1.0, 2.0, 2.2])),
        recompute=st.sampled_from([None, True]), seed=st.integers(0, 2**16))
-def test_interpolate_by_a_scale_factor_matches_torch(mode, align_corners, shape, scale, recompute, seed):
+def test_interpolate_by_a_scale_factor_matches_torch(mode, align_corners, shape, scale, recompute, seed, device):
     rng = np.random.default_rng(seed)
     kw = dict(scale_factor=scale, mode=mode, align_corners=align_corners, recompute_scale_factor=recompute)
     check_parity(lambda a: F.interpolate(a, **kw), lambda a: torch.nn.functional.interpolate(a, **kw),
-                 [rng.standard_normal(shape)], rng)
+                 [rng.standard_normal(shape)], rng, device=device)
 
 
 @pytest.mark.parametrize("mode,align_corners", MODES)

@@ -11,6 +11,7 @@ OUT=${OUT:-gpu_report}
 mkdir -p "$OUT"
 export PYTHONPATH=.
 export MPLBACKEND=Agg
+export CUPY_TF32=0  # CuPy's matrix products in full float32, as PyTorch's with TF32 off
 
 step() {  # step NAME SECONDS COMMAND...: run, keep stdout+stderr in $OUT/NAME.txt, note the exit status
     local name=$1 limit=$2
@@ -32,12 +33,14 @@ print('minivision imports; cuda available:', minivision.backend.cuda_available()
 x = minivision.tensor(numpy.arange(16.0).reshape(1, 1, 4, 4))
 print('a Numba CPU kernel runs:', F.max_pool2d(x, 2).numpy().ravel().tolist() == [5.0, 7.0, 13.0, 15.0])
 "
-# The limits add up to 540 s, within one device command (600 s); a normal run takes far less.
+# The limits add up to 550 s, within one device command (600 s); a normal run takes far less.
 step pytest_gpu 200 python3 -m pytest -m gpu -q -rs -p no:cacheprovider
 step bench_layers_cuda 100 python3 benchmarks/bench_layers.py --device cuda --repeats 7
 step bench_boxes_cuda 60 python3 benchmarks/bench_boxes.py --device cuda --repeats 9
 step bench_models_cuda 60 python3 benchmarks/bench_models.py --device cuda --steps 7
 step bench_models_cpu 90 python3 benchmarks/bench_models.py --device cpu --steps 3
+step targets 10 python3 benchmarks/gpu_targets.py
 cp benchmarks/results/*.json "$OUT/" 2>/dev/null
 tail -n 3 "$OUT/pytest_gpu.txt" >> "$OUT/summary.txt"
+cat "$OUT/targets.txt" >> "$OUT/summary.txt"
 cat "$OUT/summary.txt"

@@ -149,8 +149,8 @@ def test_every_part_has_a_region_in_the_library():
 
 def test_scores_count_each_selected_test_and_name_the_first_failure():
     module = "tests.functional.test_activation"
-    outcomes = {(module, "test_activations_match_torch[sigmoid]"): (True, ""),
-                (module, "test_activations_match_torch[relu]"): (False, "NotImplementedError: relu: write")}
+    outcomes = {(module, "test_activations_match_torch[sigmoid-cpu]"): (True, ""),
+                (module, "test_activations_match_torch[relu-cpu]"): (False, "NotImplementedError: relu: write")}
     score = _score("sigmoid", outcomes, "")
     assert (score.passed, score.total, score.points, score.max_points) == (1, 2, 2.5, 5)
     assert score.message == "tests/functional/test_activation.py::test_activations_gradcheck[sigmoid] did not run"

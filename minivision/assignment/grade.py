@@ -92,7 +92,7 @@ def _run_tests(node_ids, env: dict, scratch: Path, pyproject: Path, timeout: flo
     report.unlink(missing_ok=True)
     settings = ["-c", str(pyproject)] if pyproject.exists() else []  # the instructor's pytest settings (markers)
     command = [sys.executable, "-m", "pytest", "-q", *settings, "--rootdir", str(scratch), "-p", "no:cacheprovider",
-               "-p", PLUGIN, "--continue-on-collection-errors", f"--junitxml={report}", *node_ids]
+               "-p", PLUGIN, "--continue-on-collection-errors", "-m", "not gpu", f"--junitxml={report}", *node_ids]
     try:
         result = subprocess.run(command, env=env, cwd=scratch, capture_output=True, text=True, timeout=timeout,
                                 check=False)

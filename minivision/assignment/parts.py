@@ -3,7 +3,8 @@ tutorials that teach it.
 
 Each part's tests are pytest node ids in the instructor repository's ``tests/``, chosen so
 that every one of them runs the part's solution regions: a student copy with the part
-left out fails them all, the instructor copy passes them all. Tutorials are named by
+left out fails them all, the instructor copy passes them all. Grading runs on the CPU
+(``-m "not gpu"``), so a parity test's "cuda" cases are left out and its "cpu" case named. Tutorials are named by
 their number, ``"06"`` standing for ``tutorials/06_*.py``, so a tutorial can be renamed
 without touching this table. ``nms`` calls the ``iou`` kernel, so its tests need both.
 """
@@ -57,21 +58,21 @@ PARTS = {part.name: part for part in (
         "test_bitmask_serial_pass_matches_nms",
     )), ("04",)),
     Part("softmax", 10, (
-        ACTIVATION + "test_softmax_family_matches_torch[softmax]",
+        ACTIVATION + "test_softmax_family_matches_torch[softmax-cpu]",
         ACTIVATION + "test_softmax_family_gradcheck[softmax]",
     ), ("09",)),
     Part("cross_entropy", 10, (
-        ACTIVATION + "test_softmax_family_matches_torch[log_softmax]",
+        ACTIVATION + "test_softmax_family_matches_torch[log_softmax-cpu]",
         ACTIVATION + "test_softmax_family_gradcheck[log_softmax]",
         LOSS + "test_cross_entropy_matches_torch", LOSS + "test_cross_entropy_gradcheck_with_weights_and_ignore",
     ), ("09",)),
     Part("relu", 5, (
-        ACTIVATION + "test_activations_match_torch[relu]", ACTIVATION + "test_activations_match_torch[leaky_relu]",
+        ACTIVATION + "test_activations_match_torch[relu-cpu]", ACTIVATION + "test_activations_match_torch[leaky_relu-cpu]",
         ACTIVATION + "test_activations_gradcheck[relu]", ACTIVATION + "test_activations_gradcheck[leaky_relu]",
         ACTIVATION + "test_relu_gradient_at_zero_is_zero_like_torch",
     ), ("09",)),
     Part("sigmoid", 5, (
-        ACTIVATION + "test_activations_match_torch[sigmoid]", ACTIVATION + "test_activations_gradcheck[sigmoid]",
+        ACTIVATION + "test_activations_match_torch[sigmoid-cpu]", ACTIVATION + "test_activations_gradcheck[sigmoid]",
     ), ("09",)),
 )}
 

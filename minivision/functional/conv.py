@@ -75,6 +75,14 @@ def _over_shares(array, in_shape, win: Windows, out_hw, work) -> list:
     return threads.over_batch(array, run, max_parts=max(1, get_workspace_budget() // row_bytes))
 
 
+def _group_matmul(a, b):
+    """a @ b for each group: (G, m, k) @ (G, k, n) -> (G, m, n). One group (the usual case) is
+    a 2-D product: CuPy's batched product first copies a transposed operand (the weight
+    gradient's grad^T) into a new array, its 2-D product passes the transpose to cuBLAS."""
+    xp = get_array_module(a, b)
+    return xp.matmul(a[0], b[0])[None] if a.shape[0] == 1 else xp.matmul(a, b)
+
+
 def _batch_in_columns(a, samples: slice, rows: slice, groups: int):
     """a[samples, :, rows] (nb, O, r, w) as (G, O/G, nb * r * w), the layout of a product with columns."""
     xp = get_array_module(a)
@@ -110,13 +118,13 @@ def _correlate_and_weight_gradient(x, weight, grad, groups: int, win: Windows, o
         for samples, rows in pieces:
             col = _columns(x_share, win, samples, rows, out_hw[1], groups)
             if w is not None:
-                product = xp.matmul(w, col)  # (G, O/G, nb * r * w)
+                product = _group_matmul(w, col)  # (G, O/G, nb * r * w)
                 out[share][samples, :, rows] = product.reshape(out_c, -1, rows.stop - rows.start,
                                                                out_hw[1]).transpose(1, 0, 2, 3)
             if grad is not None:
                 # (col @ g^T)^T rather than g @ col^T: same product, but OpenBLAS runs the latter (a long
                 # reduction into a short, wide result) many times slower when the cores are shared
-                grad_w_t += xp.matmul(col, _batch_in_columns(grad[share], samples, rows, groups).swapaxes(1, 2))
+                grad_w_t += _group_matmul(col, _batch_in_columns(grad[share], samples, rows, groups).swapaxes(1, 2))
         return grad_w_t
 
     sums = _over_shares(x, x.shape, win, out_hw, work)
@@ -155,7 +163,7 @@ def _correlate_adjoint(grad, weight, groups: int, win: Windows, in_shape):
     def work(share, pieces):  # row bands of one sample overlap in grad_x: a share is whole samples
         grad_share, grad_x_share = grad[share], grad_x[share]
         for samples, rows in pieces:
-            col = xp.matmul(w_t, _batch_in_columns(grad_share, samples, rows, groups))  # (G, C/G * kh * kw, nb * r * w)
+            col = _group_matmul(w_t, _batch_in_columns(grad_share, samples, rows, groups))  # (G, C/G * kh * kw, nb * r * w)
             windows = col.reshape(in_shape[1], *win.kernel, -1, rows.stop - rows.start, out_w)
             col2im_add(grad_x_share[samples], windows.transpose(3, 0, 1, 2, 4, 5), win, rows)
 

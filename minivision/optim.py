@@ -142,7 +142,8 @@ class Adam(Optimizer):
         m, v = state["exp_avg"], state["exp_avg_sq"]
         step_size = group["lr"] / (1 - beta1 ** state["step"])
         bias2_sqrt = math.sqrt(1 - beta2 ** state["step"])
-        if cuda_kernels_apply(p.data) and all(a.flags.c_contiguous for a in (p.data, m, v)):
+        if cuda_kernels_apply(p.data) and all(a.flags.c_contiguous and a.dtype == p.dtype
+                                              for a in (m, v, p.data)):
             scalar = p.dtype.type
             _cuda.launch(_ADAM_SOURCE, "adam", p.dtype, p.data.size, p.data, xp.ascontiguousarray(grad, dtype=p.dtype),
                          m, v, np.int32(bool(group["weight_decay"])),

@@ -10,7 +10,13 @@ Blocks run one after another, and one launch at a time. A kernel that calls ``__
 threads as OS threads that meet at a barrier (``__shared__`` arrays are static, so the
 threads of a block share them); any other kernel runs its threads as a plain loop.
 Each argument's type is checked against the kernel's parameter at compile time, because
-a mismatch would garble a real launch (CuPy passes the bytes as they are).
+a mismatch would garble a real launch (CuPy passes the bytes as they are), and a grid
+outside CUDA's limits (an empty one included) is refused as a GPU would.
+
+It is more lenient than a GPU in places: out-of-bounds accesses and data races go unseen,
+a __syncthreads that only some threads reach does not hang, and exp and log round as
+glibc's (CUDA's differ by an ulp or two), so a kernel using them would match the CPU here
+to the bit but not on a GPU. sqrt and division round as on a GPU (IEEE, NVRTC's defaults).
 """
 from __future__ import annotations
 
@@ -184,6 +190,10 @@ class EmulatedKernel:
 
     def __call__(self, grid, block, args, shared_mem=0):
         grid, block = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
+        # CUDA's launch limits: a launch outside them fails on a GPU ("invalid configuration")
+        if not (1 <= grid[0] < 2**31 and all(1 <= g <= 65535 for g in grid[1:]) and min(block) >= 1
+                and block[0] * block[1] * block[2] <= 1024):
+            raise ValueError(f"{self.name}: no GPU launches grid {grid} with blocks {block}")
         library = self._library(tuple(_c_type(a) for a in args))
         scalars = [np.array(a) if isinstance(a, np.generic) else None for a in args]  # kept alive during the call
         pointers = (ctypes.c_void_p * len(args))(*(

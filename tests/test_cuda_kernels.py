@@ -116,7 +116,7 @@ def test_unpool_scatter_and_gather_equal_the_cpu(rng):
 
 # ----------------------------------------------------------------- batch norm
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(3, 2, 5, 7), (6, 3)])
+@pytest.mark.parametrize("shape", [(3, 2, 5, 7), (6, 3), (4, 3, 9, 11)])  # the last: more values than threads
 def test_batch_norm_kernels_equal_the_cpu(shape, dtype, rng):
     x, grad = (rng.standard_normal(shape).astype(dtype) + 2 for _ in range(2))
     vectors = [rng.standard_normal(shape[1]).astype(dtype) for _ in range(5)]
@@ -241,6 +241,31 @@ def test_the_adam_kernel_steps_like_the_array_code_to_the_bit(weight_decay, dtyp
         np.testing.assert_array_equal(got, expected)
 
 
+def test_a_grid_too_small_for_the_work_strides_over_all_of_it(monkeypatch, rng):
+    """One block: every thread's grid-stride loop runs many times (the usual grids never loop)."""
+    monkeypatch.setattr(_cuda, "MAX_BLOCKS", 1)
+    win = Windows((3, 3), (2, 2), (1, 1), (1, 1))
+    x = rng.standard_normal((2, 3, 9, 8))
+    np.testing.assert_array_equal(_im2col_cuda.im2col(x, win, slice(0, 5), 4), im2col_module.im2col(x, win, slice(0, 5), 4))
+    windows = rng.standard_normal((3 * 9, 2 * 5 * 4)).reshape(3, 3, 3, 2, 5, 4).transpose(3, 0, 1, 2, 4, 5)
+    expected, got = x.copy(), x.copy()
+    im2col_module.col2im_add(expected, windows, win, slice(0, 5))
+    _im2col_cuda.col2im_add(got, windows, win, slice(0, 5))
+    np.testing.assert_array_equal(got, expected)
+    values, switches = _pool_cuda.max_pool_switches(x, win, (5, 4))
+    np.testing.assert_array_equal(switches, pool_module._max_pool_switches(x, win, (5, 4))[1])
+    np.testing.assert_array_equal(_pool_cuda.max_pool_backward(values, switches, win, x.shape),
+                                  pool_module._scatter(values, switches, x.shape, accumulate=True))
+
+
+def test_empty_inputs_launch_nothing(rng):
+    """A GPU refuses a grid of no blocks (the emulator too): wrappers return early instead."""
+    assert _norm_cuda.moments(np.zeros((2, 0, 3)))[0].shape == (0,)
+    assert _norm_cuda.gradient_sums(np.zeros((2, 0, 3)), np.zeros((2, 0, 3)), np.zeros(0), np.zeros(0))[1].shape == (0,)
+    assert _cuda_kernels.nms(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, np.int64), 0.5).shape == (0,)
+    assert _cuda_kernels.iou_matrix(np.zeros((0, 4)), np.zeros((3, 4))).shape == (0, 3)
+
+
 # ----------------------------------------------------------------- the emulator's own checks
 def test_a_wrong_argument_type_fails_to_launch():
     kernel = EmulatedKernel(f"typedef float T;\n{_cuda.PRELUDE}\n" + r"""
@@ -256,6 +281,9 @@ extern "C" __global__ void fill(const long long count, const int value, T* out) 
         kernel((1,), (8,), (np.int64(5), np.int32(3), np.zeros(10, np.float32)[::2]))
     with pytest.raises(TypeError, match="NumPy scalars"):
         kernel((1,), (8,), (5, np.int32(3), out))
+    for grid, block in (((0,), (8,)), ((1, 70000), (8,)), ((1,), (2048,))):
+        with pytest.raises(ValueError, match="no GPU launches grid"):
+            kernel(grid, block, (np.int64(5), np.int32(3), out))
 
 
 def test_nvrtc_rejects_what_cupy_could_not_compile():

@@ -14,7 +14,7 @@ import numpy as np
 from minivision import _cuda
 from minivision.backend import get_array_module
 
-SUM_THREADS = 256  # per block, a power of two for the tree sum
+SUM_THREADS = 256  # per block, a power of two for the tree sum, at most the kernels' partial[256]
 
 _SUMS_SOURCE = r"""  // one block per channel
 __device__ double block_sum(double* partial, const double value) {
@@ -108,9 +108,10 @@ def moments(x):
     """The per-channel mean and biased variance of x (N, C, ...), in x's dtype."""
     xp = get_array_module(x)
     x, samples, channels, length = _layout(x)
-    mean, var = xp.empty(int(channels)), xp.empty(int(channels))
-    _cuda.kernel(_SUMS_SOURCE, "channel_moments", x.dtype)((int(channels),), (SUM_THREADS,),
-                                                      (x, samples, channels, length, mean, var))
+    mean, var = xp.zeros(int(channels)), xp.zeros(int(channels))
+    if channels and samples * length:  # a launch needs at least one block
+            _cuda.kernel(_SUMS_SOURCE, "channel_moments", x.dtype)((int(channels),), (SUM_THREADS,),
+                                                          (x, samples, channels, length, mean, var))
     return mean.astype(x.dtype), var.astype(x.dtype)
 
 
@@ -118,11 +119,12 @@ def gradient_sums(grad, x, mean, inv_std):
     """(sum of grad, sum of grad * x_hat) per channel, in grad's dtype."""
     xp = get_array_module(grad, x)
     grad, samples, channels, length = _layout(grad)
-    sum_g, sum_gx = xp.empty(int(channels)), xp.empty(int(channels))
-    _cuda.kernel(_SUMS_SOURCE, "gradient_sums", grad.dtype)(
-        (int(channels),), (SUM_THREADS,),
-        (grad, xp.ascontiguousarray(x, dtype=grad.dtype), *_vectors(grad.dtype, mean, inv_std), samples, channels,
-         length, sum_g, sum_gx))
+    sum_g, sum_gx = xp.zeros(int(channels)), xp.zeros(int(channels))
+    if channels:  # a launch needs at least one block
+        _cuda.kernel(_SUMS_SOURCE, "gradient_sums", grad.dtype)(
+            (int(channels),), (SUM_THREADS,),
+            (grad, xp.ascontiguousarray(x, dtype=grad.dtype), *_vectors(grad.dtype, mean, inv_std), samples,
+             channels, length, sum_g, sum_gx))
     return sum_g.astype(grad.dtype), sum_gx.astype(grad.dtype)
 
 

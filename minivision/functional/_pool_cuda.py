@@ -73,6 +73,11 @@ extern "C" __global__ void gather(const long long count, const T* source, const 
 """
 
 
+def _index(index):
+    """Flat per-plane positions as the kernels read them: C-contiguous int64."""
+    return get_array_module(index).ascontiguousarray(index, dtype=np.int64)
+
+
 def _plane_size(shape) -> int:
     """Elements per (n, c) plane of an (N, C, ...) shape."""
     return int(np.prod(shape[2:]))
@@ -95,7 +100,7 @@ def max_pool_backward(grad, switches, win: Windows, x_shape):
     xp = get_array_module(grad)
     grad = xp.ascontiguousarray(grad)
     grad_x = xp.empty(x_shape, dtype=grad.dtype)
-    _cuda.launch(_SOURCE, "max_pool_backward", grad.dtype, grad_x.size, grad, xp.ascontiguousarray(switches),
+    _cuda.launch(_SOURCE, "max_pool_backward", grad.dtype, grad_x.size, grad, _index(switches),
                  *_cuda.int32s(*x_shape[2:], *grad.shape[2:]), *_cuda.int32s(*win.sizes()), grad_x)
     return grad_x
 
@@ -106,8 +111,8 @@ def scatter(values, index, shape):
     where indices repeat is unspecified."""
     xp = get_array_module(values)
     out = xp.zeros(shape, dtype=values.dtype)
-    _cuda.launch(_SOURCE, "scatter", values.dtype, values.size, xp.ascontiguousarray(values),
-                 xp.ascontiguousarray(index), np.int64(_plane_size(values.shape)), np.int64(_plane_size(shape)), out)
+    _cuda.launch(_SOURCE, "scatter", values.dtype, values.size, xp.ascontiguousarray(values), _index(index),
+                 np.int64(_plane_size(values.shape)), np.int64(_plane_size(shape)), out)
     return out
 
 
@@ -115,6 +120,6 @@ def gather(source, index):
     """out[n, c, ...] = source[n, c].flat[index[n, c, ...]]: ``index``'s shape, ``source``'s dtype."""
     xp = get_array_module(source)
     out = xp.empty(index.shape, dtype=source.dtype)
-    _cuda.launch(_SOURCE, "gather", source.dtype, out.size, xp.ascontiguousarray(source),
-                 xp.ascontiguousarray(index), np.int64(_plane_size(out.shape)), np.int64(_plane_size(source.shape)), out)
+    _cuda.launch(_SOURCE, "gather", source.dtype, out.size, xp.ascontiguousarray(source), _index(index),
+                 np.int64(_plane_size(out.shape)), np.int64(_plane_size(source.shape)), out)
     return out

@@ -68,7 +68,7 @@ def iou_matrix(boxes1, boxes2):
     xp = get_array_module(boxes1, boxes2)
     out = xp.empty((boxes1.shape[0], boxes2.shape[0]), dtype=boxes1.dtype)
     _cuda.launch(_SOURCE, "iou_matrix", out.dtype, out.size, xp.ascontiguousarray(boxes1),
-                 xp.ascontiguousarray(boxes2), np.int32(out.shape[1]), out)
+                 xp.ascontiguousarray(boxes2, dtype=boxes1.dtype), np.int32(out.shape[1]), out)
     return out
 
 
@@ -80,8 +80,10 @@ def nms(boxes, score_order, groups, iou_threshold):
     """
     xp = get_array_module(boxes)
     n = boxes.shape[0]
+    if n == 0:
+        return xp.zeros(0, dtype=np.int64)
     sorted_boxes = xp.ascontiguousarray(boxes[score_order])
-    sorted_groups = xp.ascontiguousarray(groups[score_order])
+    sorted_groups = xp.ascontiguousarray(groups[score_order], dtype=np.int64)
     blocks = (n + BLOCK - 1) // BLOCK
     mask = xp.zeros((n, blocks), dtype=np.uint64)
     _cuda.kernel(_SOURCE, "nms_mask", boxes.dtype)(

@@ -30,17 +30,32 @@ __device__ double block_sum(double* partial, const double value) {
     return total;
 }
 
+__device__ inline void step_on(long long& n, long long& l, const long long length) {
+    // a thread's next element of its channel, blockDim.x further: sample n, position l
+    // (stepped on, dividing only where a sample ends, rather than divided out of a flat index)
+    l += blockDim.x;
+    if (l >= length) {
+        n += l / length;
+        l %= length;
+    }
+}
+
+// The loop over a thread's elements of channel c, ``at`` their offsets in x (N, C, L)
+#define FOR_CHANNEL(at) \
+    for (long long n = threadIdx.x / length, l = threadIdx.x % length, at = (n * channels + c) * length + l; \
+         n < samples; step_on(n, l, length), at = (n * channels + c) * length + l)
+
 extern "C" __global__ void channel_moments(const T* x, const int samples, const int channels,
                                            const long long length, double* mean, double* var) {
     __shared__ double partial[256];
     const int c = blockIdx.x;
     const long long count = (long long)samples * length;
     double total = 0;
-    for (long long e = threadIdx.x; e < count; e += blockDim.x) total += x[(e / length * channels + c) * length + e % length];
+    FOR_CHANNEL(at) total += x[at];
     const double m = block_sum(partial, total) / count;
     double squares = 0;
-    for (long long e = threadIdx.x; e < count; e += blockDim.x) {
-        const double d = x[(e / length * channels + c) * length + e % length] - m;
+    FOR_CHANNEL(at) {
+        const double d = x[at] - m;
         squares += d * d;
     }
     const double v = block_sum(partial, squares) / count;
@@ -55,11 +70,9 @@ extern "C" __global__ void gradient_sums(const T* grad, const T* x, const T* mea
                                          double* sum_g, double* sum_gx) {
     __shared__ double partial[256];
     const int c = blockIdx.x;
-    const long long count = (long long)samples * length;
     const T m = mean[c];
     double total = 0, weighted = 0;
-    for (long long e = threadIdx.x; e < count; e += blockDim.x) {
-        const long long at = (e / length * channels + c) * length + e % length;
+    FOR_CHANNEL(at) {
         total += grad[at];
         weighted += grad[at] * (x[at] - m);
     }

@@ -1,4 +1,8 @@
-"""Helpers for parity tests against PyTorch (skipped cleanly where torch is missing)."""
+"""Helpers for parity tests against PyTorch (skipped cleanly where torch is missing), and
+for loading the benchmark scripts."""
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -49,3 +53,12 @@ def check_parity(mv_fn, torch_fn, arrays, rng, rtol=1e-7, atol=1e-9, device="cpu
         expected_grad = t.grad if t.grad is not None else torch.zeros_like(t)
         actual_grad = m.grad if m.grad is not None else np.zeros(m.shape)
         assert_close(actual_grad, expected_grad, rtol, atol, what=f"gradient of input {i}")
+
+
+def benchmark_module(name: str):
+    """benchmarks/<name>.py loaded as a module (the folder is scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,18 +1,12 @@
 """The benchmarks' shared timer: alternating blocks, each after an untimed call, and medians."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-TIMING = Path(__file__).resolve().parents[1] / "benchmarks" / "timing.py"
+from tests.helpers import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def timing():
-    spec = importlib.util.spec_from_file_location("benchmark_timing", TIMING)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("timing")
 
 
 def test_compare_alternates_blocks_each_after_an_untimed_call(timing, monkeypatch):

@@ -1,19 +1,14 @@
 """benchmarks/gpu_targets.py: each GPU target read off results files, met or missed."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_targets.py"
+from tests.helpers import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def gpu_targets():
-    spec = importlib.util.spec_from_file_location("gpu_targets", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("gpu_targets")
 
 
 def _write(directory, name, results):

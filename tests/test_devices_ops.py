@@ -16,7 +16,7 @@ LABELS = np.array([[[0, 2, 1], [1, 1, 0]], [[2, 0, 0], [1, 2, 2]]])  # (2, 2, 3)
 
 # name: (function of the float inputs, shapes of those inputs)
 OPS = {
-    "conv2d 3x3 pad 1 (Winograd on the CPU)": (lambda x, w, b: F.conv2d(x, w, b, padding=1), [(2, 8, 9, 8), (8, 8, 3, 3), (8,)]),
+    "conv2d 3x3 pad 1 (Winograd on the CPU)": (lambda x, w, b: F.conv2d(x, w, b, padding=1), [(2, 3, 9, 8), (4, 3, 3, 3), (4,)]),
     "conv2d 4x4/2 (phases)": (lambda x, w: F.conv2d(x, w, stride=2, padding=1), [(2, 3, 9, 8), (4, 3, 4, 4)]),
     "conv2d 3x3/2 dilated": (lambda x, w: F.conv2d(x, w, stride=2, padding=2, dilation=(1, 2)), [(2, 3, 9, 8), (4, 3, 3, 3)]),
     "conv2d grouped 1x1": (lambda x, w: F.conv2d(x, w, groups=2), [(2, 4, 5, 5), (6, 2, 1, 1)]),

@@ -45,14 +45,6 @@ G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0
 PIECE_BYTES = 4 * 2**20
 MIN_PIECE_TILES = 128
 
-# Below these sizes im2col is faster, whatever the host: with few input channels the 16 products
-# are thin (K = C) and the tile transforms dominate, and a small map pads its few tiles by
-# half. On 2 cores, forward and weight gradient, batch 32: a 3-channel 64x64 first layer
-# took 13.2 ms with Winograd and 11.9 with im2col (forward alone 6.3 and 3.6), 128 channels
-# on 4x4 maps 6.7 and 5.4; 8 channels at 64x64 favour Winograd once the input gradient counts.
-MIN_CHANNELS = 8
-MIN_OUTPUT_PIXELS = 17  # more than a 4x4 map
-
 _enabled = True
 
 
@@ -63,16 +55,13 @@ def set_enabled(enabled: bool) -> None:
 
 
 def applies(x, out_channels: int, groups: int, win: Windows) -> bool:
-    """Whether a correlation of NumPy array x into ``out_channels`` takes the Winograd path:
-    a 3x3 stride-1 window, at least ``MIN_CHANNELS`` input channels and ``MIN_OUTPUT_PIXELS``
-    output pixels, and one sample's tiles (16 values per tile per channel, input and output
-    side) within the workspace budget."""
-    out_pixels = (x.shape[2] + 2 * win.padding[0] - 2) * (x.shape[3] + 2 * win.padding[1] - 2)
+    """Whether a correlation of NumPy array x into ``out_channels`` can take the Winograd path:
+    a 3x3 stride-1 window, and one sample's tiles (16 values per tile per channel, input
+    and output side) within the workspace budget."""
     return (
         _enabled and numba_kernels_apply(x)
         and win.kernel == (3, 3) and win.stride == (1, 1) and win.dilation == (1, 1) and groups == 1
         and all(0 <= p <= 2 for p in win.padding)
-        and x.shape[1] >= MIN_CHANNELS and out_pixels >= MIN_OUTPUT_PIXELS
         and _sample_bytes(x, out_channels, win.padding) <= get_workspace_budget()
     )
 

@@ -1,8 +1,5 @@
 """Winograd's F(2x2, 3x3) path for 3x3 stride-1 convolutions: the same values and gradients
-as im2col and PyTorch, float32 error no worse than im2col's, and used only where it applies.
-
-The path's size thresholds (few channels and small maps go to im2col) are lowered to 1 for
-every test here but the one that checks them, so that small drawn shapes run Winograd."""
+as im2col and PyTorch, float32 error no worse than im2col's, and used only where it applies."""
 import contextlib
 
 import numpy as np
@@ -16,15 +13,6 @@ from minivision.functional import _winograd as winograd
 from minivision.functional import conv as conv_module
 from minivision.functional._geometry import Windows
 from tests.helpers import check_parity, torch_or_skip
-
-
-DEFAULT_THRESHOLDS = (winograd.MIN_CHANNELS, winograd.MIN_OUTPUT_PIXELS)
-
-
-@pytest.fixture(autouse=True)
-def small_shapes_take_winograd(monkeypatch):
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
-    monkeypatch.setattr(winograd, "MIN_OUTPUT_PIXELS", 1)
 
 
 @contextlib.contextmanager
@@ -134,20 +122,6 @@ def test_batch_split_into_pieces_gives_the_whole_batch_result(monkeypatch, rng):
 def test_winograd_is_not_used_where_it_does_not_apply(kernel, stride, padding, dilation, groups, dtype):
     x = np.zeros((1, 4, 8, 8), dtype=dtype)
     assert not winograd.applies(x, 4, groups, Windows(kernel, stride, padding, dilation))
-
-
-def test_few_channels_and_small_maps_go_to_im2col(monkeypatch):
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", DEFAULT_THRESHOLDS[0])
-    monkeypatch.setattr(winograd, "MIN_OUTPUT_PIXELS", DEFAULT_THRESHOLDS[1])
-    same = Windows((3, 3), (1, 1), (1, 1), (1, 1))
-    assert not winograd.applies(np.zeros((2, 3, 64, 64)), 16, 1, same)  # an RGB first layer
-    assert not winograd.applies(np.zeros((2, 128, 4, 4)), 128, 1, same)  # a 4x4 map
-    assert winograd.applies(np.zeros((2, 8, 5, 5)), 8, 1, same)  # 8 channels, 25 output pixels
-    assert not winograd.applies(np.zeros((2, 8, 6, 6)), 8, 1, Windows((3, 3), (1, 1), (0, 0), (1, 1)))  # 4x4 out
-    calls = []
-    monkeypatch.setattr(winograd, "correlate", lambda *a: calls.append(a))
-    F.conv2d(mv.tensor(np.zeros((1, 3, 8, 8))), mv.tensor(np.zeros((4, 3, 3, 3))), padding=1)
-    assert calls == []  # conv2d asks applies() first
 
 
 def test_winograd_is_not_used_when_one_sample_exceeds_the_workspace_budget():

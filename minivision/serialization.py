@@ -63,8 +63,8 @@ def load(path, device="cpu") -> "OrderedDict[str, Tensor]":
         raise FileNotFoundError(f"load: no file at {path!r}")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            # numbers go to ``device``; text (a checkpoint's meta.json) stays on the host, CuPy has no strings
-            return OrderedDict((name, Tensor(to_device(archive[name], device) if archive[name].dtype.kind in "biuf"
-                                             else archive[name])) for name in archive.files)
+            arrays = [(name, archive[name]) for name in archive.files]  # each entry read from the zip once
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ValueError(f"load: {path!r} is not a readable minivision .npz file ({exc})") from None
+    # numbers go to ``device``; text (a checkpoint's meta.json) stays on the host, CuPy has no strings
+    return OrderedDict((name, Tensor(to_device(a, device) if a.dtype.kind in "biuf" else a)) for name, a in arrays)

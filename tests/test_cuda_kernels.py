@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import minivision as mv
 import minivision.functional as F
 from minivision import _cuda, optim
+from minivision.backend import numba_kernels_apply
 from minivision.functional import _im2col_cuda, _norm_cuda, _pool_cuda
 from minivision.functional import _winograd as winograd
 from minivision.functional import im2col as im2col_module
@@ -164,12 +165,16 @@ def test_nms_keeps_the_cpu_indices(grouped, threshold, rng):
 
 
 # ----------------------------------------------------------------- whole ops on the GPU kernels
+def _route_to_gpu_kernels(monkeypatch, on=True, modules=(im2col_module, pool_module, norm_module)):
+    """Make ``modules`` send NumPy float arrays to their CUDA kernels (emulated), or not (``on=False``)."""
+    for module in modules:
+        monkeypatch.setattr(module, "cuda_kernels_apply", lambda array: on and numba_kernels_apply(array))
+
+
 @pytest.fixture
 def gpu_kernels(monkeypatch):
-    """Route NumPy float arrays through the CUDA kernels (emulated), Winograd off (NumPy only)."""
-    for module in (im2col_module, pool_module, norm_module):
-        monkeypatch.setattr(module, "cuda_kernels_apply", lambda array: isinstance(array, np.ndarray)
-                            and array.dtype in (np.float32, np.float64))
+    """NumPy float arrays through the CUDA kernels (emulated), Winograd off (NumPy only)."""
+    _route_to_gpu_kernels(monkeypatch)
     monkeypatch.setattr(winograd, "_enabled", False)
 
 
@@ -196,8 +201,7 @@ def test_ops_on_the_gpu_kernels_match_and_pass_gradcheck(name, gpu_kernels, rng)
     mv.gradcheck(fn, inputs)
     got = fn(*inputs).numpy()
     with pytest.MonkeyPatch.context() as cpu:
-        for module in (im2col_module, pool_module, norm_module):
-            cpu.setattr(module, "cuda_kernels_apply", lambda array: False)
+        _route_to_gpu_kernels(cpu, on=False)
         np.testing.assert_allclose(got, fn(mv.tensor(x), mv.tensor(w)).numpy(), rtol=1e-12, atol=1e-12)
 
 
@@ -210,9 +214,7 @@ def test_tiny_models_on_the_gpu_kernels_give_the_cpu_loss_and_gradients(name, mo
     monkeypatch.setattr(winograd, "_enabled", False)
     results = []
     for on_gpu_kernels in (False, True):
-        for module in (im2col_module, pool_module):
-            monkeypatch.setattr(module, "cuda_kernels_apply", lambda array, on=on_gpu_kernels: on and isinstance(
-                array, np.ndarray) and array.dtype in (np.float32, np.float64))
+        _route_to_gpu_kernels(monkeypatch, on_gpu_kernels, modules=(im2col_module, pool_module))
         mv.manual_seed(0)
         model = MODELS[name].tiny(3, 64)
         loss = model.loss(images, targets)

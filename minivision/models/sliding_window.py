@@ -14,8 +14,6 @@ border but real pixels inside the full image, and the two answers would differ.
 """
 from __future__ import annotations
 
-import numpy as np
-
 import minivision as mv
 from minivision import nn
 
@@ -45,7 +43,8 @@ class PatchClassifier(nn.Module):
 def windows(image, window: int, stride: int):
     """Every window x window crop of image (C, H, W), row by row: ((K, C, window, window), (rows, cols))."""
     data = image.data if isinstance(image, mv.Tensor) else image
-    data = data if mv.backend.device_of(data) == "cuda" else np.asarray(data)
+    xp = mv.backend.get_array_module(data)
+    data = xp.asarray(data)  # a list or NumPy array becomes NumPy; a CuPy array stays on the GPU
     if data.ndim != 3:
         raise ValueError(f"image must be (C, H, W), got shape {data.shape}")
     height, width = data.shape[1:]
@@ -54,7 +53,7 @@ def windows(image, window: int, stride: int):
     rows, cols = (height - window) // stride + 1, (width - window) // stride + 1
     crops = [data[:, r * stride: r * stride + window, c * stride: c * stride + window]
              for r in range(rows) for c in range(cols)]
-    return mv.backend.get_array_module(data).stack(crops), (rows, cols)
+    return xp.stack(crops), (rows, cols)
 
 
 def classify_windows_naive(model: PatchClassifier, image, window: int, stride: int) -> mv.Tensor:

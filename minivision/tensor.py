@@ -293,7 +293,9 @@ def tensor(data, dtype=None, device="cpu", requires_grad: bool = False) -> Tenso
         data.dtype if _is_array(data) else _default_dtype_for(data)
     )
     if _is_array(data):  # NumPy or CuPy: straight to the device (no round trip through the host)
-        array = to_device(data, device).astype(dtype, copy=False)
+        moved = to_device(data, device)
+        # a copy, as torch.tensor makes: in-place updates (an optimizer's step) never reach the caller's array
+        array = moved.astype(dtype, copy=moved is data)
     else:
         array = to_device(np.asarray(data, dtype=dtype), device)
     return Tensor(array, requires_grad=requires_grad)

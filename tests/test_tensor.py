@@ -111,6 +111,16 @@ def test_tensor_factory_dtypes_follow_torch():
     assert mv.Tensor(np.zeros(2, dtype=np.float16)).dtype == np.float16
 
 
+@pytest.mark.parametrize("dtype", [None, np.float32])
+def test_tensor_copies_its_data_as_torch_tensor_does(device, dtype):
+    array = np.arange(3.0)
+    on_device = mv.tensor(array, device=device).data
+    for data in (array, on_device, mv.tensor(on_device)):
+        mv.tensor(data, dtype=dtype, device=device).data[...] = 7  # as an optimizer's in-place step writes
+    assert array.tolist() == [0, 1, 2]
+    assert mv.tensor(on_device).numpy().tolist() == [0, 1, 2]
+
+
 def test_tensor_attributes_and_conversions():
     t = mv.tensor([[1.0, 2.0, 3.0]])
     assert t.shape == (1, 3) and t.ndim == 2 and t.device == "cpu" and len(t) == 1

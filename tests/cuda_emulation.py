@@ -6,15 +6,18 @@ installed, then compiles it as C++20 with g++, CUDA's built-ins defined so that 
 thread plays one CUDA thread. A launch takes what CuPy takes, ``(grid, block, args)``,
 with NumPy arrays (C-contiguous: a kernel sees only the data pointer) and NumPy scalars.
 
-Blocks run one after another, and one launch at a time. A kernel that calls ``__syncthreads`` runs each block's
-threads as OS threads that meet at a barrier (``__shared__`` arrays are static, so the
-threads of a block share them); any other kernel runs its threads as a plain loop.
+Blocks run one after another, and one launch at a time. A kernel that calls ``__syncthreads``
+runs each block's threads as fibers (``ucontext``) on one OS thread: each runs to its next
+barrier, then the next thread, so a round over the block is one ``__syncthreads``
+(``__shared__`` arrays are static, so the threads of a block share them). Threads of a block
+that wait at different ``__syncthreads`` are reported, as they would hang or misbehave on a GPU.
+Any other kernel runs its threads as a plain loop.
 Each argument's type is checked against the kernel's parameter at compile time, because
 a mismatch would garble a real launch (CuPy passes the bytes as they are), and a grid
 outside CUDA's limits (an empty one included) is refused as a GPU would.
 
 It is more lenient than a GPU in places: out-of-bounds accesses and data races go unseen,
-a __syncthreads that only some threads reach does not hang, and exp and log round as
+threads that return before a __syncthreads the others reach are let go, and exp and log round as
 glibc's (CUDA's differ by an ulp or two), so a kernel using them would match the CPU here
 to the bit but not on a GPU. sqrt and division round as on a GPU (IEEE, NVRTC's defaults).
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import os
 import pathlib
 import re
 import shutil
@@ -40,18 +44,25 @@ C_TYPES = {
 
 PRELUDE = r"""
 #include <algorithm>
-#include <barrier>
 #include <cmath>
 #include <cstring>
-#include <thread>
 #include <tuple>
 #include <type_traits>
+#include <ucontext.h>
 #include <vector>
 struct dim3 { unsigned int x = 1, y = 1, z = 1; };
-static dim3 blockIdx, blockDim, gridDim;
-static thread_local dim3 threadIdx;
-static std::barrier<>* block_barrier = nullptr;
-static inline void __syncthreads() { block_barrier->arrive_and_wait(); }
+static dim3 blockIdx, blockDim, gridDim, threadIdx;
+// A block whose kernel syncs runs its threads as fibers on this OS thread: each runs until its
+// next __syncthreads (or its end), then the next one; a round over all of them is one barrier.
+struct Fiber { ucontext_t context; std::vector<char> stack; dim3 index; int waits_at = 0; bool done = false; };
+static std::vector<Fiber> fibers;
+static ucontext_t scheduler;
+static size_t running = 0;
+static inline void sync_at(int line) {
+    fibers[running].waits_at = line;
+    swapcontext(&fibers[running].context, &scheduler);
+}
+#define __syncthreads() sync_at(__LINE__)
 #define __global__
 #define __device__
 #define __forceinline__ inline
@@ -84,18 +95,50 @@ using declared = parameters<decltype(NAME)>::type;
 static_assert(std::tuple_size_v<declared> == COUNT, "NAME: launched with COUNT arguments, declares another number");
 CHECKS
 static void run_thread(void** a) { NAME(ARGUMENTS); }
-extern "C" void launch(void** a, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz) {
+static void** fiber_arguments;
+static void fiber_main() { run_thread(fiber_arguments); fibers[running].done = true; }
+// One block's fibers, round after round; returns the source line of a __syncthreads that some
+// threads wait at while others wait at another one (the block would hang or misbehave on a GPU), else 0.
+static int run_block_as_fibers(void** a) {
+    fiber_arguments = a;
+    for (auto& f : fibers) {
+        f.done = false;
+        getcontext(&f.context);
+        f.context.uc_stack = {f.stack.data(), 0, f.stack.size()};
+        f.context.uc_link = &scheduler;
+        makecontext(&f.context, fiber_main, 0);
+    }
+    for (bool live = true; live;) {
+        live = false;
+        int barrier = 0;
+        for (running = 0; running < fibers.size(); ++running) {
+            Fiber& f = fibers[running];
+            if (f.done) continue;
+            threadIdx = f.index;
+            swapcontext(&scheduler, &f.context);
+            if (f.done) continue;
+            live = true;
+            if (barrier && f.waits_at != barrier) return f.waits_at;
+            barrier = f.waits_at;
+        }
+    }
+    return 0;
+}
+extern "C" int launch(void** a, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz) {
     gridDim = {gx, gy, gz};
     blockDim = {bx, by, bz};
+    if (SYNCS) {
+        fibers = std::vector<Fiber>(bx * by * bz);
+        size_t k = 0;
+        for (unsigned tz = 0; tz < bz; ++tz) for (unsigned ty = 0; ty < by; ++ty) for (unsigned tx = 0; tx < bx; ++tx) {
+            fibers[k].index = {tx, ty, tz};
+            fibers[k++].stack.resize(1 << 16);
+        }
+    }
     for (unsigned z = 0; z < gz; ++z) for (unsigned y = 0; y < gy; ++y) for (unsigned x = 0; x < gx; ++x) {
         blockIdx = {x, y, z};
         if (SYNCS) {
-            std::barrier<> barrier(bx * by * bz);
-            block_barrier = &barrier;
-            std::vector<std::thread> threads;
-            for (unsigned tz = 0; tz < bz; ++tz) for (unsigned ty = 0; ty < by; ++ty) for (unsigned tx = 0; tx < bx; ++tx)
-                threads.emplace_back([=, &barrier] { threadIdx = {tx, ty, tz}; run_thread(a); barrier.arrive_and_drop(); });
-            for (auto& t : threads) t.join();
+            if (int line = run_block_as_fibers(a)) return line;
         } else {
             for (unsigned tz = 0; tz < bz; ++tz) for (unsigned ty = 0; ty < by; ++ty) for (unsigned tx = 0; tx < bx; ++tx) {
                 threadIdx = {tx, ty, tz};
@@ -103,11 +146,14 @@ extern "C" void launch(void** a, unsigned gx, unsigned gy, unsigned gz, unsigned
             }
         }
     }
+    return 0;
 }
 """
 
 _ONE_LAUNCH_AT_A_TIME = threading.Lock()
-_BUILD = pathlib.Path(tempfile.mkdtemp(prefix="minivision-cuda-emulation-"))
+# Libraries are named by a hash of their code, so one folder serves every process (the CuPy
+# stand-in's subprocesses too) and a kernel compiles once per machine, not once per process.
+_BUILD = pathlib.Path(tempfile.gettempdir(), f"minivision-cuda-emulation-{os.getuid()}")
 
 
 def _c_type(arg) -> str:
@@ -175,16 +221,20 @@ class EmulatedKernel:
             launcher = (LAUNCHER.replace("CHECKS", checks).replace("ARGUMENTS", arguments)
                         .replace("COUNT", str(len(types))).replace("SYNCS", str(int("__syncthreads" in self.source)))
                         .replace("NAME", self.name))
-            code = PRELUDE + self.source + launcher
+            code = PRELUDE + "#line 1\n" + self.source + launcher  # __LINE__ and g++'s errors count from the source
             digest = hashlib.sha1(code.encode()).hexdigest()[:16]
-            cpp, library = _BUILD / f"{digest}.cpp", _BUILD / f"{digest}.so"
+            library = _BUILD / f"{digest}.so"
             if not library.exists():
-                cpp.write_text(code)
-                compiled = subprocess.run([shutil.which("g++") or "g++", "-std=c++20", "-O1", "-shared", "-fPIC",
-                                           "-pthread", "-w", str(cpp), "-o", str(library)],
-                                          capture_output=True, text=True)
-                if compiled.returncode:
-                    raise RuntimeError(f"g++ failed on kernel {self.name}:\n{compiled.stderr[-4000:]}")
+                _BUILD.mkdir(exist_ok=True)
+                with tempfile.TemporaryDirectory(dir=_BUILD) as work:  # then one atomic rename: no half-written library
+                    cpp, built = pathlib.Path(work, "kernel.cpp"), pathlib.Path(work, "kernel.so")
+                    cpp.write_text(code)
+                    compiled = subprocess.run([shutil.which("g++") or "g++", "-std=c++20", "-O1", "-shared", "-fPIC",
+                                               "-w", str(cpp), "-o", str(built)],
+                                              capture_output=True, text=True)
+                    if compiled.returncode:
+                        raise RuntimeError(f"g++ failed on kernel {self.name}:\n{compiled.stderr[-4000:]}")
+                    os.replace(built, library)
             self._libraries[types] = ctypes.CDLL(str(library))
         return self._libraries[types]
 
@@ -199,7 +249,10 @@ class EmulatedKernel:
         pointers = (ctypes.c_void_p * len(args))(*(
             a.ctypes.data if isinstance(a, np.ndarray) else s.ctypes.data for a, s in zip(args, scalars)))
         with _ONE_LAUNCH_AT_A_TIME:  # the grid's built-ins are globals; minivision's worker threads may both launch
-            library.launch(pointers, *(ctypes.c_uint(v) for v in grid + block))
+            diverged_at = library.launch(pointers, *(ctypes.c_uint(v) for v in grid + block))
+        if diverged_at:
+            raise RuntimeError(f"{self.name}: the threads of a block wait at different __syncthreads "
+                               f"(one at line {diverged_at} of its source)")
 
 
 def emulate(monkeypatch) -> None:

@@ -288,6 +288,32 @@ extern "C" __global__ void fill(const long long count, const int value, T* out) 
             kernel(grid, block, (np.int64(5), np.int32(3), out))
 
 
+def test_a_block_syncs_as_one_and_threads_at_different_barriers_are_reported():
+    kernel = EmulatedKernel(r"""
+extern "C" __global__ void reverse(const int* x, int* out) {  // through shared memory: needs the barrier
+    __shared__ int staged[64];
+    staged[threadIdx.x] = x[blockIdx.x * blockDim.x + threadIdx.x];
+    __syncthreads();
+    out[blockIdx.x * blockDim.x + threadIdx.x] = staged[blockDim.x - 1 - threadIdx.x];
+}""", "reverse")
+    x, out = np.arange(128, dtype=np.int32), np.zeros(128, np.int32)
+    kernel((2,), (64,), (x, out))
+    np.testing.assert_array_equal(out, np.concatenate([x[:64][::-1], x[64:][::-1]]))
+    diverging = EmulatedKernel(r"""
+extern "C" __global__ void halves(int* out) {
+    if (threadIdx.x < 3) {
+        __syncthreads();
+        out[threadIdx.x] = 1;
+    } else {
+        __syncthreads();
+        out[threadIdx.x] = 2;
+    }
+}""", "halves")
+    with pytest.raises(RuntimeError, match="halves: the threads of a block wait at different __syncthreads "
+                                           r"\(one at line 7 of its source\)"):
+        diverging((1,), (8,), (np.zeros(8, np.int32),))
+
+
 def test_nvrtc_rejects_what_cupy_could_not_compile():
     if not cuda_emulation.nvrtc_available():
         pytest.skip("the nvidia-cuda-nvrtc wheel is not installed (Linux x86_64 only)")

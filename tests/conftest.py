@@ -1,5 +1,12 @@
 """Shared test settings: a hypothesis profile sized for 2 CPU cores, and GPU marking."""
 import os
+import sys
+from pathlib import Path
+
+if os.environ.get("MINIVISION_CUPY_STANDIN") == "1":  # the GPU tests on the CPU (tests/cupy_standin/cupy)
+    _STANDIN = str(Path(__file__).resolve().parent / "cupy_standin")
+    sys.path.insert(0, _STANDIN)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_STANDIN, os.environ.get("PYTHONPATH")]))  # subprocesses
 
 import numpy as np
 import pytest

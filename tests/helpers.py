@@ -1,6 +1,7 @@
 """Helpers for parity tests against PyTorch (skipped cleanly where torch is missing), and
 for loading the benchmark scripts."""
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +56,19 @@ def check_parity(mv_fn, torch_fn, arrays, rng, rtol=1e-7, atol=1e-9, device="cpu
         assert_close(actual_grad, expected_grad, rtol, atol, what=f"gradient of input {i}")
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def subprocess_env(**extra) -> dict:
+    """The environment for a Python subprocess that imports this checkout first (then whatever
+    PYTHONPATH already held: the CuPy stand-in, in a stand-in run), plus ``extra``."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def benchmark_module(name: str):
     """benchmarks/<name>.py loaded as a module (the folder is scripts, not a package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    path = REPO / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -17,6 +17,7 @@ from minivision.assignment.grade import _last_error, _score
 from minivision.assignment.make import package_sources
 from minivision.assignment.markers import find_regions, render
 from minivision.assignment.notebook import percent_to_notebook
+from tests.helpers import subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 CHOSEN = ["conv", "pool", "nms", "relu"]  # numpy code and Numba kernels; iou, softmax... stay solved
@@ -24,7 +25,7 @@ FAST = {"MINIVISION_HYPOTHESIS_EXAMPLES": "5"}  # the graded tests draw fewer ex
 
 
 def run(*args, cwd):
-    env = {**os.environ, **FAST, "PYTHONPATH": str(REPO)}
+    env = subprocess_env(**FAST)
     return subprocess.run([sys.executable, "-m", "minivision", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 

@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import subprocess_env
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def run(*args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = subprocess_env()
     return subprocess.run([sys.executable, "-m", "minivision", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -152,7 +154,7 @@ def test_short_demo_beats_the_stated_floor(tmp_path):
 
 
 def test_killed_training_leaves_a_loadable_checkpoint(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = subprocess_env()
     process = subprocess.Popen([sys.executable, "-m", "minivision", "train", "localizer", "--epochs", "200",
                                 "--train-images", "32", "--batch-size", "16", "--out", "run"],
                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

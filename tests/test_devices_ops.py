@@ -73,17 +73,23 @@ def test_gradcheck_on_each_device(name, device, rng):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_tiny_model_loss_and_gradients_match_the_cpu(name, gpu):
-    """Same weights, same batch: the loss and every parameter's gradient agree with the CPU to
-    float32 precision (relative to each gradient's largest entry)."""
+    """Same weights, same batch: the loss and every parameter's gradient agree with the CPU,
+    relative to each gradient's largest entry. In float64, because in float32 the devices' sums
+    (in other orders) leave rounding noise of about 1e-6 where the gradient is 0 in exact
+    arithmetic (a convolution's bias before batch norm), which no relative error can compare."""
     images, targets = shapes_batch(2, image_size=64, max_objects=2)
     results = {}
     for where in ("cpu", gpu):
         mv.manual_seed(0)
         model = MODELS[name].tiny(3, 64).to(where)
-        model.loss(images.to(where), targets).backward()
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dtype.kind == "f":
+                t.data = t.data.astype(np.float64)
+        batch = images.to(where).double()
+        model.loss(batch, targets).backward()
         results[where] = {n: to_numpy(p.grad.data) for n, p in model.named_parameters()}
-        results[where]["loss"] = np.array(model.loss(images.to(where), targets).item())
+        results[where]["loss"] = np.array(model.loss(batch, targets).item())
     for key, expected in results["cpu"].items():
         scale = max(np.abs(expected).max(), 1e-6)
         error = np.abs(results[gpu][key] - expected).max() / scale
-        assert error < 1e-3, f"{name} {key}: relative error {error:.1e}"
+        assert error < 1e-7, f"{name} {key}: relative error {error:.1e}"

@@ -150,7 +150,7 @@ class _Cat(Function):
     def forward(self, *arrays, dim=0):
         xp = get_array_module(*arrays)
         self.dim = dim
-        self.bounds = np.cumsum([a.shape[dim] for a in arrays])[:-1]
+        self.bounds = np.cumsum([a.shape[dim] for a in arrays])[:-1].tolist()  # ints, for either module
         return xp.concatenate(arrays, axis=dim)
 
     def backward(self, grad):

@@ -1,0 +1,266 @@
+"""A CuPy stand-in for the tests: NumPy arrays behind CuPy's rules, kernels emulated.
+
+``pytest -m gpu`` with ``MINIVISION_CUPY_STANDIN=1`` puts this package first on
+``sys.path`` (tests/conftest.py), so minivision's GPU code path runs on the CPU: every
+``cupy`` array is an ``ndarray`` here that holds a NumPy array, and ``RawKernel`` is
+tests/cuda_emulation.py's ``EmulatedKernel``. It enforces what CuPy refuses, which
+NumPy would let pass:
+
+- no implicit conversion to NumPy (``np.asarray(a)`` raises CuPy's TypeError; use ``.get()``);
+- no NumPy array as an operand of a device op (CuPy copies over only index arrays, and values
+  assigned through them);
+- reductions give 0-d device arrays, not NumPy scalars;
+- ``.data`` is a device pointer, not an array.
+
+It does not model CuPy's coverage of NumPy's API (a function CuPy lacks still works here),
+its kernels' speed, or streams: it finds host/device mistakes, not performance.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as _np
+from numpy.lib.mixins import NDArrayOperatorsMixin as _Operators
+
+__version__ = "14.0.0-standin"
+
+_IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
+             "Please use `.get()` to construct a NumPy array explicitly.")
+
+
+def _unwrap(value):
+    """The NumPy value behind a device value; NumPy arrays are refused, as CuPy refuses them."""
+    if isinstance(value, ndarray):
+        return value._array
+    if isinstance(value, _np.ndarray):
+        raise TypeError(f"Unsupported type {type(value)}: a NumPy array cannot enter a CuPy operation "
+                        f"(move it with cupy.asarray first)")
+    if isinstance(value, (list, tuple)):
+        return type(value)(_unwrap(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _unwrap(v) for k, v in value.items()}
+    return value
+
+
+def _host_allowed(value):
+    """``_unwrap`` for where CuPy takes NumPy arrays and copies them over (indices, assigned values)."""
+    if isinstance(value, tuple):
+        return tuple(_host_allowed(v) for v in value)
+    return value if isinstance(value, _np.ndarray) else _unwrap(value)
+
+
+def _assigned(key, value):
+    """A value assigned at ``key``: CuPy copies a NumPy array over only for an array index
+    (with slices alone it calls ``fill``, which takes a scalar)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    advanced = any(isinstance(p, (ndarray, _np.ndarray, list)) for p in parts)
+    if isinstance(value, _np.ndarray) and value.ndim and not advanced:
+        raise TypeError(f"a NumPy array of shape {value.shape} cannot be assigned to a CuPy slice "
+                        f"(move it with cupy.asarray first)")
+    return _host_allowed(value)
+
+
+def _wrap(value):
+    """NumPy results as device values: arrays and numeric scalars become ``ndarray``."""
+    if isinstance(value, _np.ndarray):
+        return ndarray._of(value)
+    if isinstance(value, (_np.number, _np.bool_)):
+        return ndarray._of(_np.asarray(value))
+    if isinstance(value, tuple):
+        return tuple(_wrap(v) for v in value)
+    if isinstance(value, list):
+        return [_wrap(v) for v in value]
+    return value
+
+
+def _device_function(function):
+    def call(*args, **kwargs):
+        return _wrap(function(*_unwrap(args), **_unwrap(kwargs)))
+
+    call.__name__ = getattr(function, "__name__", "function")
+    return call
+
+
+class _MemoryPointer:
+    """What CuPy's ``ndarray.data`` is: a pointer to device memory, not the values."""
+
+    def __init__(self, array):
+        self.ptr = array.ctypes.data
+
+
+class ndarray(_Operators):
+    """A device array: a NumPy array that only device operations may read."""
+
+    __slots__ = ("_array",)
+    __array_priority__ = 100
+
+    def __init__(self, shape, dtype=float, order="C"):
+        self._array = _np.empty(shape, dtype, order=order)
+
+    @classmethod
+    def _of(cls, array: _np.ndarray) -> "ndarray":
+        out = cls.__new__(cls)
+        out._array = array
+        return out
+
+    # --- what CuPy refuses
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(_IMPLICIT)
+
+    @property
+    def data(self):
+        return _MemoryPointer(self._array)
+
+    # --- NumPy's protocols, with device operands only
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return _wrap(getattr(ufunc, method)(*_unwrap(inputs), **_unwrap(kwargs)))
+
+    def __array_function__(self, function, types, args, kwargs):
+        return _wrap(function(*_unwrap(args), **_unwrap(kwargs)))
+
+    # --- host copies, on request
+    def get(self, stream=None, order="C", out=None):
+        return _np.array(self._array, order=order)
+
+    def set(self, array, stream=None):
+        self._array[...] = array
+
+    def tolist(self):
+        return self._array.tolist()
+
+    def item(self, *args):
+        return self._array.item(*args)
+
+    @property
+    def device(self):
+        return cuda.Device(0)
+
+    # --- indexing (CuPy copies NumPy index arrays and values to the device) and the rest
+    def __getitem__(self, key):
+        return _wrap(self._array[_host_allowed(key)])
+
+    def __setitem__(self, key, value):
+        self._array[_host_allowed(key)] = _assigned(key, value)
+
+    def __getattr__(self, name):
+        attribute = getattr(self._array, name)
+        return _device_function(attribute) if callable(attribute) else _wrap(attribute)
+
+    def __len__(self):
+        return len(self._array)
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+    def __bool__(self):
+        return bool(self._array)
+
+    def __float__(self):
+        return float(self._array)
+
+    def __int__(self):
+        return int(self._array)
+
+    def __index__(self):
+        return self._array.__index__()
+
+    def __complex__(self):
+        return complex(self._array)
+
+    def __repr__(self):
+        return repr(self._array).replace("array(", "cupy-standin array(", 1)
+
+    def __copy__(self):
+        return ndarray._of(self._array.copy())
+
+    def __deepcopy__(self, memo):
+        return ndarray._of(self._array.copy())
+
+    def __reduce__(self):
+        raise TypeError("a device array cannot be pickled here; .get() it first")
+
+    __hash__ = None
+
+    @property
+    def T(self):
+        return ndarray._of(self._array.T)
+
+    @property
+    def shape(self):
+        return self._array.shape
+
+    @shape.setter
+    def shape(self, value):
+        self._array.shape = value
+
+
+class _UFunc:
+    """A ufunc that takes device arrays (and scalars) only, as CuPy's do."""
+
+    def __init__(self, ufunc):
+        self._ufunc = ufunc
+        self.__name__ = ufunc.__name__
+
+    def __call__(self, *args, **kwargs):
+        return _wrap(self._ufunc(*_unwrap(args), **_unwrap(kwargs)))
+
+    def __getattr__(self, name):
+        attribute = getattr(self._ufunc, name)
+        return _device_function(attribute) if callable(attribute) else attribute
+
+
+# --- moving between host and device
+def asarray(a, dtype=None, order=None, blocking=False):
+    if isinstance(a, ndarray):
+        return a if dtype is None or a.dtype == _np.dtype(dtype) else a.astype(dtype)
+    return ndarray._of(_np.array(a, dtype=dtype, order=order or "K"))
+
+
+def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, blocking=False):
+    source = obj._array if isinstance(obj, ndarray) else obj
+    return ndarray._of(_np.array(source, dtype=dtype, copy=True if copy else None, order=order, ndmin=ndmin))
+
+
+def asnumpy(a, stream=None, order="C", out=None, blocking=True):
+    return a.get(order=order) if isinstance(a, ndarray) else _np.asarray(a, order=order)
+
+
+def get_array_module(*args):
+    return sys.modules[__name__] if any(isinstance(a, ndarray) for a in args) else _np
+
+
+def ascontiguousarray(a, dtype=None):
+    return _wrap(_np.ascontiguousarray(_unwrap(a), dtype=dtype))
+
+
+# --- kernels: CuPy's RawKernel, emulated on the CPU
+def RawKernel(code, name, options=(), backend="nvrtc", translate_cucomplex=False, *, jitify=False):
+    checkout = str(Path(__file__).resolve().parents[3])
+    if checkout not in sys.path:  # a subprocess (the CLI's) may have only this package on its path
+        sys.path.append(checkout)
+    from tests.cuda_emulation import EmulatedKernel
+
+    emulated = EmulatedKernel(code, name, tuple(options))
+
+    def launch(grid, block, args, shared_mem=0, stream=None, enable_cooperative_groups=False):
+        emulated(grid, block, tuple(_unwrap(a) for a in args), shared_mem)
+
+    return launch
+
+
+from . import cuda, lib  # noqa: E402  (lib uses _wrap and _unwrap above)
+
+__all__ = ["RawKernel", "asarray", "array", "asnumpy", "ascontiguousarray", "cuda", "get_array_module", "lib",
+           "ndarray"]
+
+
+def __getattr__(name):
+    """Everything else from NumPy: functions and ufuncs take device arrays only; types and
+    constants are NumPy's own."""
+    attribute = getattr(_np, name)
+    if isinstance(attribute, _np.ufunc):
+        return _UFunc(attribute)
+    if callable(attribute) and not isinstance(attribute, type):
+        return _device_function(attribute)
+    return attribute

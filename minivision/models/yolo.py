@@ -25,6 +25,7 @@ import numpy as np
 import minivision as mv
 from minivision import functional as F
 from minivision import nn
+from minivision.backend import get_array_module
 from minivision.ops import batched_nms, box_iou
 
 # The paper's Figure 3, row by row: (kernel, filters, stride) for a convolution, "M" for a
@@ -88,15 +89,36 @@ def encode_targets(targets, S: int, image_size: int):
     return has_object, boxes, labels, corners
 
 
-def predicted_corners(boxes: np.ndarray, image_size: int) -> np.ndarray:
-    """(N, S, S, B, 4) predicted (x, y, w, h) -> the same boxes as xyxy pixels."""
+def predicted_corners(boxes, image_size: int):
+    """(N, S, S, B, 4) predicted (x, y, w, h) -> the same boxes as xyxy pixels (NumPy or CuPy)."""
+    xp = get_array_module(boxes)
     S = boxes.shape[1]
     cell = image_size / S
-    cols, rows = np.meshgrid(np.arange(S), np.arange(S))
+    cols, rows = xp.meshgrid(xp.arange(S), xp.arange(S))
     cx = (cols[None, :, :, None] + boxes[..., 0]) * cell
     cy = (rows[None, :, :, None] + boxes[..., 1]) * cell
     w, h = boxes[..., 2] * image_size, boxes[..., 3] * image_size
-    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+    return xp.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+
+
+def responsible_predictors(preds, has_object: np.ndarray, corners: np.ndarray, image_size: int):
+    """Which predictor answers for each object, and its IoU: (N, S, S, B) bool and float64
+    arrays on ``preds``' device, from predictions (N, S, S, B, 5) and ``encode_targets``' grid.
+
+    Among the B predictors of the cell holding an object, the one whose box has the highest IoU
+    with it. One IoU matrix of every guess with every object, (K * B, K), of which each
+    object's own B entries are kept: one kernel call and no copy to the host.
+    """
+    xp = get_array_module(preds)
+    n, S, _, B, _ = preds.shape
+    guesses = predicted_corners(preds[..., :4].astype(xp.float64), image_size)[has_object]  # (K, B, 4)
+    objects = xp.asarray(corners[has_object])  # (K, 4)
+    k = xp.arange(len(objects))
+    own = box_iou(guesses.reshape(-1, 4), objects).reshape(len(objects), B, len(objects))[k, :, k]  # (K, B)
+    ious, responsible = xp.zeros((n, S, S, B)), xp.zeros((n, S, S, B), bool)
+    ious[has_object] = own
+    responsible[has_object] = xp.eye(B, dtype=bool)[own.argmax(axis=-1)]
+    return responsible, ious
 
 
 def yolo_loss(output, targets, B: int, image_size: int, lambda_coord: float = 5.0,
@@ -113,16 +135,9 @@ def yolo_loss(output, targets, B: int, image_size: int, lambda_coord: float = 5.
     has_object, goal, labels, corners = encode_targets(targets, S, image_size)
     preds = output[..., : 5 * B].reshape(n, S, S, B, 5)
     probs = output[..., 5 * B:]
-    # which predictor answers for each object: no gradient flows through this choice
-    ious = np.zeros((n, S, S, B))
-    guesses = predicted_corners(preds.numpy()[..., :4].astype(np.float64), image_size)
-    for k, i, j in zip(*np.nonzero(has_object)):
-        ious[k, i, j] = box_iou(guesses[k, i, j], corners[k, i, j][None])[:, 0]
-    responsible = np.zeros((n, S, S, B), bool)
-    responsible[has_object] = np.eye(B, dtype=bool)[ious[has_object].argmax(axis=-1)]
+    responsible, ious = responsible_predictors(preds.data, has_object, corners, image_size)  # no gradient here
 
-    dtype = output.dtype
-    const = lambda a: mv.tensor(np.asarray(a, dtype=dtype), device=output.device)  # noqa: E731
+    const = lambda a: mv.tensor(a, dtype=output.dtype, device=output.device)  # noqa: E731
     obj, noobj = const(responsible), const(~responsible)
     goal_b = const(np.broadcast_to(goal[:, :, :, None, :], (n, S, S, B, 4)))
     x, y, w, h, confidence = (preds[..., c] for c in range(5))

@@ -3,7 +3,11 @@ import numpy as np
 import pytest
 
 import minivision as mv
-from minivision.models.yolo import FAST, FULL, YOLOv1, decode, yolo_loss
+from minivision.backend import to_numpy
+from minivision.models.yolo import (FAST, FULL, YOLOv1, decode, encode_targets, predicted_corners,
+                                    responsible_predictors, yolo_loss)
+from minivision.ops import box_iou
+from tests.models.common import shapes_batch
 
 # S=2, B=2, C=2 on a 4x4 image: cells are 2x2 pixels. Channels per cell:
 # (x, y, w, h, conf) of predictor 0, the same of predictor 1, then Pr(class 1), Pr(class 2).
@@ -65,6 +69,21 @@ def test_loss_without_objects_is_the_no_object_term():
     empty = {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64)}
     # image A's confidences 0.8, 0.6, 0.2, 0.4, all "no object": 0.5 * (0.64 + 0.36 + 0.04 + 0.16)
     assert loss_of((IMAGE_A, empty)) == pytest.approx(0.6, abs=1e-9)
+
+
+def test_each_object_is_answered_by_the_best_predictor_of_its_own_cell(device, rng):
+    _, targets = shapes_batch(6, image_size=64, max_objects=4)
+    preds = rng.random((6, 4, 4, 3, 5))
+    has_object, _, _, corners = encode_targets(targets, 4, 64)
+    assert has_object.sum() >= 6
+    responsible, ious = map(to_numpy, responsible_predictors(mv.tensor(preds, device=device).data, has_object,
+                                                             corners, 64))
+    guesses = predicted_corners(preds[..., :4], 64)
+    for k, i, j in zip(*np.nonzero(has_object)):  # object by object, as the paper puts it
+        expected = box_iou(guesses[k, i, j], corners[k, i, j][None])[:, 0]
+        np.testing.assert_array_equal(ious[k, i, j], expected)
+        assert responsible[k, i, j].tolist() == [b == expected.argmax() for b in range(3)]
+    assert not responsible[~has_object].any() and not ious[~has_object].any()
 
 
 def test_decode_class_specific_scores():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from minivision import threads
-from minivision.backend import cuda_kernels_apply, get_array_module, numba_kernels_apply
+from minivision.backend import cuda_kernels_apply, get_array_module, numba_kernels_apply, to_numpy
 from minivision.functional import _pool_cuda
 from minivision.functional import _pool_kernels as kernels
 from minivision.functional._geometry import Windows, accepts_unbatched, check_nchw, output_hw, pair, raw
@@ -203,12 +203,13 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     out_hw = _unpool_size(input.shape, win, output_size)
     if min(out_hw) < 1:
         raise ValueError(f"max_unpool2d: the output would be {out_hw[0]}x{out_hw[1]} for input {tuple(input.shape)}")
-    if index.size and (int(index.min()) < 0 or int(index.max()) >= out_hw[0] * out_hw[1]):
+    xp = get_array_module(raw(input), index)  # one device for both
+    low, high = to_numpy(xp.stack([index.min(), index.max()])).tolist() if index.size else (0, 0)  # one copy
+    if low < 0 or high >= out_hw[0] * out_hw[1]:
         raise ValueError(
             f"max_unpool2d: indices must lie in [0, {out_hw[0] * out_hw[1]}) for an output of {out_hw[0]}x{out_hw[1]}, "
-            f"got values from {int(index.min())} to {int(index.max())}"
+            f"got values from {low} to {high}"
         )
-    get_array_module(raw(input), index)  # one device for both
     return _ScatterToSwitches.apply(input, switches=index.astype(np.int64, copy=False),
                                     out_shape=tuple(input.shape[:2]) + out_hw)
 

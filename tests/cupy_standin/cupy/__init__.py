@@ -12,11 +12,14 @@ NumPy would let pass:
 - reductions give 0-d device arrays, not NumPy scalars;
 - ``.data`` is a device pointer, not an array.
 
-It does not model CuPy's coverage of NumPy's API (a function CuPy lacks still works here),
-its kernels' speed, or streams: it finds host/device mistakes, not performance.
+It counts, in ``traffic``, the CuPy calls made and the copies between host and device, so
+tests can bound the copies to the host, each of which makes the host wait for the GPU
+(tests/test_gpu_traffic.py). It does not model CuPy's coverage of NumPy's API (a function
+CuPy lacks still works here), its kernels' speed, or streams.
 """
 from __future__ import annotations
 
+import collections
 import sys
 from pathlib import Path
 
@@ -24,6 +27,11 @@ import numpy as _np
 from numpy.lib.mixins import NDArrayOperatorsMixin as _Operators
 
 __version__ = "14.0.0-standin"
+
+# What a GPU would have done, counted: "calls" (device work: ufuncs, array functions and methods,
+# advanced indexing, kernels), "to host" (a device-to-host copy, which waits for the GPU: .get(),
+# float(), bool(), .item()...) and "to device" (a host-to-device copy). Reset it at will.
+traffic = collections.Counter()
 
 _IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
              "Please use `.get()` to construct a NumPy array explicitly.")
@@ -61,6 +69,16 @@ def _assigned(key, value):
     return _host_allowed(value)
 
 
+def _count_indexing(key, value=None, assigned=False) -> None:
+    """Count what ``a[key]`` (``= value``) costs: a call unless it is a view, and a copy to the
+    device for each NumPy array in the key or the value."""
+    parts = key if isinstance(key, tuple) else (key,)
+    host = sum(isinstance(p, (_np.ndarray, list)) for p in parts) + isinstance(value, _np.ndarray)
+    traffic["to device"] += host
+    if assigned or host or any(isinstance(p, ndarray) for p in parts):
+        traffic["calls"] += 1
+
+
 def _wrap(value):
     """NumPy results as device values: arrays and numeric scalars become ``ndarray``."""
     if isinstance(value, _np.ndarray):
@@ -76,6 +94,7 @@ def _wrap(value):
 
 def _device_function(function):
     def call(*args, **kwargs):
+        traffic["calls"] += 1
         return _wrap(function(*_unwrap(args), **_unwrap(kwargs)))
 
     call.__name__ = getattr(function, "__name__", "function")
@@ -114,22 +133,28 @@ class ndarray(_Operators):
 
     # --- NumPy's protocols, with device operands only
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        traffic["calls"] += 1
         return _wrap(getattr(ufunc, method)(*_unwrap(inputs), **_unwrap(kwargs)))
 
     def __array_function__(self, function, types, args, kwargs):
+        traffic["calls"] += 1
         return _wrap(function(*_unwrap(args), **_unwrap(kwargs)))
 
     # --- host copies, on request
     def get(self, stream=None, order="C", out=None):
+        traffic["to host"] += 1
         return _np.array(self._array, order=order)
 
     def set(self, array, stream=None):
+        traffic["to device"] += 1
         self._array[...] = array
 
     def tolist(self):
+        traffic["to host"] += 1
         return self._array.tolist()
 
     def item(self, *args):
+        traffic["to host"] += 1
         return self._array.item(*args)
 
     @property
@@ -138,9 +163,11 @@ class ndarray(_Operators):
 
     # --- indexing (CuPy copies NumPy index arrays and values to the device) and the rest
     def __getitem__(self, key):
+        _count_indexing(key)
         return _wrap(self._array[_host_allowed(key)])
 
     def __setitem__(self, key, value):
+        _count_indexing(key, value, assigned=True)
         self._array[_host_allowed(key)] = _assigned(key, value)
 
     def __getattr__(self, name):
@@ -154,18 +181,23 @@ class ndarray(_Operators):
         return (self[k] for k in range(len(self)))
 
     def __bool__(self):
+        traffic["to host"] += 1
         return bool(self._array)
 
     def __float__(self):
+        traffic["to host"] += 1
         return float(self._array)
 
     def __int__(self):
+        traffic["to host"] += 1
         return int(self._array)
 
     def __index__(self):
+        traffic["to host"] += 1
         return self._array.__index__()
 
     def __complex__(self):
+        traffic["to host"] += 1
         return complex(self._array)
 
     def __repr__(self):
@@ -203,6 +235,7 @@ class _UFunc:
         self.__name__ = ufunc.__name__
 
     def __call__(self, *args, **kwargs):
+        traffic["calls"] += 1
         return _wrap(self._ufunc(*_unwrap(args), **_unwrap(kwargs)))
 
     def __getattr__(self, name):
@@ -214,10 +247,12 @@ class _UFunc:
 def asarray(a, dtype=None, order=None, blocking=False):
     if isinstance(a, ndarray):
         return a if dtype is None or a.dtype == _np.dtype(dtype) else a.astype(dtype)
+    traffic["to device"] += 1
     return ndarray._of(_np.array(a, dtype=dtype, order=order or "K"))
 
 
 def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, blocking=False):
+    traffic["calls" if isinstance(obj, ndarray) else "to device"] += 1
     source = obj._array if isinstance(obj, ndarray) else obj
     return ndarray._of(_np.array(source, dtype=dtype, copy=True if copy else None, order=order, ndmin=ndmin))
 
@@ -231,6 +266,7 @@ def get_array_module(*args):
 
 
 def ascontiguousarray(a, dtype=None):
+    traffic["calls"] += 1
     return _wrap(_np.ascontiguousarray(_unwrap(a), dtype=dtype))
 
 
@@ -244,6 +280,7 @@ def RawKernel(code, name, options=(), backend="nvrtc", translate_cucomplex=False
     emulated = EmulatedKernel(code, name, tuple(options))
 
     def launch(grid, block, args, shared_mem=0, stream=None, enable_cooperative_groups=False):
+        traffic["calls"] += 1
         emulated(grid, block, tuple(_unwrap(a) for a in args), shared_mem)
 
     return launch

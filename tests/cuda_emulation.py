@@ -16,8 +16,12 @@ Each argument's type is checked against the kernel's parameter at compile time, 
 a mismatch would garble a real launch (CuPy passes the bytes as they are), and a grid
 outside CUDA's limits (an empty one included) is refused as a GPU would.
 
-It is more lenient than a GPU in places: out-of-bounds accesses and data races go unseen,
-threads that return before a __syncthreads the others reach are let go, and exp and log round as
+Each array argument runs in a copy between guard bands of poison: a write out of bounds (within
+4 KiB) is reported, and a read there brings NaN (all bits set, for integers) into the results.
+
+It is more lenient than a GPU in places: data races go unseen, accesses far out of bounds may
+go unseen or crash, threads that return before a __syncthreads the others reach are let go,
+and exp and log round as
 glibc's (CUDA's differ by an ulp or two), so a kernel using them would match the CPU here
 to the bit but not on a GPU. sqrt and division round as on a GPU (IEEE, NVRTC's defaults).
 """
@@ -245,14 +249,44 @@ class EmulatedKernel:
                 and block[0] * block[1] * block[2] <= 1024):
             raise ValueError(f"{self.name}: no GPU launches grid {grid} with blocks {block}")
         library = self._library(tuple(_c_type(a) for a in args))
+        guarded = {id(a): _Guarded(a) for a in args if isinstance(a, np.ndarray)}  # one per array, passed twice or not
         scalars = [np.array(a) if isinstance(a, np.generic) else None for a in args]  # kept alive during the call
         pointers = (ctypes.c_void_p * len(args))(*(
-            a.ctypes.data if isinstance(a, np.ndarray) else s.ctypes.data for a, s in zip(args, scalars)))
+            guarded[id(a)].pointer if isinstance(a, np.ndarray) else s.ctypes.data for a, s in zip(args, scalars)))
         with _ONE_LAUNCH_AT_A_TIME:  # the grid's built-ins are globals; minivision's worker threads may both launch
             diverged_at = library.launch(pointers, *(ctypes.c_uint(v) for v in grid + block))
         if diverged_at:
             raise RuntimeError(f"{self.name}: the threads of a block wait at different __syncthreads "
                                f"(one at line {diverged_at} of its source)")
+        for k, a in enumerate(args):
+            if isinstance(a, np.ndarray):
+                guarded[id(a)].copy_back(f"{self.name}: argument {k}")
+
+
+class _Guarded:
+    """An array argument in a copy between two guard bands of poison (NaN for floats, all bits set
+    otherwise): a write out of bounds changes a band and is reported; a read out of bounds
+    brings NaN (or an absurd index) into the results, where the comparisons with the CPU see it."""
+
+    BAND = 4096  # bytes on each side
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+        band = self.BAND // array.itemsize
+        self.buffer = np.empty(array.size + 2 * band, array.dtype)
+        self.buffer.view(np.uint8)[:] = 0xFF  # all bits set: a NaN for floats, -1 or the maximum for integers
+        self.poison = self.buffer[:band].copy()
+        self.inside = self.buffer[band:band + array.size]
+        self.inside[:] = array.reshape(-1)
+        self.pointer = self.inside.ctypes.data
+
+    def copy_back(self, what: str) -> None:
+        band = len(self.poison)
+        for side, region in (("before its start", self.buffer[:band]), ("past its end", self.buffer[band + self.array.size:])):
+            if region.tobytes() != self.poison.tobytes():
+                raise RuntimeError(f"{what} (shape {self.array.shape}) was written out of bounds, {side}")
+        if self.inside.tobytes() != self.array.tobytes():  # inputs stay untouched (they may be read-only)
+            self.array.reshape(-1)[:] = self.inside
 
 
 def emulate(monkeypatch) -> None:

@@ -314,6 +314,24 @@ extern "C" __global__ void halves(int* out) {
         diverging((1,), (8,), (np.zeros(8, np.int32),))
 
 
+def test_accesses_out_of_bounds_are_reported_or_poisoned():
+    shift = EmulatedKernel(f"typedef float T;\n{_cuda.PRELUDE}\n" + r"""
+extern "C" __global__ void shift(const long long count, const int by, const T* x, T* out) {
+    FOR_EACH(k, count) out[k + by] = x[k - by];
+}""", "shift")
+    x, out = np.arange(6, dtype=np.float32), np.zeros(6, np.float32)
+    shift((1,), (8,), (np.int64(6), np.int32(0), x, out))
+    np.testing.assert_array_equal(out, x)
+    with pytest.raises(RuntimeError, match=r"shift: argument 3 \(shape \(6,\)\) was written out of bounds, past its end"):
+        shift((1,), (8,), (np.int64(6), np.int32(1), x, out))
+    with pytest.raises(RuntimeError, match="argument 3 .* before its start"):
+        shift((1,), (8,), (np.int64(6), np.int32(-1), x, out))
+    read_before = np.zeros(7, np.float32)  # out[k + 1] = x[k - 1]: x[-1] is read, out has room
+    shift((1,), (8,), (np.int64(6), np.int32(1), x, read_before))
+    assert np.isnan(read_before[1]) and read_before[2:].tolist() == x[:5].tolist()
+    np.testing.assert_array_equal(x, np.arange(6))  # the input is as it was
+
+
 def test_nvrtc_rejects_what_cupy_could_not_compile():
     if not cuda_emulation.nvrtc_available():
         pytest.skip("the nvidia-cuda-nvrtc wheel is not installed (Linux x86_64 only)")

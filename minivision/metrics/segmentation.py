@@ -91,8 +91,9 @@ class SegmentationMetric:
                     f"{name} holds label {int(labels[outside][0])} at a non-ignored pixel; expected "
                     f"labels in [0, {self.num_classes}) or target == ignore_index={self.ignore_index}"
                 )
-        counts = xp.bincount(target * self.num_classes + pred, minlength=self.num_classes ** 2)
-        self.confusion_matrix += to_numpy(counts).reshape(self.num_classes, self.num_classes)
+        if target.size:  # every pixel ignored adds nothing (and CuPy's bincount refuses an empty array)
+            counts = xp.bincount(target * self.num_classes + pred, minlength=self.num_classes ** 2)
+            self.confusion_matrix += to_numpy(counts).reshape(self.num_classes, self.num_classes)
 
     def compute(self) -> SegmentationScores:
         """Scores of everything added since construction or the last ``reset``."""

@@ -111,13 +111,14 @@ def responsible_predictors(preds, has_object: np.ndarray, corners: np.ndarray, i
     """
     xp = get_array_module(preds)
     n, S, _, B, _ = preds.shape
-    guesses = predicted_corners(preds[..., :4].astype(xp.float64), image_size)[has_object]  # (K, B, 4)
-    objects = xp.asarray(corners[has_object])  # (K, 4)
+    cells = np.nonzero(has_object)  # integer indices: a boolean mask would cost CuPy a copy to the host each use
+    guesses = predicted_corners(preds[..., :4].astype(xp.float64), image_size)[cells]  # (K, B, 4)
+    objects = xp.asarray(corners[cells])  # (K, 4)
     k = xp.arange(len(objects))
     own = box_iou(guesses.reshape(-1, 4), objects).reshape(len(objects), B, len(objects))[k, :, k]  # (K, B)
     ious, responsible = xp.zeros((n, S, S, B)), xp.zeros((n, S, S, B), bool)
-    ious[has_object] = own
-    responsible[has_object] = xp.eye(B, dtype=bool)[own.argmax(axis=-1)]
+    ious[cells] = own
+    responsible[cells] = xp.eye(B, dtype=bool)[own.argmax(axis=-1)]
     return responsible, ious
 
 

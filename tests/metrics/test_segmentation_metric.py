@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+import minivision as mv
 from minivision.metrics import SegmentationMetric
 from minivision.tensor import Tensor
 
@@ -51,6 +52,13 @@ def test_scores_are_argmaxed():
     metric = SegmentationMetric(3)
     metric.update(one_hot, TARGET)
     np.testing.assert_array_equal(metric.confusion_matrix, CONFUSION)
+
+
+def test_a_batch_with_every_pixel_ignored_adds_nothing(device):
+    metric = SegmentationMetric(3, ignore_index=255)
+    metric.update(mv.tensor([[0, 1]], device=device), mv.tensor([[1, 1]], device=device))
+    metric.update(mv.tensor([[2, 2]], device=device), mv.tensor([[255, 255]], device=device))
+    np.testing.assert_array_equal(metric.confusion_matrix, [[0, 0, 0], [1, 1, 0], [0, 0, 0]])  # rows: targets
 
 
 def test_absent_and_only_predicted_classes():

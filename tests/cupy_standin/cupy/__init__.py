@@ -8,9 +8,11 @@ NumPy would let pass:
 
 - no implicit conversion to NumPy (``np.asarray(a)`` raises CuPy's TypeError; use ``.get()``);
 - no NumPy array as an operand of a device op (CuPy copies over only index arrays, and values
-  assigned through them);
+  assigned through them; it also takes them as ``split`` bounds, ``take`` indices and shapes,
+  where the stand-in is stricter than CuPy);
 - reductions give 0-d device arrays, not NumPy scalars;
-- ``.data`` is a device pointer, not an array.
+- ``.data`` is a device pointer, not an array, and there is no ``__index__``;
+- ``bincount`` refuses an empty array.
 
 It counts, in ``traffic``, the CuPy calls made and the copies between host and device, so
 tests can bound the copies to the host, each of which makes the host wait for the GPU
@@ -70,11 +72,13 @@ def _assigned(key, value):
 
 
 def _count_indexing(key, value=None, assigned=False) -> None:
-    """Count what ``a[key]`` (``= value``) costs: a call unless it is a view, and a copy to the
-    device for each NumPy array in the key or the value."""
+    """Count what ``a[key]`` (``= value``) costs: a call unless it is a view, a copy to the
+    device for each NumPy array in the key or the value, and a copy to the host for a boolean
+    mask (CuPy reads its number of True values back to size the result)."""
     parts = key if isinstance(key, tuple) else (key,)
     host = sum(isinstance(p, (_np.ndarray, list)) for p in parts) + isinstance(value, _np.ndarray)
     traffic["to device"] += host
+    traffic["to host"] += sum(isinstance(p, (_np.ndarray, ndarray)) and p.dtype == bool for p in parts)
     if assigned or host or any(isinstance(p, ndarray) for p in parts):
         traffic["calls"] += 1
 
@@ -192,13 +196,13 @@ class ndarray(_Operators):
         traffic["to host"] += 1
         return int(self._array)
 
-    def __index__(self):
-        traffic["to host"] += 1
-        return self._array.__index__()
-
     def __complex__(self):
         traffic["to host"] += 1
         return complex(self._array)
+
+    def __format__(self, spec):
+        traffic["to host"] += 1
+        return format(self._array, spec)
 
     def __repr__(self):
         return repr(self._array).replace("array(", "cupy-standin array(", 1)
@@ -265,6 +269,15 @@ def get_array_module(*args):
     return sys.modules[__name__] if any(isinstance(a, ndarray) for a in args) else _np
 
 
+def bincount(x, weights=None, minlength=0):
+    """CuPy's bincount reads the minimum and the maximum back to the host, so it refuses an empty array."""
+    traffic["calls"] += 1
+    traffic["to host"] += 2
+    if _unwrap(x).size == 0:
+        raise ValueError("zero-size array to reduction operation cupy_max which has no identity")
+    return _wrap(_np.bincount(_unwrap(x), _unwrap(weights), minlength))
+
+
 def ascontiguousarray(a, dtype=None):
     traffic["calls"] += 1
     return _wrap(_np.ascontiguousarray(_unwrap(a), dtype=dtype))
@@ -288,8 +301,8 @@ def RawKernel(code, name, options=(), backend="nvrtc", translate_cucomplex=False
 
 from . import cuda, lib  # noqa: E402  (lib uses _wrap and _unwrap above)
 
-__all__ = ["RawKernel", "asarray", "array", "asnumpy", "ascontiguousarray", "cuda", "get_array_module", "lib",
-           "ndarray"]
+__all__ = ["RawKernel", "asarray", "array", "asnumpy", "ascontiguousarray", "bincount", "cuda", "get_array_module",
+           "lib", "ndarray"]
 
 
 def __getattr__(name):

@@ -18,12 +18,14 @@ outside CUDA's limits (an empty one included) is refused as a GPU would.
 
 Each array argument runs in a copy between guard bands of poison: a write out of bounds (within
 4 KiB) is reported, and a read there brings NaN (all bits set, for integers) into the results.
+Each launch runs twice, on copies, with blocks and threads once in order and once backwards:
+results that differ are reported as a data race (``both_orders=False`` runs it once, for the
+CuPy stand-in, whose tests are about the host's code rather than the kernels).
 
-It is more lenient than a GPU in places: data races go unseen, accesses far out of bounds may
-go unseen or crash, threads that return before a __syncthreads the others reach are let go,
-and exp and log round as
-glibc's (CUDA's differ by an ulp or two), so a kernel using them would match the CPU here
-to the bit but not on a GPU. sqrt and division round as on a GPU (IEEE, NVRTC's defaults).
+It is more lenient than a GPU in places: races that both orders hide go unseen, accesses far
+out of bounds may go unseen or crash, threads that return before a __syncthreads the others
+reach are let go, and exp and log round as glibc's (CUDA's differ by an ulp or two), so a
+kernel using them would match the CPU here to the bit but not on a GPU. sqrt and division round as on a GPU (IEEE, NVRTC's defaults).
 """
 from __future__ import annotations
 
@@ -128,24 +130,36 @@ static int run_block_as_fibers(void** a) {
     }
     return 0;
 }
-extern "C" int launch(void** a, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz) {
+static std::vector<dim3> indices_of(dim3 d) {  // x fastest, as CUDA numbers threads
+    std::vector<dim3> all;
+    for (unsigned z = 0; z < d.z; ++z) for (unsigned y = 0; y < d.y; ++y) for (unsigned x = 0; x < d.x; ++x)
+        all.push_back({x, y, z});
+    return all;
+}
+// backwards: blocks and threads in the reverse order, to find results that depend on the order.
+extern "C" int launch(void** a, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                      int backwards) {
     gridDim = {gx, gy, gz};
     blockDim = {bx, by, bz};
+    std::vector<dim3> blocks = indices_of(gridDim), threads = indices_of(blockDim);
+    if (backwards) {
+        std::reverse(blocks.begin(), blocks.end());
+        std::reverse(threads.begin(), threads.end());
+    }
     if (SYNCS) {
-        fibers = std::vector<Fiber>(bx * by * bz);
-        size_t k = 0;
-        for (unsigned tz = 0; tz < bz; ++tz) for (unsigned ty = 0; ty < by; ++ty) for (unsigned tx = 0; tx < bx; ++tx) {
-            fibers[k].index = {tx, ty, tz};
-            fibers[k++].stack.resize(1 << 16);
+        fibers = std::vector<Fiber>(threads.size());
+        for (size_t k = 0; k < threads.size(); ++k) {
+            fibers[k].index = threads[k];
+            fibers[k].stack.resize(1 << 16);
         }
     }
-    for (unsigned z = 0; z < gz; ++z) for (unsigned y = 0; y < gy; ++y) for (unsigned x = 0; x < gx; ++x) {
-        blockIdx = {x, y, z};
+    for (const dim3& block : blocks) {
+        blockIdx = block;
         if (SYNCS) {
             if (int line = run_block_as_fibers(a)) return line;
         } else {
-            for (unsigned tz = 0; tz < bz; ++tz) for (unsigned ty = 0; ty < by; ++ty) for (unsigned tx = 0; tx < bx; ++tx) {
-                threadIdx = {tx, ty, tz};
+            for (const dim3& thread : threads) {
+                threadIdx = thread;
                 run_thread(a);
             }
         }
@@ -207,12 +221,12 @@ def nvrtc_check(source: str, name: str, options: tuple) -> None:
 class EmulatedKernel:
     """``cupy.RawKernel(source, name, options=options)`` run on the CPU (see the module's docstring)."""
 
-    def __init__(self, source: str, name: str, options: tuple = ()):
+    def __init__(self, source: str, name: str, options: tuple = (), *, both_orders: bool = True):
         if not re.search(rf'extern "C" __global__ void {name}\s*\(', source):
             raise ValueError(f"kernel {name} is not declared extern \"C\" __global__ in its source")
         if nvrtc_available():
             nvrtc_check(source, name, options)
-        self.source, self.name = source, name
+        self.source, self.name, self.orders = source, name, (0, 1) if both_orders else (0,)
         self._libraries = {}
 
     def _library(self, types: tuple):
@@ -249,18 +263,27 @@ class EmulatedKernel:
                 and block[0] * block[1] * block[2] <= 1024):
             raise ValueError(f"{self.name}: no GPU launches grid {grid} with blocks {block}")
         library = self._library(tuple(_c_type(a) for a in args))
-        guarded = {id(a): _Guarded(a) for a in args if isinstance(a, np.ndarray)}  # one per array, passed twice or not
         scalars = [np.array(a) if isinstance(a, np.generic) else None for a in args]  # kept alive during the call
-        pointers = (ctypes.c_void_p * len(args))(*(
-            guarded[id(a)].pointer if isinstance(a, np.ndarray) else s.ctypes.data for a, s in zip(args, scalars)))
-        with _ONE_LAUNCH_AT_A_TIME:  # the grid's built-ins are globals; minivision's worker threads may both launch
-            diverged_at = library.launch(pointers, *(ctypes.c_uint(v) for v in grid + block))
-        if diverged_at:
-            raise RuntimeError(f"{self.name}: the threads of a block wait at different __syncthreads "
-                               f"(one at line {diverged_at} of its source)")
+        runs = []
+        for backwards in self.orders:  # each on its own copies of the arrays
+            guarded = {id(a): _Guarded(a) for a in args if isinstance(a, np.ndarray)}  # one per array, passed twice or not
+            pointers = (ctypes.c_void_p * len(args))(*(
+                guarded[id(a)].pointer if isinstance(a, np.ndarray) else s.ctypes.data for a, s in zip(args, scalars)))
+            with _ONE_LAUNCH_AT_A_TIME:  # the grid's built-ins are globals; minivision's worker threads may both launch
+                diverged_at = library.launch(pointers, *(ctypes.c_uint(v) for v in grid + block), ctypes.c_int(backwards))
+            if diverged_at:
+                raise RuntimeError(f"{self.name}: the threads of a block wait at different __syncthreads "
+                                   f"(one at line {diverged_at} of its source)")
+            runs.append(guarded)
         for k, a in enumerate(args):
             if isinstance(a, np.ndarray):
-                guarded[id(a)].copy_back(f"{self.name}: argument {k}")
+                results = [run[id(a)] for run in runs]
+                for result in results:
+                    result.check_bands(f"{self.name}: argument {k}")
+                if len({result.inside.tobytes() for result in results}) > 1:
+                    raise RuntimeError(f"{self.name}: argument {k} depends on the order the threads run in: a data race "
+                                       f"(two threads write one element, or one reads another's without a barrier)")
+                results[0].copy_back()
 
 
 class _Guarded:
@@ -280,11 +303,13 @@ class _Guarded:
         self.inside[:] = array.reshape(-1)
         self.pointer = self.inside.ctypes.data
 
-    def copy_back(self, what: str) -> None:
+    def check_bands(self, what: str) -> None:
         band = len(self.poison)
         for side, region in (("before its start", self.buffer[:band]), ("past its end", self.buffer[band + self.array.size:])):
             if region.tobytes() != self.poison.tobytes():
                 raise RuntimeError(f"{what} (shape {self.array.shape}) was written out of bounds, {side}")
+
+    def copy_back(self) -> None:
         if self.inside.tobytes() != self.array.tobytes():  # inputs stay untouched (they may be read-only)
             self.array.reshape(-1)[:] = self.inside
 

@@ -332,6 +332,18 @@ extern "C" __global__ void shift(const long long count, const int by, const T* x
     np.testing.assert_array_equal(x, np.arange(6))  # the input is as it was
 
 
+def test_results_that_depend_on_the_threads_order_are_reported_as_a_race():
+    source = f"typedef float T;\n{_cuda.PRELUDE}\n" + r"""
+extern "C" __global__ void last_wins(const long long count, const T* x, T* out) {
+    FOR_EACH(k, count) out[k / 4] = x[k];  // four threads write each element
+}"""
+    x, out = np.arange(8, dtype=np.float32), np.zeros(2, np.float32)
+    with pytest.raises(RuntimeError, match="last_wins: argument 2 depends on the order the threads run in: a data race"):
+        EmulatedKernel(source, "last_wins")((1,), (8,), (np.int64(8), x, out))
+    EmulatedKernel(source, "last_wins", both_orders=False)((1,), (8,), (np.int64(8), x, out))
+    assert out.tolist() == [3, 7]  # one order, no check: the last thread in order wins
+
+
 def test_nvrtc_rejects_what_cupy_could_not_compile():
     if not cuda_emulation.nvrtc_available():
         pytest.skip("the nvidia-cuda-nvrtc wheel is not installed (Linux x86_64 only)")

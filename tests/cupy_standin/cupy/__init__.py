@@ -290,7 +290,7 @@ def RawKernel(code, name, options=(), backend="nvrtc", translate_cucomplex=False
         sys.path.append(checkout)
     from tests.cuda_emulation import EmulatedKernel
 
-    emulated = EmulatedKernel(code, name, tuple(options))
+    emulated = EmulatedKernel(code, name, tuple(options), both_orders=False)  # test_cuda_kernels checks the orders
 
     def launch(grid, block, args, shared_mem=0, stream=None, enable_cooperative_groups=False):
         traffic["calls"] += 1

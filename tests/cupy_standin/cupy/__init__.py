@@ -105,6 +105,15 @@ def _device_function(function):
     return call
 
 
+def _host_conversion(convert):
+    """An ``ndarray`` method that copies the values to the host (counted) and converts them."""
+    def method(self, *args):
+        traffic["to host"] += 1
+        return convert(self._array, *args)
+
+    return method
+
+
 class _MemoryPointer:
     """What CuPy's ``ndarray.data`` is: a pointer to device memory, not the values."""
 
@@ -153,13 +162,14 @@ class ndarray(_Operators):
         traffic["to device"] += 1
         self._array[...] = array
 
-    def tolist(self):
-        traffic["to host"] += 1
-        return self._array.tolist()
 
-    def item(self, *args):
-        traffic["to host"] += 1
-        return self._array.item(*args)
+    tolist = _host_conversion(_np.ndarray.tolist)
+    item = _host_conversion(_np.ndarray.item)
+    __bool__ = _host_conversion(bool)
+    __float__ = _host_conversion(float)
+    __int__ = _host_conversion(int)
+    __complex__ = _host_conversion(complex)
+    __format__ = _host_conversion(format)
 
     @property
     def device(self):
@@ -184,25 +194,6 @@ class ndarray(_Operators):
     def __iter__(self):
         return (self[k] for k in range(len(self)))
 
-    def __bool__(self):
-        traffic["to host"] += 1
-        return bool(self._array)
-
-    def __float__(self):
-        traffic["to host"] += 1
-        return float(self._array)
-
-    def __int__(self):
-        traffic["to host"] += 1
-        return int(self._array)
-
-    def __complex__(self):
-        traffic["to host"] += 1
-        return complex(self._array)
-
-    def __format__(self, spec):
-        traffic["to host"] += 1
-        return format(self._array, spec)
 
     def __repr__(self):
         return repr(self._array).replace("array(", "cupy-standin array(", 1)

@@ -150,6 +150,15 @@ def test_iou_matrix_equals_the_cpu_to_the_bit(dtype, rng):
     np.testing.assert_array_equal(got, _cpu_kernels.iou_matrix(a, b))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matched_iou_equals_the_cpu_to_the_bit(dtype, rng):
+    a, b = _boxes(rng, 300, dtype), _boxes(rng, 300, dtype)
+    b[::3] = a[::3] + 0.5  # overlapping partners, so few IoUs are 0
+    got = _cuda_kernels.matched_iou(a, b)
+    assert got.dtype == dtype and (got > 0).sum() >= 100
+    np.testing.assert_array_equal(got, _cpu_kernels.matched_iou(a, b))
+
+
 @pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("threshold", [0.0, 0.3, 0.5, 1.0])
 def test_nms_keeps_the_cpu_indices(grouped, threshold, rng):

@@ -26,7 +26,7 @@ import minivision as mv
 from minivision import functional as F
 from minivision import nn
 from minivision.backend import get_array_module
-from minivision.ops import batched_nms, box_iou
+from minivision.ops import batched_nms, matched_box_iou
 
 # The paper's Figure 3, row by row: (kernel, filters, stride) for a convolution, "M" for a
 # 2x2 max pool of stride 2. 3x3 and 7x7 convolutions are padded to keep sizes ("same").
@@ -106,18 +106,14 @@ def responsible_predictors(preds, has_object: np.ndarray, corners: np.ndarray, i
     arrays on ``preds``' device, from predictions (N, S, S, B, 5) and ``encode_targets``' grid.
 
     Among the B predictors of the cell holding an object, the one whose box has the highest IoU
-    with it. One IoU matrix of every guess with every object, (K * B, K), of which each
-    object's own B entries are kept: one kernel call and no copy to the host. It grows as the
-    square of the objects in a batch (about 60 in 32 Shapes images: a 120 x 60 matrix), which stays small
-    while a cell holds at most one object.
+    with it: the K objects' K * B IoUs in one ``matched_box_iou`` call, with no copy to the host.
     """
     xp = get_array_module(preds)
     n, S, _, B, _ = preds.shape
     cells = np.nonzero(has_object)  # integer indices: a boolean mask would cost CuPy a copy to the host each use
     guesses = predicted_corners(preds[..., :4].astype(xp.float64), image_size)[cells]  # (K, B, 4)
     objects = xp.asarray(corners[cells])  # (K, 4)
-    k = xp.arange(len(objects))
-    own = box_iou(guesses.reshape(-1, 4), objects).reshape(len(objects), B, len(objects))[k, :, k]  # (K, B)
+    own = matched_box_iou(guesses.reshape(-1, 4), xp.repeat(objects, B, axis=0)).reshape(-1, B)  # (K, B)
     ious, responsible = xp.zeros((n, S, S, B)), xp.zeros((n, S, S, B), bool)
     ious[cells] = own
     responsible[cells] = xp.eye(B, dtype=bool)[own.argmax(axis=-1)]

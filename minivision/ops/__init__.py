@@ -5,7 +5,7 @@ NumPy arrays, CuPy arrays or Tensors and returns the kind it was given; NumPy in
 Numba kernels, CuPy inputs CuPy kernels.
 """
 from minivision.ops.box_coder import BoxCoder
-from minivision.ops.boxes import box_area, box_convert, box_iou, generalized_box_iou
+from minivision.ops.boxes import box_area, box_convert, box_iou, generalized_box_iou, matched_box_iou
 from minivision.ops.nms import batched_nms, nms
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "box_convert",
     "box_iou",
     "generalized_box_iou",
+    "matched_box_iou",
     "nms",
 ]

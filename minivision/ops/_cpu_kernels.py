@@ -2,7 +2,7 @@
 
 All arithmetic stays in the boxes' dtype (float32 boxes give float32 IoUs, as in
 torchvision), and the IoU of two boxes is written once, in ``_pair_iou``, so the IoU
-matrix and NMS can never disagree. Compiled on first use and cached on disk
+matrix, the matched pairs' IoU and NMS can never disagree. Compiled on first use and cached on disk
 (``cache=True``), one specialisation per dtype.
 """
 from __future__ import annotations
@@ -39,6 +39,18 @@ def iou_matrix(boxes1, boxes2):
         area_a = (ax2 - ax1) * (ay2 - ay1)
         for j in range(m):
             out[i, j] = _pair_iou(ax1, ay1, ax2, ay2, area_a, x1[j], y1[j], x2[j], y2[j], area2[j])
+    return out
+
+
+@njit(cache=True)
+def matched_iou(boxes1, boxes2):
+    """IoU of each box with its partner: ``(N, 4)``, ``(N, 4)`` -> ``(N,)``; entry i is
+    ``iou_matrix``'s (i, i), to the bit."""
+    out = np.empty(boxes1.shape[0], dtype=boxes1.dtype)
+    for i in range(boxes1.shape[0]):
+        ax1, ay1, ax2, ay2 = boxes1[i, 0], boxes1[i, 1], boxes1[i, 2], boxes1[i, 3]
+        bx1, by1, bx2, by2 = boxes2[i, 0], boxes2[i, 1], boxes2[i, 2], boxes2[i, 3]
+        out[i] = _pair_iou(ax1, ay1, ax2, ay2, (ax2 - ax1) * (ay2 - ay1), bx1, by1, bx2, by2, (bx2 - bx1) * (by2 - by1))
     return out
 
 

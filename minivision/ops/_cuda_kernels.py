@@ -33,6 +33,10 @@ extern "C" __global__ void iou_matrix(const long long count, const T* boxes1, co
     FOR_EACH(k, count) out[k] = pair_iou(boxes1 + k / m * 4, boxes2 + k % m * 4);
 }
 
+extern "C" __global__ void matched_iou(const long long count, const T* boxes1, const T* boxes2, T* out) {
+    FOR_EACH(k, count) out[k] = pair_iou(boxes1 + k * 4, boxes2 + k * 4);
+}
+
 extern "C" __global__ void nms_mask(const int n, const double threshold, const T* boxes,
                                     const long long* groups, unsigned long long* mask) {
     const int row_block = blockIdx.y, col_block = blockIdx.x;
@@ -69,6 +73,15 @@ def iou_matrix(boxes1, boxes2):
     out = xp.empty((boxes1.shape[0], boxes2.shape[0]), dtype=boxes1.dtype)
     _cuda.launch(_SOURCE, "iou_matrix", out.dtype, out.size, xp.ascontiguousarray(boxes1),
                  xp.ascontiguousarray(boxes2, dtype=boxes1.dtype), np.int32(out.shape[1]), out)
+    return out
+
+
+def matched_iou(boxes1, boxes2):
+    """IoU of each box with its partner: ``(N, 4)``, ``(N, 4)`` CuPy boxes of one dtype -> ``(N,)``."""
+    xp = get_array_module(boxes1, boxes2)
+    out = xp.empty(boxes1.shape[0], dtype=boxes1.dtype)
+    _cuda.launch(_SOURCE, "matched_iou", out.dtype, out.size, xp.ascontiguousarray(boxes1),
+                 xp.ascontiguousarray(boxes2, dtype=boxes1.dtype), out)
     return out
 
 

@@ -98,6 +98,17 @@ def box_iou(boxes1, boxes2):
     return wrap(_cuda_kernels.iou_matrix(raw1, raw2))  # one thread per pair, no (N, M) temporaries
 
 
+def matched_box_iou(boxes1, boxes2):
+    """IoU of each box with its partner, ``boxes1[i]`` with ``boxes2[i]``: ``(N, 4)``, ``(N, 4)``
+    -> ``(N,)``. The diagonal of ``box_iou``, to the bit, without its other N * N - N pairs."""
+    raw1, raw2, xp, wrap = _check_pair(boxes1, boxes2)
+    if raw1.shape[0] != raw2.shape[0]:
+        raise ValueError(f"matched_box_iou pairs boxes1[i] with boxes2[i]: boxes1 holds {raw1.shape[0]} boxes, "
+                         f"boxes2 {raw2.shape[0]}; expected as many")
+    kernels = _cpu_kernels if xp.__name__ == "numpy" else _cuda_kernels
+    return wrap(kernels.matched_iou(xp.ascontiguousarray(raw1), xp.ascontiguousarray(raw2)))
+
+
 def generalized_box_iou(boxes1, boxes2):
     """Generalized IoU (Rezatofighi et al., 2019) of every pair, ``(N, M)``, in [-1, 1]:
     IoU minus the share of the smallest enclosing box that the union does not cover."""

@@ -4,7 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minivision.ops import box_area, box_iou, generalized_box_iou
+import minivision as mv
+from minivision.backend import to_numpy
+from minivision.ops import box_area, box_iou, generalized_box_iou, matched_box_iou
 from minivision.tensor import Tensor
 from tests.ops.box_reference import reference_iou
 
@@ -83,6 +85,30 @@ def test_iou_matches_brute_force_and_is_symmetric_in_unit_range(dtype, data):
     np.testing.assert_array_equal(iou, expected.astype(dtype))
     np.testing.assert_array_equal(box_iou(b, a), iou.T)
     assert ((iou >= 0) & (iou <= 1)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(data=st.data())
+def test_matched_iou_is_the_diagonal_of_the_iou_matrix_to_the_bit(dtype, data):
+    boxes = data.draw(boxes_strategy(max_rows=24, dtype=dtype))
+    a, b = boxes[: len(boxes) // 2], boxes[len(boxes) // 2: len(boxes) // 2 * 2]  # partners from one draw
+    matched = matched_box_iou(a, b)
+    assert matched.shape == (len(a),) and matched.dtype == dtype
+    np.testing.assert_array_equal(matched, np.diag(box_iou(a, b)))
+
+
+def test_matched_iou_on_each_device_and_bad_pairs(device):
+    a = mv.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0]], device=device)
+    b = mv.tensor([[1.0, 1.0, 3.0, 3.0], [5.0, 5.0, 6.0, 6.0]], device=device)
+    matched = matched_box_iou(a, b)
+    assert isinstance(matched, Tensor) and matched.device == device
+    np.testing.assert_allclose(to_numpy(matched.data), [1 / 7, 0], rtol=1e-6)  # overlap 1 of 4 + 4 - 1; disjoint
+    with pytest.raises(ValueError, match=r"matched_box_iou pairs boxes1\[i\] with boxes2\[i\]: boxes1 holds 2 boxes, "
+                                         r"boxes2 1; expected as many"):
+        matched_box_iou(a, b[:1])
+    with pytest.raises(ValueError, match=r"boxes2 must satisfy x2 >= x1"):
+        matched_box_iou(np.zeros((1, 4)), np.array([[2.0, 0, 1, 1]]))
 
 
 @SETTINGS

@@ -25,7 +25,8 @@ CuPy stand-in, whose tests are about the host's code rather than the kernels).
 It is more lenient than a GPU in places: races that both orders hide go unseen, accesses far
 out of bounds may go unseen or crash, threads that return before a __syncthreads the others
 reach are let go, and exp and log round as glibc's (CUDA's differ by an ulp or two), so a
-kernel using them would match the CPU here to the bit but not on a GPU. sqrt and division round as on a GPU (IEEE, NVRTC's defaults).
+kernel using them would match the CPU here to the bit but not on a GPU. sqrt and division
+round as on a GPU (IEEE, NVRTC's defaults).
 """
 from __future__ import annotations
 

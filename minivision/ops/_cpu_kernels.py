@@ -2,8 +2,8 @@
 
 All arithmetic stays in the boxes' dtype (float32 boxes give float32 IoUs, as in
 torchvision), and the IoU of two boxes is written once, in ``_pair_iou``, so the IoU
-matrix, the matched pairs' IoU and NMS can never disagree. Compiled on first use and cached on disk
-(``cache=True``), one specialisation per dtype.
+matrix, the matched pairs' IoU and NMS can never disagree. Compiled on first use and
+cached on disk (``cache=True``), one specialisation per dtype.
 """
 from __future__ import annotations
 

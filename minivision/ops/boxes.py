@@ -105,8 +105,9 @@ def matched_box_iou(boxes1, boxes2):
     if raw1.shape[0] != raw2.shape[0]:
         raise ValueError(f"matched_box_iou pairs boxes1[i] with boxes2[i]: boxes1 holds {raw1.shape[0]} boxes, "
                          f"boxes2 {raw2.shape[0]}; expected as many")
-    kernels = _cpu_kernels if xp.__name__ == "numpy" else _cuda_kernels
-    return wrap(kernels.matched_iou(xp.ascontiguousarray(raw1), xp.ascontiguousarray(raw2)))
+    if xp.__name__ == "numpy":
+        return wrap(_cpu_kernels.matched_iou(xp.ascontiguousarray(raw1), xp.ascontiguousarray(raw2)))
+    return wrap(_cuda_kernels.matched_iou(raw1, raw2))  # the CUDA wrapper makes them contiguous
 
 
 def generalized_box_iou(boxes1, boxes2):

@@ -60,11 +60,15 @@ def _host_allowed(value):
     return value if isinstance(value, _np.ndarray) else _unwrap(value)
 
 
+def _parts(key) -> tuple:
+    """The parts of an index: ``a[1, :, idx]`` has three."""
+    return key if isinstance(key, tuple) else (key,)
+
+
 def _assigned(key, value):
     """A value assigned at ``key``: CuPy copies a NumPy array over only for an array index
     (with slices alone it calls ``fill``, which takes a scalar)."""
-    parts = key if isinstance(key, tuple) else (key,)
-    advanced = any(isinstance(p, (ndarray, _np.ndarray, list)) for p in parts)
+    advanced = any(isinstance(p, (ndarray, _np.ndarray, list)) for p in _parts(key))
     if isinstance(value, _np.ndarray) and value.ndim and not advanced:
         raise TypeError(f"a NumPy array of shape {value.shape} cannot be assigned to a CuPy slice "
                         f"(move it with cupy.asarray first)")
@@ -75,7 +79,7 @@ def _count_indexing(key, value=None, assigned=False) -> None:
     """Count what ``a[key]`` (``= value``) costs: a call unless it is a view, a copy to the
     device for each NumPy array in the key or the value, and a copy to the host for a boolean
     mask (CuPy reads its number of True values back to size the result)."""
-    parts = key if isinstance(key, tuple) else (key,)
+    parts = _parts(key)
     host = sum(isinstance(p, (_np.ndarray, list)) for p in parts) + isinstance(value, _np.ndarray)
     traffic["to device"] += host
     traffic["to host"] += sum(isinstance(p, (_np.ndarray, ndarray)) and p.dtype == bool for p in parts)

@@ -18,6 +18,7 @@ otherwise by refusing any document that declares a DOCTYPE before ElementTree se
 from __future__ import annotations
 
 import logging
+import math
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from xml.parsers import expat
@@ -25,6 +26,7 @@ from xml.parsers import expat
 import numpy as np
 
 from minivision.data._image import read_image, require
+from minivision.data.coco import resolve_inside
 from minivision.data.dataset import Dataset, empty_target
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,8 @@ def parse_xml(path) -> ElementTree.Element:
         raise ValueError(f"annotation file {str(path)!r} is not well-formed XML: {exc}") from exc
 
 
-def _read_ids(root: Path, task: str, image_set: str) -> list[str]:
+def _read_ids(root: Path, task: str, image_set: str) -> tuple[Path, list[str]]:
+    """The image set list's path and the ids it names (first word of each non-blank line)."""
     folder = root / "ImageSets" / task
     if not folder.is_dir():
         raise FileNotFoundError(f"VOC folder {str(root)!r} has no ImageSets/{task} folder; "
@@ -107,7 +110,7 @@ def _read_ids(root: Path, task: str, image_set: str) -> list[str]:
         available = sorted(p.stem for p in folder.glob("*.txt") if "_" not in p.stem)
         raise ValueError(f"unknown image_set {image_set!r}: {str(listing)!r} does not exist; "
                          f"available: {available}")
-    return [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+    return listing, [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
 
 
 def _require_dirs(root: Path, *names: str) -> None:
@@ -118,31 +121,45 @@ def _require_dirs(root: Path, *names: str) -> None:
             raise FileNotFoundError(f"VOC folder {str(root)!r} has no {name} folder")
 
 
-def _box(obj: ElementTree.Element, path: Path) -> list[float]:
-    """VOC's 1-based inclusive corners as a continuous xyxy box."""
+def _box(obj: ElementTree.Element, where: str) -> list[float]:
+    """VOC's 1-based inclusive corners as a continuous xyxy box; ``where`` names the object."""
     corners = []
     for tag in ("bndbox/xmin", "bndbox/ymin", "bndbox/xmax", "bndbox/ymax"):
         text = obj.findtext(tag)
         try:
-            corners.append(float(text))
+            value = float(text)
         except (TypeError, ValueError):
-            raise ValueError(f"annotation {str(path)!r}: object has no numeric {tag} (got {text!r})") from None
+            value = math.nan
+        if not math.isfinite(value):  # float() also reads 'nan' and 'inf'
+            raise ValueError(f"{where} field {tag} is {text!r}; expected a finite number")
+        corners.append(value)
     xmin, ymin, xmax, ymax = corners
     return [xmin - 1, ymin - 1, xmax, ymax]
 
 
 class _VOCFolder(Dataset):
-    """A VOC-layout folder: the image ids of one ``ImageSets/<split_folder>/<image_set>.txt``."""
+    """A VOC-layout folder: the image ids of one ``ImageSets/<split_folder>/<image_set>.txt``.
+
+    ``paths[i]`` holds image ``i``'s files, one per ``(folder, suffix)`` of ``files``, resolved
+    and checked to lie inside their folder (an id such as ``../x`` or a symlink leading out is
+    refused when the dataset is built).
+    """
 
     class_names = VOC_CLASSES
     num_classes = len(VOC_CLASSES)
     split_folder = ""
-    required = ()
+    files = ()
 
     def __init__(self, root, image_set: str = "train", transform=None):
         self.root = Path(root)
-        _require_dirs(self.root, *self.required)
-        self.ids = _read_ids(self.root, self.split_folder, image_set)
+        _require_dirs(self.root, *(folder for folder, _ in self.files))
+        listing, self.ids = _read_ids(self.root, self.split_folder, image_set)
+        folders = [((self.root / folder).resolve(), suffix) for folder, suffix in self.files]
+        self.paths = [
+            tuple(resolve_inside(folder, stem + suffix, f"image set {str(listing)!r}: image id {stem!r} names")
+                  for folder, suffix in folders)
+            for stem in self.ids
+        ]
         self.image_set = image_set
         self.transform = transform
 
@@ -160,31 +177,31 @@ class VOCDetection(_VOCFolder):
     """
 
     split_folder = "Main"
-    required = ("Annotations", "JPEGImages")
+    files = (("JPEGImages", ".jpg"), ("Annotations", ".xml"))
 
     def __init__(self, root, image_set: str = "train", keep_difficult: bool = True, transform=None):
         super().__init__(root, image_set, transform)
         self.keep_difficult = bool(keep_difficult)
 
     def load(self, index: int):
-        stem = self.ids[index]
-        image = read_image(self.root / "JPEGImages" / f"{stem}.jpg")
-        target = self.read_target(self.root / "Annotations" / f"{stem}.xml", image.shape[1:])
-        target["image_id"] = stem
+        image_path, annotation_path = self.paths[index]
+        image = read_image(image_path)
+        target = self.read_target(annotation_path, image.shape[1:])
+        target["image_id"] = self.ids[index]
         return image, target
 
     def read_target(self, path: Path, image_hw: tuple[int, int]) -> dict:
         """Boxes, labels and difficult flags of one annotation file, checked against the image."""
         height, width = image_hw
         boxes, labels, difficult = [], [], []
-        for obj in parse_xml(path).iter("object"):
+        for index, obj in enumerate(parse_xml(path).iter("object")):
+            where = f"annotation {str(path)!r}: object {index}"
             name = (obj.findtext("name") or "").strip()
             if name not in VOC_CLASSES:
-                raise ValueError(f"annotation {str(path)!r}: unknown class name {name!r}; "
-                                 f"expected one of {VOC_CLASSES}")
-            box = _box(obj, path)
+                raise ValueError(f"{where} has unknown class name {name!r}; expected one of {VOC_CLASSES}")
+            box = _box(obj, where)
             if not (0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height):
-                raise ValueError(f"annotation {str(path)!r}: box {box} (x1, y1, x2, y2 after the 1-based "
+                raise ValueError(f"{where}: box {box} (x1, y1, x2, y2 after the 1-based "
                                  f"conversion) lies outside the {width}x{height} image or is empty")
             is_difficult = (obj.findtext("difficult") or "0").strip() == "1"
             if is_difficult and not self.keep_difficult:
@@ -209,12 +226,13 @@ class VOCSegmentation(_VOCFolder):
 
     ignore_index = VOID_LABEL
     split_folder = "Segmentation"
-    required = ("JPEGImages", "SegmentationClass")
+    files = (("JPEGImages", ".jpg"), ("SegmentationClass", ".png"))
 
     def load(self, index: int):
         stem = self.ids[index]
-        image = read_image(self.root / "JPEGImages" / f"{stem}.jpg")
-        semantic = read_label_png(self.root / "SegmentationClass" / f"{stem}.png")
+        image_path, label_path = self.paths[index]
+        image = read_image(image_path)
+        semantic = read_label_png(label_path)
         if semantic.shape != image.shape[1:]:
             raise ValueError(f"segmentation {stem!r}: label map is {semantic.shape}, image is {image.shape[1:]}")
         return image, {"semantic": semantic, "image_id": stem}

@@ -1,10 +1,12 @@
 """COCO JSON reader on a small folder built in tmp_path."""
 import json
+import re
 
 import numpy as np
 import pytest
 
 from minivision.data import COCODetection
+from tests.data.helpers import write_image
 
 
 def test_boxes_labels_and_image_order(coco_files):
@@ -56,6 +58,115 @@ def test_malformed_annotation_files(coco_files, change, message):
     _rewrite(annotation_file, data, change)
     with pytest.raises(ValueError, match=message):
         COCODetection(image_dir, annotation_file)
+
+
+BOX_EXPECTED = r"; expected \[x, y, width, height\]: 4 finite numbers with width, height >= 0$"
+
+
+@pytest.mark.parametrize("bbox, shown", [
+    ([2.5, 3.0, float("nan"), 4.5], r"\[2\.5, 3\.0, nan, 4\.5\]"),
+    ([float("inf"), 3.0, 10.0, 4.5], r"\[inf, 3\.0, 10\.0, 4\.5\]"),
+    ([2.5, float("-inf"), 10.0, 4.5], r"\[2\.5, -inf, 10\.0, 4\.5\]"),
+    ([2.5, 3.0, 10.0, 10 ** 400], r"\[2\.5, 3\.0, 10\.0, 1000.*\.\.\."),  # an int beyond the float range
+    ([2.5, 3.0, -10.0, 4.5], r"\[2\.5, 3\.0, -10\.0, 4\.5\]"),
+    ([2.5, 3.0, 10.0, -0.5], r"\[2\.5, 3\.0, 10\.0, -0\.5\]"),
+    ([2.5, 3.0, 10.0], r"\[2\.5, 3\.0, 10\.0\]"),
+    ([2.5, 3.0, 10.0, 4.5, 1.0], r"\[2\.5, 3\.0, 10\.0, 4\.5, 1\.0\]"),
+    (["2.5", "3", "10", "4.5"], r"\['2\.5', '3', '10', '4\.5'\]"),
+    ([True, 3.0, 10.0, 4.5], r"\[True, 3\.0, 10\.0, 4\.5\]"),
+    ({"x": 2.5}, r"\{'x': 2\.5\}"),
+    (None, "None"),
+])
+def test_bad_bbox_is_refused_when_the_file_is_read(coco_files, bbox, shown):
+    image_dir, annotation_file, data = coco_files
+    _rewrite(annotation_file, data, lambda d: d["annotations"][0].update(bbox=bbox))
+    with pytest.raises(ValueError, match=r"instances\.json': annotations\[0\] \(id 1\) field 'bbox' is "
+                                         + shown + BOX_EXPECTED):
+        COCODetection(image_dir, annotation_file)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(images={"id": 7}), r"'images' is \{'id': 7\}; expected a list of objects"),
+    (lambda d: d.update(annotations=None), "'annotations' is None; expected a list of objects"),
+    (lambda d: d["images"].__setitem__(1, "three.png"), r"images\[1\] is 'three\.png'; expected an object"),
+    (lambda d: d["images"][1].pop("id"), r"images\[1\] lacks \['id'\]; each entry needs \('id', 'file_name'\)"),
+    (lambda d: d["images"][1].update(id="3"), r"images\[1\] \(id '3'\) field 'id' is '3'; expected an integer"),
+    (lambda d: d["images"][1].update(id=3.0), r"images\[1\] \(id 3\.0\) field 'id' is 3\.0; expected an integer"),
+    (lambda d: d["images"][1].update(id=True), r"images\[1\] \(id True\) field 'id' is True; expected an integer"),
+    (lambda d: d["images"][1].update(file_name=3), r"images\[1\] \(id 3\) field 'file_name' is 3; expected a "
+                                                   "non-empty file name"),
+    (lambda d: d["images"][1].update(file_name=""), r"images\[1\] \(id 3\) field 'file_name' is ''; expected"),
+    (lambda d: d["annotations"][2].update(image_id="3"),
+     r"annotations\[2\] \(id 3\) field 'image_id' is '3'; expected an integer"),
+    (lambda d: d["annotations"][0].update(category_id="18"),
+     r"annotations\[0\] \(id 1\) field 'category_id' is '18'; expected an integer"),
+    (lambda d: d["annotations"][0].update(iscrowd="0"),
+     r"annotations\[0\] \(id 1\) field 'iscrowd' is '0'; expected 0 or 1"),
+    (lambda d: d["annotations"][0].update(iscrowd=2),
+     r"annotations\[0\] \(id 1\) field 'iscrowd' is 2; expected 0 or 1"),
+    (lambda d: d["annotations"][0].update(id="1"),
+     r"annotations\[0\] \(id '1'\) field 'id' is '1'; expected an integer"),
+    (lambda d: d["categories"][0].update(id="18"),
+     r"categories\[0\] \(id '18'\) field 'id' is '18'; expected an integer"),
+    (lambda d: d["categories"][1].update(name=None),
+     r"categories\[1\] \(id 1\) field 'name' is None; expected a string"),
+])
+def test_wrong_types_name_the_entry_and_field(coco_files, change, message):
+    image_dir, annotation_file, data = coco_files
+    _rewrite(annotation_file, data, change)
+    with pytest.raises(ValueError, match=r"instances\.json': " + message):
+        COCODetection(image_dir, annotation_file)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["images"][2].update(id=7), r"images\[2\] repeats id 7 of images\[0\]; ids in 'images' must be unique"),
+    (lambda d: d["categories"].append({"id": 18, "name": "cat"}),
+     r"categories\[2\] repeats id 18 of categories\[0\]; ids in 'categories' must be unique"),
+    (lambda d: d["annotations"][2].update(id=1),
+     r"annotations\[2\] repeats id 1 of annotations\[0\]; ids in 'annotations' must be unique"),
+])
+def test_duplicate_ids(coco_files, change, message):
+    image_dir, annotation_file, data = coco_files
+    _rewrite(annotation_file, data, change)
+    with pytest.raises(ValueError, match=r"instances\.json': " + message):
+        COCODetection(image_dir, annotation_file)
+
+
+def test_annotations_without_ids_are_accepted(coco_files):
+    image_dir, annotation_file, data = coco_files
+    _rewrite(annotation_file, data, lambda d: [ann.pop("id") for ann in d["annotations"]])
+    _, target = COCODetection(image_dir, annotation_file)[0]
+    np.testing.assert_array_equal(target["boxes"], [[1, 2, 4, 6]])
+
+
+@pytest.mark.parametrize("file_name", [
+    "../outside.png", "{outside}", "nested/../../outside.png", "link.png", "linked_dir/outside.png",
+])
+def test_image_paths_must_stay_inside_image_dir(coco_files, tmp_path, file_name):
+    image_dir, annotation_file, data = coco_files
+    outside = tmp_path / "outside.png"
+    write_image(outside, 8, 8)
+    (image_dir / "nested").mkdir()
+    (image_dir / "link.png").symlink_to(outside)
+    (image_dir / "linked_dir").symlink_to(tmp_path, target_is_directory=True)
+    file_name = file_name.format(outside=outside)
+    _rewrite(annotation_file, data, lambda d: d["images"][1].update(file_name=file_name))
+    resolved = re.escape(repr(str(outside.resolve())))
+    with pytest.raises(ValueError, match=rf"instances\.json': image id 3 has file_name {re.escape(repr(file_name))}, "
+                                         rf"which resolves to {resolved}, outside .*images'$"):
+        COCODetection(image_dir, annotation_file)
+
+
+def test_subfolders_and_symlinks_inside_image_dir_are_read(coco_files):
+    image_dir, annotation_file, data = coco_files
+    (image_dir / "sub").mkdir()
+    (image_dir / "three.png").rename(image_dir / "sub" / "three.png")
+    (image_dir / "seven_link.png").symlink_to(image_dir / "seven.png")
+    _rewrite(annotation_file, data, lambda d: (d["images"][0].update(file_name="seven_link.png"),
+                                               d["images"][1].update(file_name="sub/./three.png")))
+    data = COCODetection(image_dir, annotation_file)
+    assert data[0][0].shape == (3, 16, 16) and data[2][0].shape == (3, 24, 32)
+    assert data.image_paths[2] == (image_dir / "seven.png").resolve()
 
 
 def test_box_outside_the_image(coco_files):

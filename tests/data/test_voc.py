@@ -1,4 +1,5 @@
 """Pascal VOC readers on small folders built in tmp_path, and safe XML parsing."""
+import re
 import sys
 
 import numpy as np
@@ -95,8 +96,48 @@ def test_bad_annotations(voc_root, objects, message):
 def test_missing_coordinate(voc_root):
     (voc_root / "Annotations" / "a.xml").write_text(
         "<annotation><object><name>dog</name><bndbox><xmin>1</xmin></bndbox></object></annotation>")
-    with pytest.raises(ValueError, match=r"object has no numeric bndbox/ymin \(got None\)"):
+    with pytest.raises(ValueError, match=r"a\.xml': object 0 field bndbox/ymin is None; expected a finite number$"):
         VOCDetection(voc_root)[0]
+
+
+@pytest.mark.parametrize("corner, text", [(1, "nan"), (2, "NaN"), (3, "inf"), (4, "-Infinity"), (3, "ten")])
+def test_non_finite_coordinate_names_object_and_field(voc_root, corner, text):
+    bad = ["cat", 5, 6, 10, 12, False]
+    bad[corner] = text
+    (voc_root / "Annotations" / "a.xml").write_text(voc_xml(40, 30, [("dog", 1, 1, 40, 30, False), tuple(bad)]))
+    tag = ("xmin", "ymin", "xmax", "ymax")[corner - 1]
+    message = rf"a\.xml': object 1 field bndbox/{tag} is '{text}'; expected a finite number$"
+    with pytest.raises(ValueError, match=message):
+        VOCDetection(voc_root)[0]
+
+
+@pytest.mark.parametrize("reader, task, stem", [
+    (VOCDetection, "Main", "../../outside"),
+    (VOCDetection, "Main", "{tmp}/outside"),
+    (VOCDetection, "Main", "link"),
+    (VOCSegmentation, "Segmentation", "../../outside"),
+])
+def test_image_set_ids_must_name_files_inside_their_folders(voc_root, tmp_path, reader, task, stem):
+    write_image(tmp_path / "outside.jpg", 30, 40)
+    (tmp_path / "outside.xml").write_text(voc_xml(40, 30, []))
+    (voc_root / "JPEGImages" / "link.jpg").symlink_to(tmp_path / "outside.jpg")
+    (voc_root / "SegmentationClass").mkdir()
+    (voc_root / "ImageSets" / task).mkdir(exist_ok=True)
+    stem = stem.format(tmp=tmp_path)
+    (voc_root / "ImageSets" / task / "train.txt").write_text(f"b\n{stem}\n")
+    resolved = re.escape(repr(str((tmp_path / "outside.jpg").resolve())))
+    with pytest.raises(ValueError, match=rf"train\.txt': image id {re.escape(repr(stem))} names "
+                                         rf"{re.escape(repr(stem + '.jpg'))}, which resolves to {resolved}, "
+                                         rf"outside .*JPEGImages'$"):
+        reader(voc_root)
+
+
+def test_symlinks_inside_the_folder_are_read(voc_root):
+    (voc_root / "JPEGImages" / "c.jpg").symlink_to(voc_root / "JPEGImages" / "a.jpg")
+    (voc_root / "Annotations" / "c.xml").symlink_to(voc_root / "Annotations" / "a.xml")
+    (voc_root / "ImageSets" / "Main" / "train.txt").write_text("c\n")
+    image, target = VOCDetection(voc_root)[0]
+    assert image.shape == (3, 30, 40) and target["labels"].tolist() == [12, 8] and target["image_id"] == "c"
 
 
 def test_bad_folders_and_image_sets(voc_root, tmp_path):

@@ -57,6 +57,19 @@ def fit(model, loader, optimizer, loss_fn, epochs: int, *, scheduler=None, evalu
     return history
 
 
+def _train_one_step(model, batch, optimizer, loss_fn) -> float:
+    """One optimizer step; the loss's value. A non-finite loss is returned before any update.
+    The step's graph (every saved activation) is freed when this returns, before the next
+    batch's forward pass starts."""
+    loss = loss_fn(model, batch)
+    value = float(loss.item())
+    if math.isfinite(value):
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return value
+
+
 def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, progress, checkpoint) -> float:
     model.train()
     if hasattr(loader, "set_epoch"):
@@ -64,17 +77,13 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, progress,
     total, count = 0.0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
     for step, batch in enumerate(bar):
-        loss = loss_fn(model, batch)
-        value = float(loss.item())
+        value = _train_one_step(model, batch, optimizer, loss_fn)
         if not math.isfinite(value):
             kept = f"the last good checkpoint is {checkpoint}" if checkpoint and os.path.exists(checkpoint) else "no checkpoint was written"
             raise TrainingDiverged(
                 f"loss became {value} at epoch {epoch + 1}, step {step + 1}; training stopped and {kept}. "
                 "Try a lower learning rate."
             )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
         total, count = total + value, count + 1
         bar.set_postfix(loss=f"{total / count:.4f}")
     if count == 0:

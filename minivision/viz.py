@@ -15,11 +15,19 @@ from minivision.tensor import to_host
 from minivision.data.voc import voc_colormap
 
 
-def _figure(width=5.0, height=5.0):
+def require_matplotlib(purpose: str = "minivision.viz draws") -> None:
+    """Raise an ImportError that says how to install matplotlib, before any work that ends
+    in a picture is started."""
     try:
-        from matplotlib.figure import Figure
+        import matplotlib  # noqa: F401
     except ImportError as exc:
-        raise ImportError("minivision.viz needs matplotlib: pip install 'minivision[viz]'") from exc
+        raise ImportError(f"{purpose} with matplotlib, which is not installed: pip install 'minivision[viz]'") from exc
+
+
+def _figure(width=5.0, height=5.0):
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
     return Figure(figsize=(width, height), dpi=100)
 
 

@@ -17,9 +17,11 @@ from minivision import optim
 from minivision.checkpoint import read_checkpoint
 from minivision.data import COCODetection, DataLoader, DigitsOnCanvas, Shapes, VOCDetection, VOCSegmentation, transforms
 from minivision.data._image import resize_bilinear, resize_nearest
-from minivision.models import MODELS, RECIPES, build_model, model_class
+from minivision.memory_plan import available_memory, format_bytes, plan_run
+from minivision.models import RECIPES, model_class
 from minivision.models.evaluation import evaluate_model
 from minivision.train import fit
+from minivision.training_meta import MAX_IMAGE_SIZE, check_meta, config_matches, make_meta
 
 VAL_IMAGES = 256
 
@@ -42,6 +44,10 @@ def make_dataset(spec: str, split: str, image_size: int, task: str = "detection"
         reader = VOCSegmentation if task == "segmentation" else VOCDetection
         return reader(path, image_set=split, transform=resize)
     if kind == "coco" and path and task == "detection":
+        if not Path(path).is_file():
+            what = "a folder" if Path(path).is_dir() else "not there"
+            raise UsageError(f"--data coco:PATH must name the annotations .json file (images are read from the "
+                             f"'images' folder beside it), got {path!r}, which is {what}")
         return COCODetection(Path(path).parent / "images", path, transform=resize)
     raise UsageError(f"--data must be shapes, digits, voc:PATH or (detection only) coco:ANNOTATIONS.json, got {spec!r}")
 
@@ -50,21 +56,50 @@ def loader(dataset, batch_size: int, shuffle: bool) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=0)
 
 
+def _check_fits(what: str, plan_of, options: str, device: str) -> None:
+    """Refuse, in one line, a run whose memory plan exceeds what ``device`` has.
+    ``plan_of(cheap_only)`` makes the plan; the cheap one (no probe) is checked first."""
+    available, source = available_memory(device)
+    for cheap in (True, False):
+        plan = plan_of(cheap)
+        if plan.total > available:
+            fits = plan.largest_batch(available) if plan.probed else 0
+            advice = f"--batch-size {fits} fits" if fits >= 1 else f"lower {options}"
+            raise UsageError(f"{what} needs {plan.describe()} but {format_bytes(available)} is {source}; {advice}")
+
+
+def _check_option(name: str, value, low, high=None) -> None:
+    if value is not None and not (low <= value and (high is None or value <= high)):
+        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise UsageError(f"{name} must be {bound}, got {value}")
+
+
 def train_model(name: str, data: str, out, *, epochs=None, batch_size=None, lr=None, train_images=None,
                 image_size: int = 64, device: str = "cpu", resume: bool = False, progress: bool = True,
                 seed: int = 0):
     """Train a registered model's tiny configuration; write ``out/checkpoint.npz`` after
-    every epoch. Unset hyper-parameters come from the model's recipe; ``seed`` fixes the
-    initial weights (and dropout), so a run repeats exactly on the CPU.
-    Returns (model, history, validation loader)."""
+    every epoch. Unset (None) hyper-parameters come from the model's recipe; ``seed`` fixes
+    the initial weights (and dropout), so a run repeats exactly on the CPU. The memory plan
+    is checked before anything is built. Returns (model, history, validation loader)."""
     cls = model_class(name)
     recipe = RECIPES[name]
-    epochs = epochs or recipe.epochs
-    batch_size = batch_size or recipe.batch_size
-    lr = lr or recipe.lr
-    os.makedirs(out, exist_ok=True)
-    train_set = make_dataset(data, "train", image_size, cls.task, recipe.max_objects, train_images or recipe.train_images)
+    epochs = recipe.epochs if epochs is None else epochs
+    batch_size = recipe.batch_size if batch_size is None else batch_size
+    lr = recipe.lr if lr is None else lr
+    train_images = recipe.train_images if train_images is None else train_images
+    for option, value, low, high in (("--epochs", epochs, 1, None), ("--batch-size", batch_size, 1, None),
+                                     ("--train-images", train_images, 1, None),
+                                     ("--image-size", image_size, 1, MAX_IMAGE_SIZE)):
+        _check_option(option, value, low, high)
+    if not (np.isfinite(lr) and lr >= 0):
+        raise UsageError(f"--lr must be a finite number >= 0, got {lr}")
+    train_set = make_dataset(data, "train", image_size, cls.task, recipe.max_objects, train_images)
     val_set = make_dataset(data, "val", image_size, cls.task, recipe.max_objects)
+    _check_fits(f"training {name} at --image-size {image_size} with --batch-size {batch_size}",
+                lambda cheap: plan_run(cls, train_set.num_classes, image_size, batch_size, training=True,
+                                       num_images=len(train_set), cheap_only=cheap),
+                "--batch-size, --image-size or --train-images", device)
+    os.makedirs(out, exist_ok=True)
     mv.manual_seed(seed)
     model = cls.tiny(train_set.num_classes, image_size).to(device)
     opt = optim.Adam(model.parameters(), lr=lr)
@@ -74,8 +109,7 @@ def train_model(name: str, data: str, out, *, epochs=None, batch_size=None, lr=N
         images, targets = batch
         return m.loss(images.to(device), targets)
 
-    meta = {"model": name, "config": model.config, "data": data, "class_names": list(train_set.class_names),
-            "max_objects": recipe.max_objects}
+    meta = make_meta(name, model, data, train_set.class_names, recipe.max_objects)
     history = fit(model, loader(train_set, batch_size, shuffle=True), opt, loss_fn, epochs,
                   scheduler=optim.CosineAnnealingLR(opt, epochs),
                   evaluate=lambda m, epoch: evaluate_model(m, _on_device(val_loader, device)),
@@ -89,20 +123,24 @@ def _on_device(batches, device):
         yield images.to(device), targets
 
 
-def load_trained(checkpoint, device: str = "cpu"):
-    """(model in eval mode, meta) rebuilt from a checkpoint written by ``train_model``."""
+def load_trained(checkpoint, device: str = "cpu", batch_size: int = 1):
+    """(model in eval mode, meta) rebuilt from a checkpoint written by ``train_model``; its
+    meta is checked first, then the memory plan of evaluating ``batch_size`` images."""
     state, _, info = read_checkpoint(checkpoint)
-    meta = info.get("meta", {})
-    if meta.get("model") not in MODELS:
-        raise UsageError(f"{checkpoint} was not written by `minivision train` (it names no known model)")
-    model = build_model(meta["model"], **meta["config"])
+    meta = check_meta(info.get("meta"), checkpoint)
+    cls, classes, size = model_class(meta["model"]), len(meta["class_names"]), meta["config"]["image_size"]
+    _check_fits(f"evaluating {meta['model']} at image size {size} with batch size {batch_size}",
+                lambda cheap: plan_run(cls, classes, size, batch_size, training=False, cheap_only=cheap),
+                "--batch-size", device)
+    model = cls.tiny(classes, size)
+    config_matches(model, meta, checkpoint)
     model.load_state_dict(state)
     return model.to(device).eval(), meta
 
 
 def evaluate_checkpoint(checkpoint, data=None, batch_size: int = 32, device: str = "cpu") -> dict:
     """Metrics of a trained checkpoint on the validation split of ``data`` (default: its own)."""
-    model, meta = load_trained(checkpoint, device)
+    model, meta = load_trained(checkpoint, device, batch_size)
     dataset = make_dataset(data or meta["data"], "val", model.config["image_size"], model.task,
                            meta.get("max_objects", 1))
     return evaluate_model(model, _on_device(loader(dataset, batch_size, False), device), progress=True)

@@ -6,16 +6,21 @@ hyper-parameters) so a schedule can change ``lr`` per group, as in PyTorch.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 from minivision import _cuda
-from minivision.backend import cuda_kernels_apply, get_array_module, to_device
+from minivision.backend import cuda_kernels_apply, device_of, get_array_module, to_device
 from minivision.tensor import Tensor, no_grad
 
 
 class Optimizer:
     defaults: dict = {}
+    # Each subclass lists its per-parameter state, which load_state_dict checks: a parameter's
+    # state is empty or holds exactly these keys, "array" ones buffers of the parameter's shape,
+    # "count" ones non-negative integers.
+    state_keys: dict = {}
 
     def __init__(self, params, **hyper):
         for name, value in hyper.items():
@@ -59,25 +64,57 @@ class Optimizer:
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore what ``state_dict`` returned, onto this optimizer's own parameters."""
+        """Restore what ``state_dict`` returned, onto this optimizer's own parameters. Every
+        entry is checked against its parameter before anything changes: a state that could not
+        have come from this optimizer is a one-line ValueError naming the parameter and key."""
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(f"optimizer state has {len(groups)} parameter groups, this optimizer {len(self.param_groups)}")
         params = [p for group in self.param_groups for p in group["params"]]
-        for index in state_dict["state"]:
-            if not 0 <= int(index) < len(params):
-                raise ValueError(f"optimizer state names parameter {index}, but there are only {len(params)}")
+        state = {}
+        for index, entry in state_dict["state"].items():
+            p = params[self._param_index(index, len(params))]
+            self._check_entry(index, entry, p)
+            # each parameter's buffers on its own device, wherever they were saved from, and copied:
+            # steps update them in place, which must not reach the caller's (or another optimizer's) arrays
+            state[id(p)] = {k: to_device(v, p.device).copy() if self.state_keys[k] == "array" else v
+                            for k, v in entry.items()}
         for group, saved in zip(self.param_groups, groups):
             group.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()})
-        self.state = {  # each parameter's buffers on its own device, wherever they were saved from
-            id(params[int(i)]): {k: to_device(v, params[int(i)].device) if hasattr(v, "shape") else v
-                                 for k, v in entry.items()}
-            for i, entry in state_dict["state"].items()
-        }
+        self.state = state
+
+    @staticmethod
+    def _param_index(index, count: int) -> int:
+        """The position ``index`` (an int or a string of digits) names, checked to be one of ``count``."""
+        position = int(index) if isinstance(index, numbers.Integral) or str(index).isdigit() else -1
+        if not 0 <= position < count:
+            raise ValueError(f"optimizer state names parameter {index!r}, expected an index from 0 to {count - 1}")
+        return position
+
+    def _check_entry(self, index, entry, p: Tensor) -> None:
+        """Raise a ValueError unless ``entry`` is a state this optimizer could hold for ``p``."""
+        where = f"optimizer state for parameter {index}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} must be a dict, got {type(entry).__name__}")
+        if entry and entry.keys() != self.state_keys.keys():
+            raise ValueError(f"{where} has keys {sorted(entry)}, expected {sorted(self.state_keys)} or none")
+        for key, value in entry.items():
+            if self.state_keys[key] == "count":
+                if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+                    raise ValueError(f"{where}: {key!r} must be a non-negative integer, got {value!r}")
+            elif not (isinstance(value, np.ndarray) or device_of(value) == "cuda"):
+                raise ValueError(f"{where}: {key!r} must be a NumPy or CuPy array, got {type(value).__name__}")
+            elif value.dtype.kind != "f":
+                raise ValueError(f"{where}: {key!r} must be a floating-point array, got dtype {value.dtype}")
+            elif tuple(value.shape) != tuple(p.shape):
+                raise ValueError(f"{where}: {key!r} has shape {tuple(value.shape)}, expected the parameter's "
+                                 f"shape {tuple(p.shape)}")
 
 
 class SGD(Optimizer):
     """p -= lr * v, with v the (Nesterov) momentum buffer of grad + weight_decay * p."""
+
+    state_keys = {"momentum_buffer": "array"}
 
     def __init__(self, params, lr: float, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
@@ -123,6 +160,8 @@ extern "C" __global__ void adam(const long long count, T* p, const T* grad, T* m
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction; ``weight_decay`` adds L2 to the gradient."""
+
+    state_keys = {"step": "count", "exp_avg": "array", "exp_avg_sq": "array"}
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
         if not all(0 <= b < 1 for b in betas):

@@ -101,7 +101,8 @@ def test_max_pool_switches_and_gradient_equal_the_cpu(case, seed, special):
     np.testing.assert_array_equal(switches, expected_switches)
     grad = _data(values.shape, dtype, seed + 1)
     # A window that holds no input pixel (padding and dilation can make one) outputs -inf. Its
-    # switch lies outside the window: the GPU drops its gradient, the CPU (as PyTorch's) sends it there.
+    # switch lies outside the window; max_pool2d marks such windows so that no device sends it a
+    # gradient, and the raw kernels compared here are fed none.
     grad[pool_module._max_pool_switches(np.zeros(shape, dtype), win, out_hw)[0] == -np.inf] = 0
     np.testing.assert_array_equal(_pool_cuda.max_pool_backward(grad, switches, win, shape),
                                   pool_module._scatter(grad, switches, shape, accumulate=True))

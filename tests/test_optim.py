@@ -92,3 +92,65 @@ def test_optimizer_bad_arguments():
         optim.SGD([p], lr=0.1, nesterov=True)
     with pytest.raises(ValueError, match=r"betas must be in \[0, 1\)"):
         optim.Adam([p], betas=(0.9, 1.0))
+
+
+# ----------------------------------------------------------------- load_state_dict
+def _trained(make):
+    """An optimizer over two parameters (shapes (3,) and (2, 2)) after one step, and its state."""
+    params = [mv.tensor([1.0, 2.0, 3.0], requires_grad=True), mv.tensor(np.ones((2, 2)), requires_grad=True)]
+    opt = make(params)
+    (params[0].sum() + (params[1] * params[1]).sum()).backward()
+    opt.step()
+    return opt, opt.state_dict()
+
+
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9), lambda p: optim.Adam(p, lr=0.1)])
+def test_load_state_dict_restores_the_trajectory(make):
+    opt, state = _trained(make)
+    params = opt.param_groups[0]["params"]
+    copies = [mv.tensor(p.numpy().copy(), requires_grad=True) for p in params]
+    restored = make(copies)
+    restored.load_state_dict(state)
+    for o, ps in [(opt, params), (restored, copies)]:
+        o.zero_grad()
+        (ps[0].sum() + (ps[1] * ps[1]).sum()).backward()
+        o.step()
+    for p, q in zip(params, copies):
+        np.testing.assert_array_equal(q.numpy(), p.numpy())
+
+
+@pytest.mark.parametrize("make,key", [(lambda p: optim.SGD(p, lr=0.1, momentum=0.9), "momentum_buffer"),
+                                      (lambda p: optim.Adam(p, lr=0.1), "exp_avg_sq")])
+def test_load_state_dict_rejects_a_buffer_of_the_wrong_shape_dtype_or_type(make, key):
+    opt, state = _trained(make)
+    before = {i: dict(entry) for i, entry in state["state"].items()}
+    cases = [
+        (np.zeros(3), rf"parameter 1: '{key}' has shape \(3,\), expected the parameter's shape \(2, 2\)"),
+        (np.zeros((2, 2), dtype=np.int64), rf"parameter 1: '{key}' must be a floating-point array, got dtype int64"),
+        ([[0.0, 0.0], [0.0, 0.0]], rf"parameter 1: '{key}' must be a NumPy or CuPy array, got list"),
+    ]
+    for bad, message in cases:
+        state["state"][1] = {**before[1], key: bad}
+        with pytest.raises(ValueError, match=message):
+            opt.load_state_dict(state)
+    assert opt.state_dict()["state"][1][key].shape == (2, 2)  # a refused state changes nothing
+
+
+def test_load_state_dict_rejects_a_missing_parameter_wrong_keys_and_a_bad_step():
+    opt, state = _trained(lambda p: optim.Adam(p, lr=0.1))
+    entry = state["state"][0]
+    with pytest.raises(ValueError, match=r"names parameter 2, expected an index from 0 to 1"):
+        opt.load_state_dict({**state, "state": {2: entry}})
+    with pytest.raises(ValueError, match=r"names parameter 'first', expected an index from 0 to 1"):
+        opt.load_state_dict({**state, "state": {"first": entry}})
+    with pytest.raises(ValueError, match=r"parameter 0 has keys \['exp_avg', 'step'\], expected "
+                                         r"\['exp_avg', 'exp_avg_sq', 'step'\] or none"):
+        opt.load_state_dict({**state, "state": {0: {"step": 1, "exp_avg": entry["exp_avg"]}}})
+    with pytest.raises(ValueError, match=r"parameter 0: 'step' must be a non-negative integer, got 1.5"):
+        opt.load_state_dict({**state, "state": {0: {**entry, "step": 1.5}}})
+    with pytest.raises(ValueError, match=r"state for parameter 0 must be a dict, got list"):
+        opt.load_state_dict({**state, "state": {0: [entry]}})
+    sgd, sgd_state = _trained(lambda p: optim.SGD(p, lr=0.1, momentum=0.9))
+    with pytest.raises(ValueError, match=r"parameter 0 has keys \['exp_avg', 'exp_avg_sq', 'step'\], expected "
+                                         r"\['momentum_buffer'\] or none"):
+        sgd.load_state_dict({**sgd_state, "state": {0: entry}})

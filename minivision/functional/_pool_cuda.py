@@ -96,7 +96,8 @@ def max_pool_switches(x, win: Windows, out_hw):
 
 def max_pool_backward(grad, switches, win: Windows, x_shape):
     """The max pool's input gradient (``x_shape``): each input pixel sums the gradients of the
-    windows whose switch is that pixel. grad, switches (N, C, out_h, out_w)."""
+    windows whose switch is that pixel (a switch of -1 or outside the plane is none's).
+    grad, switches (N, C, out_h, out_w)."""
     xp = get_array_module(grad)
     grad = xp.ascontiguousarray(grad)
     grad_x = xp.empty(x_shape, dtype=grad.dtype)

@@ -15,7 +15,8 @@ def max_pool_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches):
     """out[p, i, j] = max of window (i, j) of plane x[p]; switches[p, i, j] = h * W + w of
     that maximum. Mirrors PyTorch's CPU loop: only in-bounds positions are visited, the
     first maximum in row-major window order wins, NaN beats everything, and a window of
-    -inf (or all padding) points at its first in-bounds position."""
+    -inf points at its first in-bounds position (a window of padding only, at its first
+    row and column at or past 0, which may lie outside the window and the plane)."""
     # BEGIN SOLUTION pool: write max_pool_planes, each window's maximum and its switch h * W + w
     planes, height, width = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
@@ -80,7 +81,7 @@ def max_pool_2x2_planes(x, out, switches):
 @njit(cache=True, nogil=True)
 def scatter_add_planes(values, index, out):
     """out[p, index[p, k]] += values[p, k] (several k may share an index); an index outside
-    the plane (the switch of a window that holds no input pixel) is skipped."""
+    the plane (-1: ``max_pool2d``'s mark for a window that holds no input pixel) is skipped."""
     # BEGIN SOLUTION pool: write scatter_add_planes, the max-pool gradient routed to the switches
     length = out.shape[1]
     for plane in range(values.shape[0]):

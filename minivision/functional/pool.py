@@ -44,9 +44,9 @@ def _per_plane(kernel, planes) -> None:
 
 
 def _planes(a):
-    """(N, C, ...) -> (N * C, prod(...)), contiguous, for the per-plane kernels."""
+    """(N, C, ...) -> (N * C, prod(...)), contiguous, for the per-plane kernels; N or C may be 0."""
     xp = get_array_module(a)
-    return xp.ascontiguousarray(a).reshape(a.shape[0] * a.shape[1], -1)
+    return xp.ascontiguousarray(a).reshape(a.shape[0] * a.shape[1], int(np.prod(a.shape[2:])))
 
 
 # ----------------------------------------------------------------- switches
@@ -93,6 +93,17 @@ def _max_pool_switches_xp(x, win: Windows, out_hw):
     return best, (top[:, None] + p * dh) * x.shape[3] + left[None, :] + q * dw
 
 
+def _windows_reading_input(win: Windows, in_hw, out_hw) -> np.ndarray:
+    """(out_h, out_w) bools: whether window (i, j) holds an input pixel. Padding and dilation
+    can make one that holds none: its maximum is -inf and its switch (PyTorch's) lies outside it."""
+    axes = []
+    for n, k, s, p, d, o in zip(in_hw, *win, out_hw):
+        start = np.arange(o) * s - p
+        first = -(-np.maximum(-start, 0) // d)  # steps to the window's first position >= 0
+        axes.append((first < k) & (start + first * d < n))
+    return np.logical_and.outer(*axes)
+
+
 # ----------------------------------------------------------------- scatter and gather
 def _gather(source, index):
     """out[n, c, ...] = source[n, c].flat[index[n, c, ...]]: index's shape, source's dtype."""
@@ -110,7 +121,8 @@ def _gather(source, index):
 def _scatter(values, index, shape, accumulate: bool):
     """An array of ``shape`` (N, C, H, W), zero but at ``index`` (per plane, flat), where it
     holds ``values``; summed where indices repeat when ``accumulate``, else the last wins
-    (on the GPU: an unspecified one)."""
+    (on the GPU: an unspecified one). With ``accumulate``, an index outside the plane is
+    skipped, as the Numba kernel skips it."""
     if cuda_kernels_apply(values) and not accumulate:
         return _pool_cuda.scatter(values, index, shape)
     xp = get_array_module(values)
@@ -120,6 +132,8 @@ def _scatter(values, index, shape, accumulate: bool):
         kernel = kernels.scatter_add_planes if accumulate else kernels.scatter_planes
         _per_plane(lambda p: kernel(vals[p], idx[p], out[p]), out)
     elif accumulate:  # float16
+        valid = (idx >= 0) & (idx < out.shape[1])
+        idx, vals = xp.where(valid, idx, 0), xp.where(valid, vals, 0)  # adding 0 changes nothing
         if xp is np:
             np.add.at(out, (np.arange(out.shape[0])[:, None], idx), vals)
         else:
@@ -134,9 +148,15 @@ def _scatter(values, index, shape, accumulate: bool):
 class _GatherAtSwitches(Function):
     """out = x.flat[switches] per plane; the maxima, computed with the switches, come in as
     ``values`` to save a second pass. The gradient scatters (adds) back to the switches;
-    on the GPU each input pixel gathers it from the windows ``win`` that reach it."""
+    on the GPU each input pixel gathers it from the windows ``win`` that reach it. A window
+    that holds no input pixel depends on no input and passes no gradient (as PyTorch's CUDA
+    kernel; its CPU one sends it to the switch, outside the window): its switch becomes -1."""
 
     def forward(self, x, switches=None, values=None, win=None):
+        reads = _windows_reading_input(win, x.shape[2:], switches.shape[2:])
+        if not reads.all():
+            xp = get_array_module(switches)
+            switches = xp.where(xp.asarray(reads), switches, -1)
         self.switches, self.x_shape, self.win = switches, x.shape, win
         return values
 

@@ -7,8 +7,11 @@ from hypothesis import strategies as st
 
 import minivision as mv
 import minivision.functional as F
+from minivision.functional import _pool_cuda
 from minivision.functional import _pool_kernels as kernels
 from minivision.functional import pool as pool_module
+from minivision.functional._geometry import Windows
+from tests import cuda_emulation
 from tests.helpers import DEVICES, assert_close, check_parity, torch_or_skip
 
 torch = None
@@ -47,12 +50,21 @@ def test_max_pool2d_matches_torch_values_switches_and_gradient(case, device):
     rng = np.random.default_rng(case["seed"])
     x = rng.standard_normal(case["shape"])  # continuous values: no ties
     kw = _pool_args(case)
-    check_parity(lambda a: F.max_pool2d(a, **kw), lambda a: torch.nn.functional.max_pool2d(a, **kw), [x], rng,
-                 device=device)
+    check_parity(lambda a: F.max_pool2d(a, **kw), lambda a: _torch_max_pool2d(a, **kw), [x], rng, device=device)
     _, switches = F.max_pool2d(mv.tensor(x, device=device), return_indices=True, **kw)
     _, expected = torch.nn.functional.max_pool2d(torch.tensor(x, device=device), return_indices=True, **kw)
     np.testing.assert_array_equal(switches.numpy(), expected.cpu().numpy())
     assert switches.dtype == np.int64
+
+
+def _torch_max_pool2d(a, **kw):
+    """torch's max_pool2d, its gradient dropped at windows that hold no input pixel (found as
+    the -inf maxima of a zero input): they depend on no input. torch's CUDA kernel drops it,
+    its CPU one sends it to the switch, which for such a window lies outside it, past the
+    plane's end at times (a write outside the gradient tensor, harmless only for a zero)."""
+    out = torch.nn.functional.max_pool2d(a, **kw)
+    empty = torch.nn.functional.max_pool2d(torch.zeros_like(a), **kw) == -np.inf
+    return torch.where(empty, out.detach(), out)
 
 
 @given(case=pool_cases(), values=st.lists(st.sampled_from([0.0, 1.0, -np.inf, np.nan]), min_size=4, max_size=4))
@@ -304,3 +316,100 @@ def test_a_window_without_input_pixels_passes_no_gradient_anywhere():
     assert np.all(out.numpy() == -np.inf)
     out.backward(mv.tensor(np.ones(out.shape)))
     np.testing.assert_array_equal(x.grad.numpy(), 0)
+
+
+# ----------------------------------------------------------------- windows that hold no input pixel
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_a_window_of_padding_only_gives_torchs_value_and_switch_and_no_gradient(dtype, device):
+    """Kernel 2 at dilation 3 with padding 1 over a 2x2 input: the one window reads positions
+    -1 and 2 on each axis, padding only. Every dtype (float16 takes the xp path) gives
+    PyTorch's -inf and switch 6 (one past the plane), and a zero gradient."""
+    x = mv.tensor(np.arange(4.0).reshape(1, 1, 2, 2), dtype=dtype, device=device, requires_grad=True)
+    out, switches = F.max_pool2d(x, 2, stride=1, padding=1, dilation=3, return_indices=True)
+    expected, expected_switches = torch.nn.functional.max_pool2d(torch.arange(4.0).reshape(1, 1, 2, 2), 2, stride=1,
+                                                                 padding=1, dilation=3, return_indices=True)
+    np.testing.assert_array_equal(out.numpy(), expected.numpy())
+    np.testing.assert_array_equal(switches.numpy(), expected_switches.numpy())
+    assert out.dtype == dtype
+    out.backward(mv.tensor([[[[3.0]]]], dtype=dtype, device=device))
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros((1, 1, 2, 2)))
+
+
+# (N, C, H, W), kernel, padding, dilation: a 1x2 window reading columns -1 and 2 of a 3x2
+# input; its switch h * 2 + 2 is pixel (h + 1, 0), which torch's CPU kernel sends the gradient to.
+ALIASED = ((1, 2, 3, 2), (1, 2), (0, 1), (1, 3))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_a_window_of_padding_only_passes_no_gradient_to_the_pixel_its_switch_names(dtype, device):
+    shape, kernel, padding, dilation = ALIASED
+    x = mv.tensor(np.arange(12.0).reshape(shape), dtype=dtype, device=device, requires_grad=True)
+    out, switches = F.max_pool2d(x, kernel, stride=1, padding=padding, dilation=dilation, return_indices=True)
+    np.testing.assert_array_equal(switches.numpy()[:, :, :, 0], [[[2, 4, 6]] * 2])  # torch's, kept for unpooling
+    assert np.all(out.numpy() == -np.inf)
+    out.backward(mv.tensor(np.full(out.shape, 5.0), dtype=dtype, device=device))
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros(shape))
+
+
+def test_the_gpu_kernels_drop_the_gradient_of_a_window_of_padding_only_too(monkeypatch):
+    """The same two cases through the (emulated) CUDA kernels: the same values, switches and
+    zero gradient as on the CPU."""
+    cuda_emulation.emulate(monkeypatch)
+    monkeypatch.setattr(pool_module, "cuda_kernels_apply", mv.backend.numba_kernels_apply)
+    for shape, kernel, padding, dilation in [((1, 1, 2, 2), 2, 1, 3), ALIASED]:
+        x = mv.tensor(np.arange(float(np.prod(shape))).reshape(shape), requires_grad=True)
+        out, switches = F.max_pool2d(x, kernel, stride=1, padding=padding, dilation=dilation, return_indices=True)
+        expected, expected_switches = torch.nn.functional.max_pool2d(torch.tensor(x.numpy()), kernel, stride=1,
+                                                                     padding=padding, dilation=dilation,
+                                                                     return_indices=True)
+        np.testing.assert_array_equal(out.numpy(), expected.numpy())
+        np.testing.assert_array_equal(switches.numpy(), expected_switches.numpy())
+        out.backward(mv.tensor(np.full(out.shape, 5.0)))
+        np.testing.assert_array_equal(x.grad.numpy(), np.zeros(shape))
+
+
+@given(case=pool_cases(), dilation=st.tuples(st.integers(1, 4), st.integers(1, 4)))
+def test_windows_reading_input_by_brute_force(case, dilation):
+    """Window (i, j) holds an input pixel iff one of the rows and one of the columns it reads lie in the input."""
+    kw = dict(_pool_args(case), dilation=dilation)
+    in_hw = case["shape"][2:]
+    assume(all(n + 2 * p >= d * (k - 1) + 1 for n, p, d, k in zip(in_hw, kw["padding"], dilation, kw["kernel_size"])))
+    win, out_hw = pool_module._pool_windows("max_pool2d", np.zeros(case["shape"]), kw["kernel_size"], kw["stride"],
+                                            kw["padding"], dilation, kw["ceil_mode"])
+    reads = [[any(0 <= i * s - p + t * d < n for t in range(k)) for i in range(o)]
+             for n, k, s, p, d, o in zip(in_hw, *win, out_hw)]
+    np.testing.assert_array_equal(pool_module._windows_reading_input(win, in_hw, out_hw),
+                                  np.logical_and.outer(*reads))
+
+
+# ----------------------------------------------------------------- empty batches and zero channels
+POOLS = {  # each written once for minivision's and torch's functional modules
+    "max_pool2d 3x3/2": lambda F, x: F.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True),
+    "max_pool2d 2x2": lambda F, x: F.max_pool2d(x, 2),
+    "max_pool2d switches": lambda F, x: F.max_pool2d(x, 3, stride=1, padding=1, return_indices=True)[0],
+    "max_pool2d then unpool": lambda F, x: F.max_unpool2d(*F.max_pool2d(x, 2, return_indices=True), 2,
+                                                          output_size=x.shape[2:]),
+    "avg_pool2d": lambda F, x: F.avg_pool2d(x, 2, padding=1, count_include_pad=False),
+}
+
+
+@pytest.mark.parametrize("route", ["cpu", "gpu kernels", DEVICES[1]])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("op", POOLS.values(), ids=POOLS.keys())
+def test_pools_take_an_empty_batch_and_zero_channels(op, dtype, route, monkeypatch):
+    """N = 0 or C = 0, forward and backward, float16 (the xp path) included, on the Numba
+    kernels, the (emulated) CUDA ones or a GPU: the shapes and dtype torch gives for N = 0
+    (torch refuses C = 0, so that case has its shape with the two axes swapped)."""
+    if route == "gpu kernels":  # NumPy float32 through the CUDA kernels
+        cuda_emulation.emulate(monkeypatch)
+        monkeypatch.setattr(pool_module, "cuda_kernels_apply", mv.backend.numba_kernels_apply)
+    device = "cuda" if route == "cuda" else "cpu"
+    expected = op(torch.nn.functional, torch.zeros((0, 2, 5, 5), dtype=getattr(torch, np.dtype(dtype).name)))
+    for shape, out_shape in [((0, 2, 5, 5), tuple(expected.shape)), ((2, 0, 5, 5), (2, 0) + tuple(expected.shape[2:]))]:
+        x = mv.tensor(np.zeros(shape), dtype=dtype, device=device, requires_grad=True)
+        out = op(F, x)
+        assert out.shape == out_shape and out.dtype == dtype
+        out.backward(mv.tensor(np.zeros(out_shape), dtype=dtype, device=device))
+        assert x.grad.shape == shape and x.grad.dtype == dtype

@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from minivision.backend import cuda_available
-from minivision.data._image import read_image
 from minivision.models import MODELS, RECIPES
 from minivision.serialization import atomic_write
+from minivision.training_meta import MAX_IMAGE_SIZE
+from minivision.viz import require_matplotlib
 from minivision.workflow import (
+    VAL_IMAGES,
     UsageError,
     draw_prediction,
     evaluate_checkpoint,
@@ -29,6 +31,8 @@ from minivision.workflow import (
 )
 
 DEMO_MODELS = ("yolo", "unet")
+# The longest side of the picture `predict` draws on: a larger image is reduced while decoded.
+PICTURE_SIDE = 1024
 
 
 def _print_metrics(prefix, metrics):
@@ -57,16 +61,20 @@ def cmd_eval(args):
 
 
 def cmd_predict(args):
+    from minivision.data._image import image_size, read_image
+
+    require_matplotlib("minivision predict draws its result")
     model, meta = load_trained(args.checkpoint, args.device)
-    image = read_image(args.image)
+    width, height = image_size(args.image)
+    image = read_image(args.image, max_side=PICTURE_SIDE)
     result = predict_image(model, image, args.device)
     draw_prediction(model, image, result, meta["class_names"], args.out)
+    names = ["background"] + meta["class_names"]
     if model.task == "detection":
-        names = ["background"] + meta["class_names"]
-        for box, label, score in zip(result["boxes"], result["labels"], result["scores"]):
+        to_original = np.array([width / image.shape[2], height / image.shape[1]] * 2)
+        for box, label, score in zip(result["boxes"] * to_original, result["labels"], result["scores"]):
             print(f"{names[int(label)]} {score:.2f} at ({', '.join(f'{v:.1f}' for v in box)})")
     else:
-        names = ["background"] + meta["class_names"]
         labels, counts = np.unique(result, return_counts=True)
         print("pixels per class: " + ", ".join(f"{names[int(k)]} {n}" for k, n in zip(labels, counts)))
     print(f"wrote {args.out}")
@@ -78,8 +86,9 @@ def _demo_one(name, args, out: Path):
     from minivision import viz
 
     recipe = RECIPES[name]
-    print(f"[{name}] training the tiny {MODELS[name].__name__} on synthetic Shapes "
-          f"({args.train_images or recipe.train_images} images, {args.epochs or recipe.epochs} epochs)")
+    images = recipe.train_images if args.train_images is None else args.train_images
+    epochs = recipe.epochs if args.epochs is None else args.epochs
+    print(f"[{name}] training the tiny {MODELS[name].__name__} on synthetic Shapes ({images} images, {epochs} epochs)")
     model, history, val_loader = train_model(name, "shapes", out, epochs=args.epochs, train_images=args.train_images,
                                              device=args.device)
     _print_metrics(f"[{name}] validation on {len(val_loader.dataset)} images: ",
@@ -109,6 +118,7 @@ def cmd_demo(args):
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         raise UsageError(f"--models: unknown model {unknown[0]!r}; choose from {', '.join(sorted(MODELS))}")
+    require_matplotlib("minivision demo draws its predictions and training curves")
     args.device = resolve_device(args.device)
     print(f"running on {'the GPU (cuda)' if args.device == 'cuda' else 'the CPU'}")
     for name in names:
@@ -118,15 +128,52 @@ def cmd_demo(args):
 
 
 # --------------------------------------------------------------------------- parsing
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (the usage is one `--help` away)."""
+
+    def error(self, message):
+        self.exit(2, f"minivision: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer from ``low`` to ``high`` (no upper bound when None)."""
+    expected = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
 
 
+def _positive_float(text):
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+_positive_int = _int_in(1)
+MAX_EPOCHS = 100_000
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minivision", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="minivision", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each epoch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,9 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train and evaluate a small model on built-in synthetic data")
     demo.add_argument("--out", default="minivision-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--models", default=",".join(DEMO_MODELS), help="comma-separated (default: %(default)s)")
-    demo.add_argument("--epochs", type=_positive_int, help="default: each model's recipe")
+    demo.add_argument("--epochs", type=_int_in(1, MAX_EPOCHS), help="default: each model's recipe")
     demo.add_argument("--train-images", type=_positive_int, help="default: each model's recipe")
-    demo.add_argument("--pictures", type=_positive_int, default=4)
+    demo.add_argument("--pictures", type=_int_in(0, VAL_IMAGES), default=4, help="validation images drawn per model")
     demo.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                       help="auto (default): the GPU where CuPy sees one, else the CPU")
     demo.set_defaults(handler=cmd_demo)
@@ -144,10 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model")
     train.add_argument("model", help="a name from `minivision models`")
     train.add_argument("--data", default="shapes", help="shapes, digits, voc:PATH or coco:ANNOTATIONS.json")
-    train.add_argument("--epochs", type=_positive_int, help="default: the model's recipe")
+    train.add_argument("--epochs", type=_int_in(1, MAX_EPOCHS), help="default: the model's recipe")
     train.add_argument("--batch-size", type=_positive_int, help="default: the model's recipe")
-    train.add_argument("--lr", type=float, help="default: the model's recipe")
-    train.add_argument("--image-size", type=_positive_int, default=64)
+    train.add_argument("--lr", type=_non_negative_float, help="default: the model's recipe")
+    train.add_argument("--image-size", type=_int_in(1, MAX_IMAGE_SIZE), default=64)
     train.add_argument("--train-images", type=_positive_int, help="synthetic data: training images (default: recipe)")
     train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     train.add_argument("--out", default="runs/train")
@@ -189,7 +236,8 @@ def cmd_assignment_make(args):
 def cmd_assignment_grade(args):
     from minivision.assignment import grade, score_table
 
-    print(score_table(grade(args.student_dir, args.parts, json_path=args.json)))
+    limits = {} if args.timeout is None else {"timeout": args.timeout}
+    print(score_table(grade(args.student_dir, args.parts, json_path=args.json, **limits)))
     if args.json:
         print(f"wrote {args.json}")
     return 0
@@ -208,7 +256,19 @@ def _add_assignment_parser(sub):
     grade.add_argument("student_dir", help="a folder holding a minivision package")
     grade.add_argument("--parts", help="comma-separated parts (default: those the copy was made with, else all)")
     grade.add_argument("--json", metavar="PATH", help="also write the scores as JSON")
+    grade.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                       help="limit for each step (the import check, each part's tests); a part that runs "
+                            "longer scores 0")
     grade.set_defaults(handler=cmd_assignment_grade)
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as one line of text."""
+    if isinstance(exc, MemoryError):
+        return f"out of memory ({exc or 'an allocation failed'}); lower --batch-size or --image-size"
+    if isinstance(exc, KeyError):
+        return f"missing key {exc}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def main(argv=None) -> int:
@@ -216,10 +276,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return args.handler(args)
-    except (UsageError, ValueError, TypeError, OSError, ImportError, RuntimeError, KeyError) as exc:
+    except (UsageError, ValueError, TypeError, OSError, ImportError, RuntimeError, KeyError, MemoryError) as exc:
         if args.debug:
             raise
-        print(f"minivision: error: {exc}", file=sys.stderr)
+        print(f"minivision: error: {_describe(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("minivision: interrupted", file=sys.stderr)

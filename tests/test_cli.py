@@ -137,9 +137,9 @@ def test_unreadable_image(trained, tmp_path):
     assert_one_line_error(run("predict", str(trained), "absent.png", cwd=tmp_path), "does not exist")
 
 
-def test_bad_number_is_an_argparse_error(tmp_path):
-    result = run("train", "localizer", "--epochs", "0", cwd=tmp_path)
-    assert result.returncode == 2 and "must be a positive integer, got 0" in result.stderr
+def test_bad_number_is_a_one_line_argparse_error(tmp_path):
+    assert_one_line_error(run("train", "localizer", "--epochs", "0", cwd=tmp_path),
+                          "argument --epochs: must be an integer from 1 to 100000, got '0'")
 
 
 def test_short_demo_beats_the_stated_floor(tmp_path):
@@ -171,3 +171,27 @@ def test_killed_training_leaves_a_loadable_checkpoint(tmp_path):
     assert checkpoint.exists()
     evaluated = run("eval", str(checkpoint), cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
+
+
+def test_predict_refuses_an_image_whose_header_is_too_large(trained, tmp_path):
+    from tests.data.test_image import png_claiming
+
+    png_claiming(tmp_path / "bomb.png", 60_000, 60_000)
+    result = run("predict", str(trained), "bomb.png", "--out", "p.png", cwd=tmp_path)
+    assert_one_line_error(result, "60000 x 60000")
+    assert "MINIVISION_MAX_IMAGE_PIXELS" in result.stderr and not (tmp_path / "p.png").exists()
+
+
+def test_predict_draws_a_large_image_reduced_and_prints_boxes_in_its_own_pixels(trained, tmp_path):
+    """A 3000 x 2000 photo is drawn at 1024 x 683 but its boxes are in the photo's pixels."""
+    from PIL import Image
+
+    Image.new("RGB", (3000, 2000), (200, 30, 30)).save(tmp_path / "photo.png")
+    result = run("predict", str(trained), "photo.png", "--out", "boxes.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "boxes.png").size[0] > 0
+    boxes = [line.split(" at (")[1].rstrip(")").split(", ") for line in result.stdout.splitlines() if " at (" in line]
+    assert boxes
+    corners = np.array(boxes, dtype=float)
+    assert corners[:, [0, 2]].max() <= 3000 and corners[:, [1, 3]].max() <= 2000
+    assert corners[:, [2, 3]].max() > 1024  # in the photo's pixels, not the reduced picture's

@@ -26,6 +26,7 @@ from minivision.workflow import (
     draw_prediction,
     evaluate_checkpoint,
     load_trained,
+    plan_training,
     predict_image,
     train_model,
 )
@@ -120,6 +121,8 @@ def cmd_demo(args):
         raise UsageError(f"--models: unknown model {unknown[0]!r}; choose from {', '.join(sorted(MODELS))}")
     require_matplotlib("minivision demo draws its predictions and training curves")
     args.device = resolve_device(args.device)
+    for name in names:  # every model's options and memory plan, before the first is trained
+        plan_training(name, "shapes", epochs=args.epochs, train_images=args.train_images, device=args.device)
     print(f"running on {'the GPU (cuda)' if args.device == 'cuda' else 'the CPU'}")
     for name in names:
         _demo_one(name, args, Path(args.out) / name)

@@ -74,31 +74,49 @@ def _check_option(name: str, value, low, high=None) -> None:
         raise UsageError(f"{name} must be {bound}, got {value}")
 
 
+def _training_options(name: str, epochs, batch_size, lr, train_images, image_size) -> dict:
+    """The options of a training run, each unset (None) one from the model's recipe, each
+    range-checked."""
+    recipe = RECIPES[name]
+    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "train_images": train_images}
+    options = {k: getattr(recipe, k) if v is None else v for k, v in options.items()}
+    for option, low, high in (("epochs", 1, None), ("batch_size", 1, None), ("train_images", 1, None)):
+        _check_option("--" + option.replace("_", "-"), options[option], low, high)
+    _check_option("--image-size", image_size, 1, MAX_IMAGE_SIZE)
+    if not (np.isfinite(options["lr"]) and options["lr"] >= 0):
+        raise UsageError(f"--lr must be a finite number >= 0, got {options['lr']}")
+    return options
+
+
+def plan_training(name: str, data: str, *, epochs=None, batch_size=None, lr=None, train_images=None,
+                  image_size: int = 64, device: str = "cpu"):
+    """Check a training run's options and memory plan without building or training anything;
+    return (options, training set, validation set)."""
+    cls = model_class(name)
+    options = _training_options(name, epochs, batch_size, lr, train_images, image_size)
+    max_objects = RECIPES[name].max_objects
+    train_set = make_dataset(data, "train", image_size, cls.task, max_objects, options["train_images"])
+    val_set = make_dataset(data, "val", image_size, cls.task, max_objects)
+    batch_size = options["batch_size"]
+    _check_fits(f"training {name} at --image-size {image_size} with --batch-size {batch_size}",
+                lambda cheap: plan_run(cls, train_set.num_classes, image_size, batch_size, training=True,
+                                       num_images=len(train_set), cheap_only=cheap),
+                "--batch-size, --image-size or --train-images", device)
+    return options, train_set, val_set
+
+
 def train_model(name: str, data: str, out, *, epochs=None, batch_size=None, lr=None, train_images=None,
                 image_size: int = 64, device: str = "cpu", resume: bool = False, progress: bool = True,
                 seed: int = 0):
     """Train a registered model's tiny configuration; write ``out/checkpoint.npz`` after
     every epoch. Unset (None) hyper-parameters come from the model's recipe; ``seed`` fixes
-    the initial weights (and dropout), so a run repeats exactly on the CPU. The memory plan
-    is checked before anything is built. Returns (model, history, validation loader)."""
+    the initial weights (and dropout), so a run repeats exactly on the CPU. The options and
+    the memory plan are checked before anything is built (``plan_training``).
+    Returns (model, history, validation loader)."""
     cls = model_class(name)
-    recipe = RECIPES[name]
-    epochs = recipe.epochs if epochs is None else epochs
-    batch_size = recipe.batch_size if batch_size is None else batch_size
-    lr = recipe.lr if lr is None else lr
-    train_images = recipe.train_images if train_images is None else train_images
-    for option, value, low, high in (("--epochs", epochs, 1, None), ("--batch-size", batch_size, 1, None),
-                                     ("--train-images", train_images, 1, None),
-                                     ("--image-size", image_size, 1, MAX_IMAGE_SIZE)):
-        _check_option(option, value, low, high)
-    if not (np.isfinite(lr) and lr >= 0):
-        raise UsageError(f"--lr must be a finite number >= 0, got {lr}")
-    train_set = make_dataset(data, "train", image_size, cls.task, recipe.max_objects, train_images)
-    val_set = make_dataset(data, "val", image_size, cls.task, recipe.max_objects)
-    _check_fits(f"training {name} at --image-size {image_size} with --batch-size {batch_size}",
-                lambda cheap: plan_run(cls, train_set.num_classes, image_size, batch_size, training=True,
-                                       num_images=len(train_set), cheap_only=cheap),
-                "--batch-size, --image-size or --train-images", device)
+    options, train_set, val_set = plan_training(name, data, epochs=epochs, batch_size=batch_size, lr=lr,
+                                                train_images=train_images, image_size=image_size, device=device)
+    epochs, batch_size, lr = options["epochs"], options["batch_size"], options["lr"]
     os.makedirs(out, exist_ok=True)
     mv.manual_seed(seed)
     model = cls.tiny(train_set.num_classes, image_size).to(device)
@@ -109,7 +127,7 @@ def train_model(name: str, data: str, out, *, epochs=None, batch_size=None, lr=N
         images, targets = batch
         return m.loss(images.to(device), targets)
 
-    meta = make_meta(name, model, data, train_set.class_names, recipe.max_objects)
+    meta = make_meta(name, model, data, train_set.class_names, RECIPES[name].max_objects)
     history = fit(model, loader(train_set, batch_size, shuffle=True), opt, loss_fn, epochs,
                   scheduler=optim.CosineAnnealingLR(opt, epochs),
                   evaluate=lambda m, epoch: evaluate_model(m, _on_device(val_loader, device)),

@@ -117,3 +117,11 @@ def test_demo_without_matplotlib_stops_before_training(tmp_path):
     assert_one_line_error(result, "minivision demo draws its predictions and training curves with matplotlib, "
                                   "which is not installed: pip install 'minivision[viz]'")
     assert "training" not in result.stdout and not (tmp_path / "demo").exists()
+
+
+def test_demo_checks_every_models_plan_before_training_the_first(tmp_path):
+    env = dict(subprocess_env(), MINIVISION_MEMORY_LIMIT="150M")  # the localizer fits, the U-Net does not
+    result = subprocess.run([sys.executable, "-m", "minivision", "demo", "--models", "localizer,unet", "--out", "demo"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert_one_line_error(result, "training unet at --image-size 64 with --batch-size 32 needs about")
+    assert "[localizer] training" not in result.stdout and not (tmp_path / "demo").exists()

@@ -125,3 +125,16 @@ def test_demo_checks_every_models_plan_before_training_the_first(tmp_path):
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert_one_line_error(result, "training unet at --image-size 64 with --batch-size 32 needs about")
     assert "[localizer] training" not in result.stdout and not (tmp_path / "demo").exists()
+
+
+@pytest.mark.parametrize("options, text", [
+    (["--image-size", "8192"], "needs at least 25.8 GB (its batch of 32 images 25.8 GB"),
+    (["--train-images", "100000000000"], "data index 1.6 TB)"),
+    (["--image-size", "1024"], "; --batch-size "),
+])
+def test_runs_too_large_for_memory_are_refused_in_one_line(tmp_path, options, text):
+    env = dict(subprocess_env(), MINIVISION_MEMORY_LIMIT="16G")
+    result = subprocess.run([sys.executable, "-m", "minivision", "train", "yolo", *options, "--out", "run"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert_one_line_error(result, text)
+    assert "is allowed by MINIVISION_MEMORY_LIMIT" in result.stderr and not (tmp_path / "run").exists()

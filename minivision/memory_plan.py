@@ -102,43 +102,48 @@ class MemoryPlan:
                 f"workspace {format_bytes(self.workspace)}, data index {format_bytes(self.indices)})")
 
 
-def _probe(model_class, num_classes: int, batch_size: int, training: bool) -> int:
-    """Bytes one step allocates on top of its inputs: a loss and its backward in training,
-    else a forward pass without gradients, on ``batch_size`` synthetic PROBE_SIZE images.
-    The step runs twice and the second is measured."""
+def _probe(model, training: bool) -> tuple[int, int]:
+    """Bytes one step of ``model`` (built at PROBE_SIZE) allocates on top of its inputs, at
+    each of PROBE_BATCHES synthetic images: a loss and its backward in training, else a
+    forward pass without gradients. One unmeasured step runs first."""
     from minivision.data import Shapes
     from minivision.tensor import tensor
 
-    model = model_class.tiny(num_classes, PROBE_SIZE).train(training)
-    data = Shapes(batch_size, image_size=PROBE_SIZE, min_objects=1, max_objects=1, seed=0)
-    images = tensor(np.stack([data[i][0] for i in range(batch_size)]))
-    targets = [data[i][1] for i in range(batch_size)]
+    data = Shapes(max(PROBE_BATCHES), image_size=PROBE_SIZE, min_objects=1, max_objects=1, seed=0)
+    samples = [data[i] for i in range(max(PROBE_BATCHES))]
+    model.train(training)
 
-    def step():
+    def step(batch_size):
+        images = tensor(np.stack([image for image, _ in samples[:batch_size]]))
         if training:
-            model.loss(images, targets).backward()
+            model.loss(images, [target for _, target in samples[:batch_size]]).backward()
         else:
             with no_grad():
                 model(images)
 
-    step()
+    step(PROBE_BATCHES[0])
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
         tracemalloc.start()
-    tracemalloc.reset_peak()
-    before = tracemalloc.get_traced_memory()[0]
-    step()
-    peak = tracemalloc.get_traced_memory()[1] - before
+    peaks = []
+    for batch_size in PROBE_BATCHES:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        step(batch_size)
+        peaks.append(tracemalloc.get_traced_memory()[1] - before)
     if not was_tracing:
         tracemalloc.stop()
-    return peak
+    return peaks[0], peaks[1]
+
+
+def _nbytes(model) -> int:
+    return sum(p.data.nbytes for p in model.parameters())
 
 
 def _weight_bytes(model_class, num_classes: int, image_size: int) -> int:
     """The weights' bytes at ``image_size``, from models built at PROBE_SIZE and twice that:
     a constant part plus a part that grows with the image's area."""
-    small, large = (sum(p.data.nbytes for p in model_class.tiny(num_classes, s).parameters())
-                    for s in (PROBE_SIZE, 2 * PROBE_SIZE))
+    small, large = (_nbytes(model_class.tiny(num_classes, s)) for s in (PROBE_SIZE, 2 * PROBE_SIZE))
     per_area = (large - small) / (3 * PROBE_SIZE**2)
     return int(small + per_area * (image_size**2 - PROBE_SIZE**2))
 
@@ -152,7 +157,7 @@ def plan_run(model_class, num_classes: int, image_size: int, batch_size: int, *,
     indices = 16 * num_images if training else 0
     if cheap_only:
         return MemoryPlan(batch_size, 0, indices, 0, image, probed=False)
-    small, large = (_probe(model_class, num_classes, n, training) for n in PROBE_BATCHES)
+    small, large = _probe(model_class.tiny(num_classes, PROBE_SIZE), training)
     area = (image_size / PROBE_SIZE) ** 2
     step_per_image = max(large - small, 0) / (PROBE_BATCHES[1] - PROBE_BATCHES[0]) * area
     # the fixed part is scaled with the area too: part of it is per-image work done once

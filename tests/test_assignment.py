@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from minivision.assignment import PARTS, check_parts, grade, make_student_copy
-from minivision.assignment.grade import _last_error, _score
+from minivision.assignment.grade import Outcomes, _last_error, _score
 from minivision.assignment.make import package_sources
 from minivision.assignment.markers import find_regions, render
 from minivision.assignment.notebook import percent_to_notebook
@@ -149,15 +149,16 @@ def test_every_part_has_a_region_in_the_library():
 
 
 def test_scores_count_each_selected_test_and_name_the_first_failure():
-    module = "tests.functional.test_activation"
-    outcomes = {(module, "test_activations_match_torch[sigmoid-cpu]"): (True, ""),
-                (module, "test_activations_match_torch[relu-cpu]"): (False, "NotImplementedError: relu: write")}
-    score = _score("sigmoid", outcomes, "")
+    activation = "tests/functional/test_activation.py"
+    match = f"{activation}::test_activations_match_torch[sigmoid-cpu]"
+    relu = f"{activation}::test_activations_match_torch[relu-cpu]"  # another part's test
+    outcomes = Outcomes(collected=[match, relu], results={match: (True, ""), relu: (False, "NotImplementedError")})
+    score = _score("sigmoid", outcomes)
     assert (score.passed, score.total, score.points, score.max_points) == (1, 2, 2.5, 5)
-    assert score.message == "tests/functional/test_activation.py::test_activations_gradcheck[sigmoid] did not run"
-    broken = _score("sigmoid", {("", module): (False, "ImportError: no F")}, "")  # the module did not collect
+    assert score.message == f"{activation}::test_activations_gradcheck[sigmoid] did not run"
+    broken = _score("sigmoid", Outcomes(collect_errors={activation: "ImportError: no F"}))  # the file did not collect
     assert (broken.passed, broken.total, broken.message) == (0, 2, "ImportError: no F")
-    assert _score("relu", {}, "the test run broke (exit status -11)").message.endswith("(exit status -11)")
+    assert _score("relu", Outcomes(broke="the test run broke (exit status -11)")).message.endswith("(exit status -11)")
     assert _last_error("collecting\nE   ImportError: cannot import x\n1 error") == "ImportError: cannot import x"
 
 

@@ -1,31 +1,53 @@
 """Grade a copy of the package with the instructor's tests, part by part.
 
-The instructor's ``tests/`` are copied to a scratch folder and run by pytest in a
-subprocess whose ``PYTHONPATH`` starts with the graded folder, so ``import minivision``
-there finds the graded package and never the instructor's (the scratch folder holds no
-package; the student copy holds no tests). A small plugin (``pytest_grading.py``) turns
-off Hypothesis's shrinking: a grade needs pass or fail, not a minimal example. One pytest
-run covers all parts; if it dies (a crash in a student's Numba kernel, say), each part is
-run on its own so one crash costs only its part.
+Each part runs in its own pytest subprocess, from a scratch folder made fresh for that run:
+a copy of the instructor's ``tests/``, of the grading plugin (``pytest_grading.py``), and of
+the copy's ``minivision`` package alone in a folder that starts ``PYTHONPATH`` (so nothing
+else of the copy is importable, and it can shadow nothing: no ``pytest``, no
+``sitecustomize``). ``import minivision`` is tried first, in a subprocess of its own. Each
+subprocess has ``timeout`` seconds; one that runs out is killed with its whole process group
+and costs its part all its points ("part iou timed out after 300 s"), never a hang. POSIX
+only (process groups).
+
+What the graded code can write is never read as a result: no report file, no output (read
+for a message only), no exit status (read only to say that a run broke). The plugin, which
+pytest imports before the graded package, sends each test's outcome as it is reported on a
+socket that only the grader reads, each line beginning with a token that the graded code is
+never given (see ``runner.py``). A part's score counts the tests that its node ids select
+among those pytest collected: a test without a passing setup, call and teardown fails, a
+test that never reported (the run exited, crashed or hung first) fails, and a node id that
+selected nothing counts as one failed test. Records of other tests are ignored. A run during
+which a file under ``tests/`` changed scores nothing.
+
+The limit: the graded package runs inside the pytest process, with the rights of whoever
+grades. Code written against the grading itself is not stopped there: replacing pytest's
+reports or hooks, calling the plugin or reading its token from memory, patching the checks
+the tests call (NumPy's, the tests' helpers) from inside a test, changing a test file and
+restoring it between two checks, or reaching outside the process (other files, other
+processes, a process that leaves the group with ``setsid``). Read the code of a copy whose
+grade looks wrong, and grade copies you do not trust in a sandbox (a container) with nothing
+else at stake.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass
-from functools import partial
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from minivision.assignment.make import MANIFEST, REPO_ROOT
+from minivision.assignment import runner
+from minivision.assignment.make import MANIFEST, PACKAGE, REPO_ROOT
 from minivision.assignment.parts import PARTS, check_parts
 
 PLUGIN = "minivision_grading"  # pytest_grading.py, as copied beside the tests (importable from there)
 PYTEST_FINISHED = (0, 1)  # all passed / some failed; anything else means the run itself broke
+DEFAULT_TIMEOUT = 300.0  # seconds for one step; the slowest part (nms) takes about 30 s on 2 busy CPU cores
+PROBE_MARK = "minivision imported from "
+COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache")
 
 
 @dataclass
@@ -40,41 +62,70 @@ class PartScore:
     message: str = ""
 
 
-def _environment(student_dir: Path) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(student_dir)] + [p for p in [env.get("PYTHONPATH")] if p])
+@dataclass
+class Outcomes:
+    """What one pytest run reported: the node ids it ``collected`` (and kept), the
+    ``results`` of the tests that reported all their phases (node id -> (passed, message)),
+    the ``collect_errors`` of test files (file node id -> message), and why the run
+    ``broke``, if it did ("" otherwise)."""
+
+    collected: list = field(default_factory=list)
+    results: dict = field(default_factory=dict)
+    collect_errors: dict = field(default_factory=dict)
+    broke: str = ""
+
+
+def _environment(package_root: Path) -> dict:
+    """The subprocesses' environment: ``package_root`` (which holds the graded package and
+    nothing else) first on PYTHONPATH, no bytecode written (so nothing legitimate adds files
+    beside the tests), and no setting that would move sys.path or the bytecode cache."""
+    env = {name: value for name, value in os.environ.items() if name not in ("PYTHONSAFEPATH", "PYTHONPYCACHEPREFIX")}
+    env["PYTHONPATH"] = os.pathsep.join([str(package_root)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 
-def _import_error(student_dir: Path, env: dict, cwd: str) -> str:
-    """'' when the graded package imports, from ``student_dir``; else why not, in one line."""
-    probe = "import minivision, sys; sys.stdout.write(minivision.__file__)"
-    result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=cwd, capture_output=True, text=True,
-                            check=False)
-    if result.returncode:
-        lines = result.stderr.strip().splitlines() or ["(no output)"]
-        return f"the package does not import: {lines[-1]}"
-    where = Path(result.stdout.strip()).resolve()
-    if student_dir.resolve() not in where.parents:
-        raise ValueError(f"import minivision found {where}, not the package in {student_dir}")
-    return ""
+def _check_timeout(timeout) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, got {timeout!r} ({type(timeout).__name__})")
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout must be a positive, finite number of seconds, got {timeout!r}")
+    return float(timeout)
 
 
-def _module(node_id: str) -> str:
-    """'tests/a/test_b.py::test_c' -> 'tests.a.test_b', the module as junit names it."""
-    return node_id.split("::")[0].removesuffix(".py").replace("/", ".")
+def _stage(student: Path, repo: Path, into: Path) -> None:
+    """The pristine files of every run: the graded package alone in ``package/``, the
+    instructor's tests, and the plugin."""
+    shutil.copytree(student / PACKAGE, into / "package" / PACKAGE)  # its __pycache__ too: Numba's compiled kernels
+    shutil.copytree(repo / "tests", into / "tests", ignore=COPY_IGNORE)
+    shutil.copy(Path(__file__).with_name("pytest_grading.py"), into / f"{PLUGIN}.py")
 
 
-def _selector_key(node_id: str) -> tuple[str, str]:
-    """'tests/a/test_b.py::test_c[x]' -> ('tests.a.test_b', 'test_c[x]'): junit's
-    classname (with any test class) and name."""
-    names = node_id.split("::")[1:]
-    return ".".join([_module(node_id)] + names[:-1]), names[-1]
+def _fresh(pristine: Path, run_dir: Path) -> Path:
+    """``run_dir`` made anew from ``pristine``, whatever an earlier run did to it."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.copytree(pristine, run_dir)
+    return run_dir
 
 
-def _matches(node_id: str, classname: str, name: str) -> bool:
-    want_class, want_name = _selector_key(node_id)
-    return classname == want_class and (name == want_name or name.startswith(want_name + "["))
+def _import_error(run_dir: Path, env: dict, timeout: float) -> str | None:
+    """'' when the graded package imports (from ``run_dir/package``); else why not, in one
+    line; None when the import ran out of time. The graded code runs here: whatever it does
+    instead of finishing the import (exit early, change ``__file__``) fails every part."""
+    probe = f"import minivision, sys; print('\\n{PROBE_MARK}' + minivision.__file__)"
+    finished = runner.run([sys.executable, "-c", probe], env, run_dir, timeout)
+    if finished.status is None:
+        return None
+    found = [line[len(PROBE_MARK):] for line in finished.output.splitlines() if line.startswith(PROBE_MARK)]
+    if finished.status:
+        why = _last_error(finished.output)
+    elif not found:
+        why = "import minivision exited (status 0) before it finished"
+    elif (run_dir / "package").resolve() not in Path(found[-1]).resolve().parents:
+        why = f"import minivision found {found[-1]}, not the graded copy"
+    else:
+        return ""
+    return f"the package does not import: {why}"
 
 
 def _last_error(output: str) -> str:
@@ -85,49 +136,76 @@ def _last_error(output: str) -> str:
     return (errors or lines or ["no output"])[-1]
 
 
-def _run_tests(node_ids, env: dict, scratch: Path, pyproject: Path, timeout: float):
-    """Run the tests; return (outcomes, why): outcomes maps (classname, name) to
-    (passed, message), why says what broke when the run did not finish."""
-    report = scratch / "report.xml"
-    report.unlink(missing_ok=True)
-    settings = ["-c", str(pyproject)] if pyproject.exists() else []  # the instructor's pytest settings (markers)
-    command = [sys.executable, "-m", "pytest", "-q", *settings, "--rootdir", str(scratch), "-p", "no:cacheprovider",
-               "-p", PLUGIN, "--continue-on-collection-errors", "-m", "not gpu", f"--junitxml={report}", *node_ids]
-    try:
-        result = subprocess.run(command, env=env, cwd=scratch, capture_output=True, text=True, timeout=timeout,
-                                check=False)
-    except subprocess.TimeoutExpired:
-        return {}, f"the tests ran out of time ({timeout:.0f} s)"
-    if result.returncode not in PYTEST_FINISHED or not report.exists():
-        return {}, f"the test run broke (exit status {result.returncode}): {_last_error(result.stdout + result.stderr)}"
-    outcomes = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        problem = next((child for child in case if child.tag in ("failure", "error", "skipped")), None)
-        message = "" if problem is None else ((problem.get("message") or "").strip() or problem.tag).splitlines()[0]
-        key = (case.get("classname", ""), case.get("name", ""))
-        if key not in outcomes or outcomes[key][0]:  # a later error (in teardown) outranks a pass
-            outcomes[key] = (problem is None, message)
-    return outcomes, ""
+def _message(record: dict) -> str:
+    """A failed report's one-line reason: the first line of its exception message (or skip
+    reason), else its last error line."""
+    crash = (record.get("crash") or "").strip()
+    return crash.splitlines()[0] if crash else _last_error(record.get("text") or record.get("outcome", "failed"))
 
 
-def _score(part: str, outcomes: dict, why: str) -> PartScore:
-    """A part's row: the results of the tests its node ids select. A node id that selected
-    nothing counts as one failed test, failed for its module's collection error if any."""
+def _outcomes(finished: runner.Finished) -> Outcomes:
+    """A run's records as Outcomes: a test's result needs its teardown report, and passes
+    only when every report of it passed; a change to the tests voids every result."""
+    outcomes = Outcomes()
+    reports, changed = {}, []
+    for record in finished.records:
+        event = record.get("event")
+        if event == "collected":
+            outcomes.collected = list(record["nodeids"])
+        elif event == "collect_error":
+            outcomes.collect_errors.setdefault(record["nodeid"], _message(record))
+        elif event == "report":
+            reports.setdefault(record["nodeid"], []).append(record)
+        elif event == "changed":
+            changed = record["files"]
+    for node_id, phases in reports.items():
+        if any(phase["when"] == "teardown" for phase in phases):
+            failures = [_message(phase) for phase in phases if phase["outcome"] != "passed"]
+            outcomes.results[node_id] = (not failures, failures[0] if failures else "")
+    if changed:
+        outcomes.results = {}
+        outcomes.broke = f"the run changed the instructor's tests: {', '.join(changed[:3])}"
+    elif finished.status not in PYTEST_FINISHED:
+        outcomes.broke = f"the test run broke (exit status {finished.status}): {_last_error(finished.output)}"
+    return outcomes
+
+
+def _selects(node_id: str, test: str) -> bool:
+    """Whether a part's node id selects a collected test: the same, or one of its
+    parametrizations ('...::test_x' selects '...::test_x[cpu]')."""
+    return test == node_id or test.startswith((node_id + "[", node_id + "::"))
+
+
+def _score(part: str, outcomes: Outcomes) -> PartScore:
+    """A part's row: the results of the collected tests its node ids select. A node id that
+    selected nothing counts as one failed test, failed for its file's collection error if
+    any; a selected test that never reported fails."""
     spec = PARTS[part]
-    passed = total = 0
-    messages = []
+    results = []
     for node_id in spec.tests:
-        selected = [result for (cls, name), result in outcomes.items() if _matches(node_id, cls, name)]
+        selected = [test for test in dict.fromkeys(outcomes.collected) if _selects(node_id, test)]
         if not selected:
-            selected = [outcomes.get(("", _module(node_id)), (False, why or f"{node_id} did not run"))]
-        total += len(selected)
-        passed += sum(ok for ok, _ in selected)
-        messages += [message for ok, message in selected if not ok]
-    points = round(spec.points * passed / total, 2)
-    return PartScore(part, passed, total, points, spec.points, messages[0] if messages else "")
+            module = node_id.split("::")[0]
+            results.append((False, outcomes.collect_errors.get(module) or outcomes.broke or f"{node_id} did not run"))
+        results += [outcomes.results.get(test)
+                    or (False, outcomes.broke or f"{test} reported no result before the test process ended")
+                    for test in selected]
+    passed = sum(ok for ok, _ in results)
+    messages = [message for ok, message in results if not ok]
+    points = round(spec.points * passed / len(results), 2)
+    return PartScore(part, passed, len(results), points, spec.points, messages[0] if messages else "")
 
 
-def grade(student_dir, parts=None, repo_root=None, json_path=None, timeout: float = 600) -> list[PartScore]:
+def _run_part(part: str, run_dir: Path, env: dict, pyproject: Path, timeout: float) -> runner.Finished:
+    """One part's tests in a pytest subprocess, its outcomes sent on the plugin's socket."""
+    settings = ["-c", str(pyproject)] if pyproject.exists() else []  # the instructor's pytest settings (markers)
+    command = [sys.executable, "-m", "pytest", "-q", *settings, "--rootdir", str(run_dir), "-p", "no:cacheprovider",
+               "-p", PLUGIN, "--continue-on-collection-errors", "-m", "not gpu", *PARTS[part].tests]
+    return runner.run(command, env, run_dir, timeout, channel=True)
+
+
+def grade(student_dir, parts=None, repo_root=None, json_path=None,
+          timeout: float = DEFAULT_TIMEOUT) -> list[PartScore]:
     """Run the instructor's tests of each part against the package in ``student_dir``.
 
     Args:
@@ -139,37 +217,48 @@ def grade(student_dir, parts=None, repo_root=None, json_path=None, timeout: floa
             grade against your own list.
         repo_root: the instructor repository whose ``tests/`` grade (default: this one).
         json_path: where to write the scores as JSON, if anywhere.
-        timeout: seconds one pytest run may take.
+        timeout: seconds that ``import minivision``, and then each part's test run, may
+            take; a part that runs out scores 0 ("part iou timed out after 300 s").
     Returns:
         one ``PartScore`` per part, in the order of ``parts``.
     """
+    timeout = _check_timeout(timeout)
     student = Path(student_dir).resolve()
     repo = Path(repo_root).resolve() if repo_root else REPO_ROOT
-    if not (student / "minivision" / "__init__.py").exists():
-        raise ValueError(f"{student} holds no minivision package (expected {student / 'minivision' / '__init__.py'})")
+    if not (student / PACKAGE / "__init__.py").exists():
+        raise ValueError(f"{student} holds no minivision package (expected {student / PACKAGE / '__init__.py'})")
     if parts is None:
         manifest = student / MANIFEST
         parts = json.loads(manifest.read_text())["parts"] if manifest.exists() else list(PARTS)
     parts = check_parts(parts)
-    env = _environment(student)
-    with tempfile.TemporaryDirectory(prefix="minivision-grade-") as tmp:
-        scratch = Path(tmp)
-        shutil.copytree(repo / "tests", scratch / "tests",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache"))
-        shutil.copy(Path(__file__).with_name("pytest_grading.py"), scratch / f"{PLUGIN}.py")
-        why = _import_error(student, env, tmp)
-        if why:
-            scores = [_score(part, {}, why) for part in parts]
-        else:
-            run = partial(_run_tests, env=env, scratch=scratch, pyproject=repo / "pyproject.toml", timeout=timeout)
-            outcomes, why = run([node_id for part in parts for node_id in PARTS[part].tests])
-            if why and len(parts) > 1:
-                scores = [_score(part, *run(PARTS[part].tests)) for part in parts]
-            else:
-                scores = [_score(part, outcomes, why) for part in parts]
+    with tempfile.TemporaryDirectory(prefix="minivision-grade-", ignore_cleanup_errors=True) as tmp:
+        pristine = Path(tmp, "pristine")
+        _stage(student, repo, pristine)
+        scores = _grade_parts(parts, pristine, Path(tmp, "run"), repo / "pyproject.toml", timeout)
     if json_path:
         write_json(scores, json_path)
     return scores
+
+
+def _grade_parts(parts, pristine: Path, run_dir: Path, pyproject: Path, timeout: float) -> list[PartScore]:
+    """Try the import, then run each part, each from a fresh ``run_dir``."""
+    env = _environment(run_dir / "package")
+    why = _import_error(_fresh(pristine, run_dir), env, timeout)
+    if why is None:
+        return [_timed_out(_score(part, Outcomes()), timeout, ": import minivision did not finish") for part in parts]
+    if why:
+        return [_score(part, Outcomes(broke=why)) for part in parts]
+    scores = []
+    for part in parts:
+        finished = _run_part(part, _fresh(pristine, run_dir), env, pyproject, timeout)
+        score = _score(part, _outcomes(finished))
+        scores.append(score if finished.status is not None else _timed_out(score, timeout))
+    return scores
+
+
+def _timed_out(score: PartScore, timeout: float, why: str = "") -> PartScore:
+    """``score`` with no points, for a part whose run (or import) ran out of time."""
+    return replace(score, passed=0, points=0.0, message=f"part {score.part} timed out after {timeout:g} s{why}")
 
 
 def write_json(scores, path) -> None:

@@ -1,0 +1,112 @@
+"""Numba kernels for RoI max pooling and RoI align on the CPU, twins of ``_roi_cuda``.
+
+The geometry (each bin's rows and columns, each sample's bilinear taps) is computed in
+``roi_pool``/``roi_align`` with array ops; these loops do the per-channel work with the
+arithmetic of torchvision's CPU kernels, in its order and its dtype, so results are
+equal to the bit. Forward kernels take a share of the RoIs; backward kernels take a
+share of the channels and walk the RoIs in order inside each, so every input gradient
+adds up its terms in torchvision's order, and no two workers write one element.
+"""
+from __future__ import annotations
+
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def roi_pool_rois(x, batch, h_bins, w_bins, lowest, out, switches):
+    """out[k, c, i, j] = max of x[batch[k], c] over rows h_bins[k, i] = [start, stop) and
+    columns w_bins[k, j]; switches[k, c, i, j] = h * W + w of that maximum. torchvision's
+    rule: the running maximum starts at ``lowest`` (-FLT_MAX) and is replaced only by a
+    strictly greater value, in row-major order (ties keep the first; NaN never wins); a
+    bin with no value in it, or none above -FLT_MAX, keeps 0 or -FLT_MAX and switch -1."""
+    rois, channels, out_h, out_w = out.shape
+    width = x.shape[3]
+    for k in range(rois):
+        for c in range(channels):
+            plane = x[batch[k], c]
+            for i in range(out_h):
+                h_start, h_stop = h_bins[k, i, 0], h_bins[k, i, 1]
+                for j in range(out_w):
+                    w_start, w_stop = w_bins[k, j, 0], w_bins[k, j, 1]
+                    best, arg = lowest, -1
+                    if h_stop <= h_start or w_stop <= w_start:
+                        best = out.dtype.type(0)
+                    for h in range(h_start, h_stop):
+                        for w in range(w_start, w_stop):
+                            if plane[h, w] > best:
+                                best, arg = plane[h, w], h * width + w
+                    out[k, c, i, j] = best
+                    switches[k, c, i, j] = arg
+
+
+@njit(cache=True, nogil=True)
+def roi_pool_backward_channels(grad, switches, batch, grad_x):
+    """grad_x[batch[k], c].flat[switches[k, c, i, j]] += grad[k, c, i, j] for every (k, i, j)
+    in order, skipping switch -1; grad_x starts at zero."""
+    rois, channels, out_h, out_w = grad.shape
+    width = grad_x.shape[3]
+    for c in range(channels):
+        for k in range(rois):
+            for i in range(out_h):
+                for j in range(out_w):
+                    at = switches[k, c, i, j]
+                    if at >= 0:
+                        grad_x[batch[k], c, at // width, at % width] += grad[k, c, i, j]
+
+
+@njit(cache=True, nogil=True)
+def roi_align_rois(x, batch, grids, count, y_taps, y_weights, x_taps, x_weights, out):
+    """out[k, c, i, j] = the mean over bin (i, j)'s grids[k] = (grid_h, grid_w) samples of
+    x[batch[k], c] read bilinearly. A sample's rows are y_taps[k, i, iy] = (low, high) with
+    weights y_weights[k, i, iy] = (ly, hy) (columns alike); taps of -1 mark a sample off the
+    map, which reads position 0 with weight 0 as torchvision's does. Sums in torchvision's
+    order, then divides by count[k] = max(grid_h * grid_w, 1)."""
+    rois, channels, out_h, out_w = out.shape
+    for k in range(rois):
+        grid_h, grid_w = grids[k, 0], grids[k, 1]
+        for c in range(channels):
+            plane = x[batch[k], c]
+            for i in range(out_h):
+                for j in range(out_w):
+                    total = out.dtype.type(0)
+                    for iy in range(grid_h):
+                        y_low, y_high = y_taps[k, i, iy, 0], y_taps[k, i, iy, 1]
+                        ly, hy = y_weights[k, i, iy, 0], y_weights[k, i, iy, 1]
+                        for ix in range(grid_w):
+                            x_low, x_high = x_taps[k, j, ix, 0], x_taps[k, j, ix, 1]
+                            lx, hx = x_weights[k, j, ix, 0], x_weights[k, j, ix, 1]
+                            if y_low < 0 or x_low < 0:
+                                v1 = v2 = v3 = v4 = plane[0, 0]
+                            else:
+                                v1, v2 = plane[y_low, x_low], plane[y_low, x_high]
+                                v3, v4 = plane[y_high, x_low], plane[y_high, x_high]
+                            total += hy * hx * v1 + hy * lx * v2 + ly * hx * v3 + ly * lx * v4
+                    out[k, c, i, j] = total / count[k]
+
+
+@njit(cache=True, nogil=True)
+def roi_align_backward_channels(grad, batch, grids, count, y_taps, y_weights, x_taps, x_weights, grad_x):
+    """The adjoint of ``roi_align_rois``: each sample adds grad * w / count to its four taps,
+    in torchvision's order (k, i, j, iy, ix, then the taps); samples off the map add
+    nothing. grad_x starts at zero."""
+    rois, channels, out_h, out_w = grad.shape
+    for c in range(channels):
+        for k in range(rois):
+            plane = grad_x[batch[k], c]
+            for i in range(out_h):
+                for j in range(out_w):
+                    g = grad[k, c, i, j]
+                    for iy in range(grids[k, 0]):
+                        y_low, y_high = y_taps[k, i, iy, 0], y_taps[k, i, iy, 1]
+                        ly, hy = y_weights[k, i, iy, 0], y_weights[k, i, iy, 1]
+                        if y_low < 0:
+                            continue
+                        for ix in range(grids[k, 1]):
+                            x_low, x_high = x_taps[k, j, ix, 0], x_taps[k, j, ix, 1]
+                            lx, hx = x_weights[k, j, ix, 0], x_weights[k, j, ix, 1]
+                            if x_low < 0:
+                                continue
+                            plane[y_low, x_low] += g * (hy * hx) / count[k]
+                            plane[y_low, x_high] += g * (hy * lx) / count[k]
+                            plane[y_high, x_low] += g * (ly * hx) / count[k]
+                            plane[y_high, x_high] += g * (ly * lx) / count[k]

@@ -25,12 +25,20 @@ from minivision.functional.loss import (
     smooth_l1_loss,
 )
 from minivision.functional.norm import batch_norm
-from minivision.functional.pool import avg_pool2d, max_pool2d, max_unpool2d
+from minivision.functional.pool import (
+    adaptive_avg_pool2d,
+    adaptive_max_pool2d,
+    avg_pool2d,
+    max_pool2d,
+    max_unpool2d,
+)
 from minivision.functional.shape import pad
 from minivision.functional.upsample import interpolate
 from minivision.functional import tensor_methods  # noqa: F401  (binds Tensor methods)
 
 __all__ = [
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
     "avg_pool2d",
     "batch_norm",
     "binary_cross_entropy_with_logits",

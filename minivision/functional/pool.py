@@ -7,8 +7,16 @@ max unpooling a scatter to them (its gradient gathers). The switches, scatters a
 gathers are Numba loops over planes on the CPU and CUDA kernels on the GPU
 (``_pool_cuda``, where the pooling gradient is a deterministic gather per input pixel);
 float16 takes the same ops written with ``xp``.
+
+Adaptive pooling fixes the output size instead of the window: bin ``i`` of ``out`` along an
+axis of ``n`` pixels covers ``[floor(i * n / out), ceil((i + 1) * n / out))`` (PyTorch's bins,
+which overlap by a pixel where ``out`` does not divide ``n``). Its max pooling gathers each
+bin's pixels and takes the first maximum, giving max_pool2d's switches; its average pooling
+is linear and separable, a matrix of bin means on each side.
 """
 from __future__ import annotations
+
+import numbers
 
 import numpy as np
 
@@ -150,18 +158,20 @@ class _GatherAtSwitches(Function):
     ``values`` to save a second pass. The gradient scatters (adds) back to the switches;
     on the GPU each input pixel gathers it from the windows ``win`` that reach it. A window
     that holds no input pixel depends on no input and passes no gradient (as PyTorch's CUDA
-    kernel; its CPU one sends it to the switch, outside the window): its switch becomes -1."""
+    kernel; its CPU one sends it to the switch, outside the window): its switch becomes -1.
+    Without ``win`` (adaptive bins, each holding a pixel) the gradient always scatters."""
 
     def forward(self, x, switches=None, values=None, win=None):
-        reads = _windows_reading_input(win, x.shape[2:], switches.shape[2:])
-        if not reads.all():
-            xp = get_array_module(switches)
-            switches = xp.where(xp.asarray(reads), switches, -1)
+        if win is not None:
+            reads = _windows_reading_input(win, x.shape[2:], switches.shape[2:])
+            if not reads.all():
+                xp = get_array_module(switches)
+                switches = xp.where(xp.asarray(reads), switches, -1)
         self.switches, self.x_shape, self.win = switches, x.shape, win
         return values
 
     def backward(self, grad):
-        if cuda_kernels_apply(grad):
+        if self.win is not None and cuda_kernels_apply(grad):
             return _pool_cuda.max_pool_backward(grad, self.switches, self.win, self.x_shape)
         return _scatter(grad, self.switches, self.x_shape, accumulate=True)
 
@@ -277,3 +287,89 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     xp = get_array_module(raw(input))
     divisors = _avg_divisors(xp, input.shape[2:], win, out_hw, count_include_pad, divisor_override)
     return _AvgPool2d.apply(input, win=win, out_hw=out_hw, divisors=divisors)
+
+
+# ----------------------------------------------------------------- adaptive pooling
+def _adaptive_output_hw(op: str, input, output_size) -> tuple[int, int]:
+    """(out_h, out_w) from PyTorch's ``output_size``: an int, or a pair whose entries may be
+    None (keep the input's size on that axis)."""
+    check_nchw(input, op)
+    if min(input.shape[2:]) < 1:
+        raise ValueError(f"{op}: input must have at least one row and one column, got shape {tuple(input.shape)}")
+    sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+    if len(sizes) != 2:
+        raise ValueError(f"{op}: output_size must be an int or a pair (out_h, out_w), got {output_size!r}")
+    if not all(n is None or isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in sizes):
+        raise TypeError(f"{op}: output_size must hold ints (or None to keep the input's size), got {output_size!r}")
+    if any(n is not None and n < 1 for n in sizes):
+        raise ValueError(f"{op}: output_size must be >= 1 in both dimensions, got {output_size!r}")
+    return tuple(int(m if n is None else n) for n, m in zip(sizes, input.shape[2:]))
+
+
+def _adaptive_bins(size: int, out: int):
+    """(start, stop) arrays (out,): bin i covers input [floor(i * size / out), ceil((i + 1) * size / out))."""
+    i = np.arange(out)
+    return i * size // out, -(-(i + 1) * size // out)
+
+
+def _adaptive_windows(in_hw, out_hw) -> np.ndarray:
+    """(out_h * out_w, kh * kw) flat positions ``h * W + w`` of each bin's pixels in row-major
+    order, kh x kw the largest bin. A smaller bin repeats its last row or column: a repeat
+    comes after its original, so it moves neither the maximum nor which one comes first.
+    Bins are at most ceil(n / out) + 1 wide, so this holds a few times the input or output."""
+    rows, cols = (np.minimum(start[:, None] + np.arange((stop - start).max()), stop[:, None] - 1)
+                  for start, stop in (_adaptive_bins(n, o) for n, o in zip(in_hw, out_hw)))
+    return (rows[:, None, :, None] * in_hw[1] + cols[None, :, None, :]).reshape(out_hw[0] * out_hw[1], -1)
+
+
+def _adaptive_max_switches(x, out_hw):
+    """x (N, C, H, W) -> (maxima, switches), both (N, C, out_h, out_w): each bin's first maximum
+    in row-major order, or its last NaN where it holds one, as max_pool2d picks them."""
+    xp = get_array_module(x)
+    index = xp.asarray(_adaptive_windows(x.shape[2:], out_hw))
+    windows = _planes(x)[:, index]  # (N * C, out_h * out_w, kh * kw)
+    nan = xp.isnan(windows)
+    last_nan = nan.shape[2] - 1 - nan[:, :, ::-1].argmax(axis=2)
+    pick = xp.where(nan.any(axis=2), last_nan, windows.argmax(axis=2))  # argmax: the first maximum
+    values = xp.take_along_axis(windows, pick[:, :, None], axis=2)
+    switches = index[xp.arange(index.shape[0]), pick]
+    shape = x.shape[:2] + tuple(out_hw)
+    return values.reshape(shape), switches.reshape(shape)
+
+
+@accepts_unbatched
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """input (N, C, H, W) -> bin maxima (N, C, out_h, out_w) for ``output_size`` (out_h, out_w),
+    and with ``return_indices`` the switches (int64, same shape), as max_pool2d's."""
+    out_hw = _adaptive_output_hw("adaptive_max_pool2d", input, output_size)
+    values, switches = _adaptive_max_switches(raw(input), out_hw)
+    out = _GatherAtSwitches.apply(input, switches=switches, values=values)
+    return (out, Tensor(switches)) if return_indices else out
+
+
+def _bin_means(size: int, out: int, xp, dtype):
+    """(out, size) matrix whose row i averages bin i: 1 / (bin size) on the bin, 0 elsewhere."""
+    start, stop = _adaptive_bins(size, out)
+    pixel = np.arange(size)
+    inside = (start[:, None] <= pixel) & (pixel < stop[:, None])
+    return xp.asarray(inside / (stop - start)[:, None], dtype=dtype)
+
+
+class _AdaptiveAvgPool2d(Function):
+    """out = A_h @ x @ A_w^T per plane (a bin's mean is the mean over its rows of the means
+    over its columns); the gradient is A_h^T @ grad @ A_w."""
+
+    def forward(self, x, out_hw=None):
+        xp = get_array_module(x)
+        self.rows, self.cols = (_bin_means(n, o, xp, x.dtype) for n, o in zip(x.shape[2:], out_hw))
+        return self.rows @ (x @ self.cols.T)
+
+    def backward(self, grad):
+        return self.rows.T @ (grad @ self.cols)
+
+
+@accepts_unbatched
+def adaptive_avg_pool2d(input, output_size):
+    """input (N, C, H, W) -> bin means (N, C, out_h, out_w) for ``output_size`` (out_h, out_w)."""
+    out_hw = _adaptive_output_hw("adaptive_avg_pool2d", input, output_size)
+    return _AdaptiveAvgPool2d.apply(input, out_hw=out_hw)

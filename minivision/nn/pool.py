@@ -1,4 +1,5 @@
-"""Pooling layers: MaxPool2d (with switches), MaxUnpool2d and AvgPool2d, as in ``torch.nn``."""
+"""Pooling layers: MaxPool2d (with switches), MaxUnpool2d, AvgPool2d and the adaptive pools
+(a fixed output size), as in ``torch.nn``."""
 from __future__ import annotations
 
 from minivision.functional import pool as F
@@ -53,3 +54,32 @@ class AvgPool2d(Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveMaxPool2d(Module):
+    """Bin maxima at a fixed ``output_size`` (an int, or a pair with None to keep an input axis);
+    with ``return_indices`` also the switches."""
+
+    def __init__(self, output_size, return_indices: bool = False):
+        super().__init__()
+        self.output_size, self.return_indices = output_size, return_indices
+
+    def forward(self, input):
+        return F.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveAvgPool2d(Module):
+    """Bin means at a fixed ``output_size`` (an int, or a pair with None to keep an input axis)."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, input):
+        return F.adaptive_avg_pool2d(input, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"

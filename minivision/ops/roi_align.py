@@ -25,6 +25,7 @@ from minivision import threads
 from minivision.backend import cuda_kernels_apply, get_array_module
 from minivision.ops import _roi_cuda, _roi_kernels
 from minivision.ops._rois import parse
+from minivision.nn.module import Module
 from minivision.tensor import Function
 
 
@@ -137,3 +138,20 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     x, rois, batch, out_hw, scale = parse("roi_align", input, boxes, output_size, spatial_scale)
     geometry = samples(rois, scale, out_hw, x.shape[2:], ratio, bool(aligned))
     return _RoIAlign.apply(input, batch=batch, geometry=geometry, out_hw=out_hw)
+
+
+class RoIAlign(Module):
+    """RoI Align as a module, as ``torchvision.ops.RoIAlign``:
+    forward(input (N, C, H, W), rois) -> (K, C, *output_size)."""
+
+    def __init__(self, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool = False):
+        super().__init__()
+        self.output_size, self.spatial_scale = output_size, spatial_scale
+        self.sampling_ratio, self.aligned = sampling_ratio, aligned
+
+    def forward(self, input, rois):
+        return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+                f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}")

@@ -22,6 +22,7 @@ from minivision import threads
 from minivision.backend import cuda_kernels_apply, get_array_module
 from minivision.ops import _roi_cuda, _roi_kernels
 from minivision.ops._rois import parse
+from minivision.nn.module import Module
 from minivision.tensor import Function
 
 LOWEST = -float(np.finfo(np.float32).max)  # torchvision's -FLT_MAX, for float64 too
@@ -91,3 +92,18 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     x, rois, batch, out_hw, scale = parse("roi_pool", input, boxes, output_size, spatial_scale)
     h_bins, w_bins = bins(rois, scale, out_hw, x.shape[2:])
     return _RoIPool.apply(input, batch=batch, h_bins=h_bins, w_bins=w_bins)
+
+
+class RoIPool(Module):
+    """Fast R-CNN's RoI max pooling as a module, as ``torchvision.ops.RoIPool``:
+    forward(input (N, C, H, W), rois) -> (K, C, *output_size)."""
+
+    def __init__(self, output_size, spatial_scale: float):
+        super().__init__()
+        self.output_size, self.spatial_scale = output_size, spatial_scale
+
+    def forward(self, input, rois):
+        return roi_pool(input, rois, self.output_size, self.spatial_scale)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"

@@ -128,3 +128,13 @@ GOOD = np.array([[0, 1, 1, 4, 4]], np.float32)
 def test_bad_input_is_refused_with_a_message(kwargs, error, message):
     with pytest.raises(error, match=message):
         roi_align(**{"input": X32, "boxes": GOOD, "output_size": 2, **kwargs})
+
+
+def test_module_is_the_function():
+    from minivision.ops.roi_align import RoIAlign
+
+    x = mv.tensor(np.random.default_rng(6).standard_normal((2, 3, 9, 7)))
+    rois = np.array([[1, 0.5, 1.0, 6.0, 8.0], [0, 2.0, 2.0, 3.0, 3.0]])
+    module = RoIAlign(2, spatial_scale=0.5, sampling_ratio=2, aligned=True)
+    np.testing.assert_array_equal(module(x, rois).numpy(), roi_align(x, rois, 2, 0.5, 2, True).numpy())
+    assert repr(module) == "RoIAlign(output_size=2, spatial_scale=0.5, sampling_ratio=2, aligned=True)"

@@ -176,3 +176,13 @@ GOOD = np.array([[0, 1, 1, 4, 4]], np.float32)
 def test_bad_input_is_refused_with_a_message(args, error, message):
     with pytest.raises(error, match=message):
         roi_pool(*args)
+
+
+def test_module_is_the_function():
+    from minivision.ops.roi_pool import RoIPool
+
+    x = mv.tensor(np.random.default_rng(5).standard_normal((2, 3, 9, 7)))
+    rois = np.array([[1, 0.5, 1.0, 6.0, 8.0], [0, 2.0, 2.0, 3.0, 3.0]])
+    module = RoIPool((3, 2), spatial_scale=0.5)
+    np.testing.assert_array_equal(module(x, rois).numpy(), roi_pool(x, rois, (3, 2), 0.5).numpy())
+    assert repr(module) == "RoIPool(output_size=(3, 2), spatial_scale=0.5)"

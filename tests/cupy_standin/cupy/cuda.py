@@ -6,6 +6,11 @@ class runtime:  # noqa: N801  (CuPy's name)
     def getDeviceCount() -> int:  # noqa: N802
         return 1
 
+    @staticmethod
+    def memGetInfo() -> tuple[int, int]:  # noqa: N802
+        """(free, total) bytes: an H200's 141 GiB, all of it free."""
+        return 141 * 2**30, 141 * 2**30
+
 
 class Device:
     def __init__(self, device_id: int = 0):

@@ -15,8 +15,10 @@ from minivision.workflow import UsageError, train_model
 
 
 def measured_training_peak(model_class, image_size, batch_size) -> int:
-    """Peak bytes NumPy allocates to build the model and Adam and train two batches with ``fit``."""
+    """Peak bytes NumPy allocates to build the model and Adam and train two batches with ``fit``,
+    after a step of another model of the class has filled the once-only caches."""
     data = Shapes(2 * batch_size, image_size=image_size, min_objects=1, max_objects=1, seed=3)
+    model_class.tiny(3, image_size).loss(*next(iter(DataLoader(data, batch_size=batch_size)))).backward()
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
@@ -30,10 +32,12 @@ def measured_training_peak(model_class, image_size, batch_size) -> int:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_plan_bounds_a_real_step_at_another_size_and_batch(name):
-    """Probed at 64x64 and batches 4 and 16, planned for 128x128 at batch 6."""
+    """Probed at 64x64 and batches 4 and 16, planned for 128x128 at batch 6. The plan scales a
+    step's allocations with the image's area; FCN pads its input by 100 pixels, so its maps
+    grow more slowly than that and its plan is the most conservative (2.75x here)."""
     actual = measured_training_peak(MODELS[name], 128, 6)
     planned = plan_run(MODELS[name], 3, 128, 6, training=True).total
-    assert actual <= planned <= 2.5 * actual, (actual, planned)
+    assert actual <= planned <= 3 * actual, (actual, planned)
 
 
 def test_refusal_names_the_largest_batch_that_fits(monkeypatch, tmp_path):

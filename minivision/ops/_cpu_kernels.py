@@ -1,28 +1,78 @@
 """Numba kernels behind the box ops on the CPU: the IoU matrix and the NMS sweep.
 
-All arithmetic stays in the boxes' dtype (float32 boxes give float32 IoUs, as in
-torchvision), and the IoU of two boxes is written once, in ``_pair_iou``, so the IoU
+Arithmetic stays in the boxes' dtype (float32 boxes give float32 IoUs, as in
+torchvision) except for pairs whose areas under- or overflow it, which ``_rescaled_iou``
+measures in float64. The IoU of two boxes is written once, in ``_pair_iou``, so the IoU
 matrix, the matched pairs' IoU and NMS can never disagree. Compiled on first use and
 cached on disk (``cache=True``), one specialisation per dtype.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
 
+@njit(cache=True)
+def _scaled_lengths(a1, a2, b1, b2):
+    """One axis of two boxes, ``[a1, a2]`` and ``[b1, b2]``, in float64 after multiplying the
+    four coordinates by the power of two that brings the largest into [0.5, 1): returns
+    (overlap, length of a, length of b), each below 2, so no product of them overflows.
+    Scaling an axis scales every area by the same factor, which leaves the IoU unchanged."""
+    _, exponent = math.frexp(max(abs(a1), abs(a2), abs(b1), abs(b2)))
+    a1, a2 = math.ldexp(float(a1), -exponent), math.ldexp(float(a2), -exponent)
+    b1, b2 = math.ldexp(float(b1), -exponent), math.ldexp(float(b2), -exponent)
+    return min(a2, b2) - max(a1, b1), a2 - a1, b2 - b1
+
+
+@njit(cache=True)
+def _rescaled_iou(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2):
+    """IoU of two overlapping boxes, as a float64, computed on rescaled axes
+    (``_scaled_lengths``): for boxes whose areas under- or overflow their dtype.
+
+    A side of positive length exceeds 2**-54 times its box's largest coordinate, so a box
+    rescaled on its own coordinates keeps an area above 2**-110: identical boxes give
+    exactly 1.
+    """
+    width, width_a, width_b = _scaled_lengths(ax1, ax2, bx1, bx2)
+    height, height_a, height_b = _scaled_lengths(ay1, ay2, by1, by2)
+    inter = width * height
+    union = width_a * height_a + width_b * height_b - inter
+    # union >= inter >= 0, and union is 0 only when both boxes vanish next to the axis' scale.
+    return inter / union if union > 0 else 0.0
+
+
 @njit(inline="always", cache=True)
-def _pair_iou(ax1, ay1, ax2, ay2, area_a, bx1, by1, bx2, by2, area_b):
-    """IoU of boxes a and b; 0 when they do not overlap, so zero-area boxes give 0, not NaN."""
+def _normal_range(dtype):
+    """(smallest positive normal, largest finite) number of a float dtype, as ``normal`` for ``_pair_iou``."""
+    info = np.finfo(dtype)
+    return info.tiny, info.max
+
+
+@njit(inline="always", cache=True)
+def _pair_iou(ax1, ay1, ax2, ay2, area_a, bx1, by1, bx2, by2, area_b, normal):
+    """IoU of boxes a and b, in [0, 1] and symmetric in a and b for every finite input.
+
+    0 when they do not overlap, so a zero-area box (a point or a segment) has IoU 0 with
+    every box, itself included. ``normal`` is ``_normal_range`` of the boxes' dtype: when
+    the intersection or the union is not a normal number of that dtype (an area that
+    underflows to 0 or overflows to inf), the IoU comes from ``_rescaled_iou``, so
+    identical boxes of any positive size give 1, never NaN nor a division by zero.
+    """
     # BEGIN SOLUTION iou: write _pair_iou, the IoU of two boxes (0 when they do not overlap)
     width = min(ax2, bx2) - max(ax1, bx1)
     height = min(ay2, by2) - max(ay1, by1)
     if width <= 0 or height <= 0:
         return 0.0
     inter = width * height
-    # union >= inter > 0 here, so the division is safe; summing the areas first keeps
-    # the result symmetric in a and b, bit for bit.
-    return inter / (area_a + area_b - inter)
+    # Summing the areas first keeps the result symmetric in a and b, bit for bit.
+    union = area_a + area_b - inter
+    # union >= inter, so a normal inter and a finite union make an accurate quotient in [0, 1].
+    if inter >= normal[0] and union <= normal[1]:
+        return inter / union
+    # Rounded to the dtype, as the quotient is, so that NMS compares what box_iou reports.
+    return np.asarray(inter).dtype.type(_rescaled_iou(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2))
     # END SOLUTION iou
 
 
@@ -31,6 +81,7 @@ def iou_matrix(boxes1, boxes2):
     """IoU of every pair: ``(N, 4)``, ``(M, 4)`` -> ``(N, M)`` in the boxes' dtype."""
     n, m = boxes1.shape[0], boxes2.shape[0]
     out = np.empty((n, m), dtype=boxes1.dtype)
+    normal = _normal_range(boxes1.dtype)
     # Columns of boxes2 as contiguous vectors: the inner loop then streams through memory.
     x1, y1, x2, y2 = boxes2[:, 0].copy(), boxes2[:, 1].copy(), boxes2[:, 2].copy(), boxes2[:, 3].copy()
     area2 = (x2 - x1) * (y2 - y1)
@@ -38,7 +89,7 @@ def iou_matrix(boxes1, boxes2):
         ax1, ay1, ax2, ay2 = boxes1[i, 0], boxes1[i, 1], boxes1[i, 2], boxes1[i, 3]
         area_a = (ax2 - ax1) * (ay2 - ay1)
         for j in range(m):
-            out[i, j] = _pair_iou(ax1, ay1, ax2, ay2, area_a, x1[j], y1[j], x2[j], y2[j], area2[j])
+            out[i, j] = _pair_iou(ax1, ay1, ax2, ay2, area_a, x1[j], y1[j], x2[j], y2[j], area2[j], normal)
     return out
 
 
@@ -47,10 +98,12 @@ def matched_iou(boxes1, boxes2):
     """IoU of each box with its partner: ``(N, 4)``, ``(N, 4)`` -> ``(N,)``; entry i is
     ``iou_matrix``'s (i, i), to the bit."""
     out = np.empty(boxes1.shape[0], dtype=boxes1.dtype)
+    normal = _normal_range(boxes1.dtype)
     for i in range(boxes1.shape[0]):
         ax1, ay1, ax2, ay2 = boxes1[i, 0], boxes1[i, 1], boxes1[i, 2], boxes1[i, 3]
         bx1, by1, bx2, by2 = boxes2[i, 0], boxes2[i, 1], boxes2[i, 2], boxes2[i, 3]
-        out[i] = _pair_iou(ax1, ay1, ax2, ay2, (ax2 - ax1) * (ay2 - ay1), bx1, by1, bx2, by2, (bx2 - bx1) * (by2 - by1))
+        out[i] = _pair_iou(ax1, ay1, ax2, ay2, (ax2 - ax1) * (ay2 - ay1),
+                           bx1, by1, bx2, by2, (bx2 - bx1) * (by2 - by1), normal)
     return out
 
 
@@ -83,6 +136,7 @@ def nms_sweep(boxes, score_order, spatial_order, groups, iou_threshold):
         position[b] = p
         widest = max(widest, float(x2[p]) - float(x1[p]))
     area = (x2 - x1) * (y2 - y1)
+    normal = _normal_range(boxes.dtype)
     # Slack of a few ulps, so that rounding in `x1 - widest` never hides a true neighbour
     # (callers pass n >= 1, so max() is defined).
     reach = widest + 1e-9 * (widest + np.abs(boxes).max())
@@ -103,14 +157,14 @@ def nms_sweep(boxes, score_order, spatial_order, groups, iou_threshold):
         q = p - 1
         while q >= 0 and group[q] == group[p] and x1[q] >= lowest_x1:
             if candidate[q] and _pair_iou(x1[p], y1[p], x2[p], y2[p], area[p],
-                                          x1[q], y1[q], x2[q], y2[q], area[q]) > iou_threshold:
+                                          x1[q], y1[q], x2[q], y2[q], area[q], normal) > iou_threshold:
                 candidate[q] = False
             q -= 1
         q = p + 1
         # A box starting at or after x2 cannot overlap (IoU 0 is never above a threshold >= 0).
         while q < n and group[q] == group[p] and x1[q] < x2[p]:
             if candidate[q] and _pair_iou(x1[p], y1[p], x2[p], y2[p], area[p],
-                                          x1[q], y1[q], x2[q], y2[q], area[q]) > iou_threshold:
+                                          x1[q], y1[q], x2[q], y2[q], area[q], normal) > iou_threshold:
                 candidate[q] = False
             q += 1
     return keep[:kept]

@@ -86,9 +86,13 @@ def _safe_ratio(numerator, denominator, xp):
 
 
 def box_iou(boxes1, boxes2):
-    """Intersection over union of every pair: ``(N, 4)``, ``(M, 4)`` -> ``(N, M)``.
+    """Intersection over union of every pair: ``(N, 4)``, ``(M, 4)`` -> ``(N, M)``, in [0, 1]
+    and symmetric, for every finite input.
 
-    Boxes that do not overlap, zero-area boxes included, have IoU 0 (never NaN).
+    Boxes that do not overlap have IoU 0, and a zero-area box (a point or a segment) has
+    IoU 0 with every box, itself included (torchvision gives NaN there). Boxes whose areas
+    underflow to 0 or overflow to inf in their dtype (sides of 1e-23 or 1e20 in float32)
+    are measured on rescaled axes, so two identical boxes of positive size have IoU 1.
     """
     raw1, raw2, xp, wrap = _check_pair(boxes1, boxes2)
     if raw1.shape[0] == 0 or raw2.shape[0] == 0:
@@ -100,7 +104,8 @@ def box_iou(boxes1, boxes2):
 
 def matched_box_iou(boxes1, boxes2):
     """IoU of each box with its partner, ``boxes1[i]`` with ``boxes2[i]``: ``(N, 4)``, ``(N, 4)``
-    -> ``(N,)``. The diagonal of ``box_iou``, to the bit, without its other N * N - N pairs."""
+    -> ``(N,)``. The diagonal of ``box_iou``, to the bit (same rules for zero-area and
+    extreme boxes), without its other N * N - N pairs."""
     raw1, raw2, xp, wrap = _check_pair(boxes1, boxes2)
     if raw1.shape[0] != raw2.shape[0]:
         raise ValueError(f"matched_box_iou pairs boxes1[i] with boxes2[i]: boxes1 holds {raw1.shape[0]} boxes, "

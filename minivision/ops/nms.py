@@ -2,7 +2,10 @@
 
 Greedy NMS: walk the boxes by decreasing score, keep a box unless a kept box overlaps it
 with IoU strictly greater than ``iou_threshold``. Ties in score go to the lower index
-(a stable sort on the negated scores), so the result is deterministic.
+(a stable sort on the negated scores), so the result is deterministic. IoUs are
+``box_iou``'s: a zero-area box neither suppresses nor is suppressed, and copies of a box
+of any positive size (areas that under- or overflow the dtype included) keep one copy
+whenever the threshold is below 1.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from minivision.ops import _cpu_kernels, batched_nms, box_iou, nms
 from minivision.tensor import Tensor
-from tests.ops.box_reference import reference_iou, reference_nms
+from tests.ops.box_reference import check_greedy_invariants, reference_nms
 
 SETTINGS = settings(max_examples=80, deadline=None)
 THRESHOLDS = st.one_of(st.sampled_from([0.0, 0.25, 1 / 3, 0.5, 0.7, 1.0]), st.floats(0, 1))
@@ -25,23 +25,6 @@ def detections(draw, max_rows=40, dtype=np.float64):
     scores = np.array(draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)), dtype) / 4
     groups = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), np.int64)
     return boxes, scores, groups
-
-
-def check_greedy_invariants(boxes, scores, groups, threshold, keep):
-    """The properties that pin greedy NMS down, checked pair by pair."""
-    assert keep.dtype == np.int64 and len(set(keep.tolist())) == len(keep)
-    priority = {i: (-float(scores[i]), i) for i in range(len(boxes))}
-    # Kept boxes come by decreasing score, ties by lower index.
-    assert [priority[i] for i in keep] == sorted(priority[i] for i in keep)
-    kept = set(keep.tolist())
-    iou = lambda i, j: reference_iou(boxes[i], boxes[j], boxes.dtype)  # noqa: E731
-    for a in keep:
-        for b in keep:
-            if a < b and groups[a] == groups[b]:
-                assert iou(a, b) <= threshold, (a, b)
-    for dropped in set(range(len(boxes))) - kept:
-        assert any(groups[k] == groups[dropped] and priority[k] < priority[dropped]
-                   and iou(k, dropped) > threshold for k in keep), dropped
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

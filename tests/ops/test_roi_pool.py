@@ -1,16 +1,19 @@
 """roi_pool: hand cases, the switches' gradient, bit-equality with the NumPy restatement of
 torchvision's kernel (and with torchvision where installed), gradcheck, the CUDA twins under
 the emulator, bad input."""
+import importlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 
 import minivision as mv
-from minivision.ops import roi_pool as roi_pool_module
 from minivision.ops.roi_pool import roi_pool
 from tests import cuda_emulation
 from tests.ops.roi_reference import FLT_MAX, roi_cases, roi_pool_backward_reference, roi_pool_reference
 from tests.test_cuda_kernels import _route_to_gpu_kernels
+
+roi_pool_module = importlib.import_module("minivision.ops.roi_pool")  # the package exports a function of that name
 
 SETTINGS = settings(max_examples=60, deadline=None)
 

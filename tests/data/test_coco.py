@@ -112,10 +112,7 @@ def test_bad_bbox_is_refused_when_the_file_is_read(coco_files, bbox, shown):
      r"categories\[1\] \(id 1\) field 'name' is None; expected a string"),
 ])
 def test_wrong_types_name_the_entry_and_field(coco_files, change, message):
-    image_dir, annotation_file, data = coco_files
-    _rewrite(annotation_file, data, change)
-    with pytest.raises(ValueError, match=r"instances\.json': " + message):
-        COCODetection(image_dir, annotation_file)
+    assert_refused(coco_files, change, message)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -126,6 +123,11 @@ def test_wrong_types_name_the_entry_and_field(coco_files, change, message):
      r"annotations\[2\] repeats id 1 of annotations\[0\]; ids in 'annotations' must be unique"),
 ])
 def test_duplicate_ids(coco_files, change, message):
+    assert_refused(coco_files, change, message)
+
+
+def assert_refused(coco_files, change, message):
+    """The annotation file changed by ``change`` is refused when read, with ``message``."""
     image_dir, annotation_file, data = coco_files
     _rewrite(annotation_file, data, change)
     with pytest.raises(ValueError, match=r"instances\.json': " + message):

@@ -7,6 +7,7 @@ A run takes seconds (the real tests import torch); two tests grade a real studen
 made by ``make_student_copy``.
 """
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -16,6 +17,7 @@ import pytest
 
 from minivision.assignment import PARTS, grade, make_student_copy, runner
 from minivision.assignment.grade import Outcomes, _outcomes, _score
+from tests.helpers import subprocess_env
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the copies and checks here read /proc (Linux)")
 
@@ -333,8 +335,14 @@ def test_a_junit_report_rewritten_at_exit_changes_no_grade(iou_copy, tmp_path, m
 
 
 def test_a_package_that_hangs_on_import_times_out(iou_copy, tmp_path):
+    """Through the command, as an instructor runs it: ``--timeout 5`` reaches each step."""
     copy = cheating_copy(iou_copy, tmp_path, "\nimport time\ntime.sleep(10 ** 6)\n")
-    scores = grade(copy, parts="iou,sigmoid", timeout=5)
-    assert points(scores) == {"iou": (0, 3, 0), "sigmoid": (0, 2, 0)}
-    assert [s.message for s in scores] == [f"part {part} timed out after 5 s: import minivision did not finish"
-                                           for part in ("iou", "sigmoid")]
+    result = subprocess.run([sys.executable, "-m", "minivision", "assignment", "grade", str(copy),
+                             "--parts", "iou,sigmoid", "--timeout", "5"], env=subprocess_env(), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split() for line in lines[1:4]] == [["iou", "0", "3", "0/10"], ["sigmoid", "0", "2", "0/5"],
+                                                   ["total", "0", "5", "0/15"]]
+    assert lines[4:] == [f"{part}: part {part} timed out after 5 s: import minivision did not finish"
+                         for part in ("iou", "sigmoid")]

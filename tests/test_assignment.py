@@ -20,7 +20,7 @@ from minivision.assignment.notebook import percent_to_notebook
 from tests.helpers import subprocess_env, torch_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
-CHOSEN = ["conv", "pool", "nms", "relu"]  # numpy code and Numba kernels; iou, softmax... stay solved
+CHOSEN = ["conv", "pool", "nms", "roi", "relu"]  # numpy code, Numba kernels, CUDA twins; iou, softmax... stay solved
 FAST = {"MINIVISION_HYPOTHESIS_EXAMPLES": "5"}  # the graded tests draw fewer examples
 
 
@@ -211,6 +211,32 @@ def test_student_copy_imports(student, tmp_path):
                             env={**os.environ, "PYTHONPATH": str(student)}, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()) == student / "minivision" / "__init__.py"
+
+
+ROI_KERNELS = """
+import numpy as np
+from minivision.ops import _roi_cuda, _roi_kernels
+x, batch, bins = np.ones((1, 1, 2, 2)), np.zeros(1, np.int64), np.array([[[0, 2]]])
+out, switches = np.zeros((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), np.int64)
+for call in (lambda: _roi_kernels.roi_pool_rois(x, batch, bins, bins, -1.0, out, switches),
+             lambda: _roi_kernels.roi_pool_backward_channels(out, switches, batch, np.zeros_like(x)),
+             lambda: _roi_cuda.roi_pool(x, batch, bins, bins, -1.0, (1, 1)),
+             lambda: _roi_cuda.roi_pool_backward(out, switches, batch, bins, bins, x.shape)):
+    try:
+        call()
+        print("answered")
+    except Exception as exc:
+        print(f"{type(exc).__name__}: {exc}")
+"""
+
+
+def test_student_copy_has_no_working_roi_kernel_on_any_device(student, tmp_path):
+    # the Numba kernels and their CUDA twins (whose source is taken out before CuPy is needed)
+    result = subprocess.run([sys.executable, "-c", ROI_KERNELS], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(student)}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and all(line.startswith("NotImplementedError: roi: write ") for line in lines), lines
 
 
 def test_grading_the_student_copy_fails_every_chosen_part(student, tmp_path):

@@ -7,6 +7,8 @@ left out fails them all, the instructor copy passes them all. Grading runs on th
 (``-m "not gpu"``), so a parity test's "cuda" cases are left out and its "cpu" case named. Tutorials are named by
 their number, ``"06"`` standing for ``tutorials/06_*.py``, so a tutorial can be renamed
 without touching this table. ``nms`` calls the ``iou`` kernel, so its tests need both.
+``roi`` also takes out its CUDA twins (graded nowhere, as grading runs on the CPU), so that
+a copy without it answers on no device.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ ACTIVATION = "tests/functional/test_activation.py::"
 LOSS = "tests/functional/test_loss.py::"
 IOU = "tests/ops/test_box_iou.py::"
 NMS = "tests/ops/test_nms.py::"
+ROI = "tests/ops/test_roi_pool.py::"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,13 @@ PARTS = {part.name: part for part in (
         "test_batched_nms_never_suppresses_across_classes", "test_batched_nms_with_large_coordinates_and_labels",
         "test_bitmask_serial_pass_matches_nms",
     )), ("04",)),
+    Part("roi", 20, tuple(ROI + name for name in (
+        "test_overlapping_bins_add_their_gradients_at_a_shared_switch",
+        "test_two_rois_sharing_a_maximum_accumulate_and_ties_keep_the_first",
+        "test_corners_round_halves_away_from_zero", "test_nan_never_wins_and_a_bin_of_minus_inf_gives_minus_flt_max",
+        "test_equals_the_reference_to_the_bit", "test_gradcheck", "test_box_formats_agree",
+        "test_module_is_the_function",
+    )), ()),
     Part("softmax", 10, (
         ACTIVATION + "test_softmax_family_matches_torch[softmax-cpu]",
         ACTIVATION + "test_softmax_family_gradcheck[softmax]",

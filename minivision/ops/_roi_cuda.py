@@ -15,7 +15,12 @@ import numpy as np
 from minivision import _cuda
 from minivision.backend import get_array_module
 
-_SOURCE = r"""
+
+def _pool_source() -> str:
+    """The CUDA source of ``roi_pool`` and ``roi_pool_backward`` (a function, so that a copy
+    without the ``roi`` part imports and its GPU path raises, as its CPU path does)."""
+    # BEGIN SOLUTION roi: write the CUDA kernels roi_pool and roi_pool_backward, twins of _roi_kernels' loops
+    return r"""
 extern "C" __global__ void roi_pool(const long long count, const T* x, const long long* batch,
                                     const long long* h_bins, const long long* w_bins, const int channels,
                                     const int height, const int width, const int out_h, const int out_w,
@@ -67,7 +72,11 @@ extern "C" __global__ void roi_pool_backward(const long long count, const T* gra
         grad_x[k] = sum;
     }
 }
+"""
+    # END SOLUTION roi
 
+
+_ALIGN_SOURCE = r"""
 extern "C" __global__ void roi_align(const long long count, const T* x, const long long* batch,
                                      const long long* grids, const T* sample_count, const long long* y_taps,
                                      const T* y_weights, const long long* x_taps, const T* x_weights,
@@ -154,7 +163,7 @@ def roi_pool(x, batch, h_bins, w_bins, lowest, out_hw):
     xp = get_array_module(x)
     out = xp.empty((batch.shape[0], x.shape[1]) + tuple(out_hw), dtype=x.dtype)
     switches = xp.empty(out.shape, dtype=np.int64)
-    _cuda.launch(_SOURCE, "roi_pool", x.dtype, out.size, _c(x), _c(batch), _c(h_bins), _c(w_bins),
+    _cuda.launch(_pool_source(), "roi_pool", x.dtype, out.size, _c(x), _c(batch), _c(h_bins), _c(w_bins),
                  *_cuda.int32s(*x.shape[1:], *out_hw), x.dtype.type(lowest), out, switches)
     return out, switches
 
@@ -164,7 +173,7 @@ def roi_pool_backward(grad, switches, batch, h_bins, w_bins, x_shape):
     bin order, the gradients of the bins whose switch it is."""
     xp = get_array_module(grad)
     grad_x = xp.empty(x_shape, dtype=grad.dtype)
-    _cuda.launch(_SOURCE, "roi_pool_backward", grad.dtype, grad_x.size, _c(grad), _c(switches), _c(batch),
+    _cuda.launch(_pool_source(), "roi_pool_backward", grad.dtype, grad_x.size, _c(grad), _c(switches), _c(batch),
                  _c(h_bins), _c(w_bins), *_cuda.int32s(batch.shape[0], *x_shape[1:], *grad.shape[2:]), grad_x)
     return grad_x
 
@@ -181,7 +190,7 @@ def roi_align(x, batch, geometry, out_hw):
     xp = get_array_module(x)
     out = xp.empty((batch.shape[0], x.shape[1]) + tuple(out_hw), dtype=x.dtype)
     rows, columns, samples_h, samples_w = _samples(geometry)
-    _cuda.launch(_SOURCE, "roi_align", x.dtype, out.size, _c(x), _c(batch), *rows, *columns,
+    _cuda.launch(_ALIGN_SOURCE, "roi_align", x.dtype, out.size, _c(x), _c(batch), *rows, *columns,
                  *_cuda.int32s(*x.shape[1:], *out_hw, samples_h, samples_w), out)
     return out
 
@@ -192,7 +201,7 @@ def roi_align_backward(grad, batch, geometry, x_shape):
     xp = get_array_module(grad)
     grad_x = xp.empty(x_shape, dtype=grad.dtype)
     (grids, count, y_taps, y_weights), (x_taps, x_weights), samples_h, samples_w = _samples(geometry)
-    _cuda.launch(_SOURCE, "roi_align_backward", grad.dtype, grad_x.size, _c(grad), _c(batch), grids, count,
+    _cuda.launch(_ALIGN_SOURCE, "roi_align_backward", grad.dtype, grad_x.size, _c(grad), _c(batch), grids, count,
                  y_taps, y_weights, _c(geometry.y_spans), x_taps, x_weights, _c(geometry.x_spans),
                  *_cuda.int32s(batch.shape[0], *x_shape[1:], *grad.shape[2:], samples_h, samples_w), grad_x)
     return grad_x

@@ -19,6 +19,7 @@ def roi_pool_rois(x, batch, h_bins, w_bins, lowest, out, switches):
     rule: the running maximum starts at ``lowest`` (-FLT_MAX) and is replaced only by a
     strictly greater value, in row-major order (ties keep the first; NaN never wins); a
     bin with no value in it, or none above -FLT_MAX, keeps 0 or -FLT_MAX and switch -1."""
+    # BEGIN SOLUTION roi: write roi_pool_rois, each bin's maximum and its switch h * W + w (torchvision's rules above)
     rois, channels, out_h, out_w = out.shape
     width = x.shape[3]
     for k in range(rois):
@@ -37,12 +38,14 @@ def roi_pool_rois(x, batch, h_bins, w_bins, lowest, out, switches):
                                 best, arg = plane[h, w], h * width + w
                     out[k, c, i, j] = best
                     switches[k, c, i, j] = arg
+    # END SOLUTION roi
 
 
 @njit(cache=True, nogil=True)
 def roi_pool_backward_channels(grad, switches, batch, grad_x):
     """grad_x[batch[k], c].flat[switches[k, c, i, j]] += grad[k, c, i, j] for every (k, i, j)
     in order, skipping switch -1; grad_x starts at zero."""
+    # BEGIN SOLUTION roi: write roi_pool_backward_channels, each bin's gradient added to its switch
     rois, channels, out_h, out_w = grad.shape
     width = grad_x.shape[3]
     for c in range(channels):
@@ -52,6 +55,7 @@ def roi_pool_backward_channels(grad, switches, batch, grad_x):
                     at = switches[k, c, i, j]
                     if at >= 0:
                         grad_x[batch[k], c, at // width, at % width] += grad[k, c, i, j]
+    # END SOLUTION roi
 
 
 @njit(cache=True, nogil=True)

@@ -46,11 +46,13 @@ def bins(rois, scale, out_hw, in_hw):
 def _axis_bins(start, stop, pooled: int, extent: int, dtype, xp):
     """[start, stop) cells of each bin along one axis, (K, pooled, 2) int64, from the rounded
     corners start, stop (K,) and the map's extent (H or W), with arithmetic in ``dtype``."""
+    # BEGIN SOLUTION roi: write _axis_bins, each bin's [start, stop) cells along one axis (see the module docstring)
     size = xp.maximum(stop - start + 1, 1).astype(dtype)
     bin_size = size / dtype.type(pooled)
     edges = xp.arange(pooled + 1, dtype=dtype)[None, :] * bin_size[:, None]  # T(i) * bin_size
     first, last = xp.floor(edges[:, :-1]), xp.ceil(edges[:, 1:])
     return xp.clip(xp.stack([first, last], axis=-1).astype(np.int64) + start[:, None, None], 0, extent)
+    # END SOLUTION roi
 
 
 class _RoIPool(Function):

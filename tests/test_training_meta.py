@@ -4,7 +4,7 @@ import pytest
 
 import minivision as mv
 from minivision.checkpoint import save_checkpoint
-from minivision.models import Localizer
+from minivision.models import MODELS, Localizer
 from minivision.training_meta import make_meta
 from minivision.workflow import load_trained
 from tests.test_cli import assert_one_line_error, run
@@ -32,7 +32,7 @@ def test_a_well_formed_record_loads_the_same_weights(tmp_path):
 
 
 @pytest.mark.parametrize("changes, text", [
-    ({"model": "resnet"}, "'model' must be one of fcn, localizer, overfeat, segnet, unet, yolo, got 'resnet'"),
+    ({"model": "resnet"}, f"'model' must be one of {', '.join(sorted(MODELS))}, got 'resnet'"),
     ({"class_names": []}, "'class_names' must be a non-empty list of names, got []"),
     ({"class_names": "circle"}, "'class_names' must be a non-empty list of names, got 'circle'"),
     ({"class_names": ["circle", 7]}, "'class_names' must be a non-empty list of names"),

@@ -15,6 +15,7 @@ Every registered model class has
 """
 from dataclasses import dataclass
 
+from minivision.models.faster_rcnn import FasterRCNN
 from minivision.models.fcn import FCN
 from minivision.models.localizer import Localizer
 from minivision.models.overfeat import OverFeat
@@ -23,6 +24,7 @@ from minivision.models.unet import UNet
 from minivision.models.yolo import YOLOv1
 
 MODELS = {
+    "faster_rcnn": FasterRCNN,
     "fcn": FCN,
     "localizer": Localizer,
     "overfeat": OverFeat,
@@ -48,6 +50,7 @@ class Recipe:
 # than 2,048 seen four times, and they do not overfit: 20 passes over 2,048 gave the tiny YOLO
 # mAP 0.96 on its training images and 0.735 on validation; 5 passes over 8,192 give 0.87.
 RECIPES = {
+    "faster_rcnn": Recipe(epochs=3, train_images=4096, max_objects=3),
     "fcn": Recipe(epochs=8, lr=3e-3, train_images=8192),
     "localizer": Recipe(epochs=10, train_images=8192),
     "overfeat": Recipe(epochs=5, train_images=8192),
@@ -69,5 +72,5 @@ def build_model(name: str, **config):
     return model_class(name)(**config)
 
 
-__all__ = ["FCN", "MODELS", "RECIPES", "Localizer", "OverFeat", "Recipe", "SegNet", "UNet", "YOLOv1", "build_model",
-           "model_class"]
+__all__ = ["FCN", "FasterRCNN", "MODELS", "RECIPES", "Localizer", "OverFeat", "Recipe", "SegNet", "UNet", "YOLOv1",
+           "build_model", "model_class"]

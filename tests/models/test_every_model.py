@@ -7,6 +7,8 @@ from tests.models.common import assert_every_parameter_gets_a_gradient, assert_o
 
 # name -> (the tiny model, its gradient batch, its overfitting batch, overfitting settings)
 CASES = {
+    "faster_rcnn": (lambda: MODELS["faster_rcnn"].tiny(3, 64), lambda: shapes_batch(2, 64, seed=3, max_objects=3),
+                    lambda: shapes_batch(2, 64, seed=3, max_objects=3), dict(steps=50, lr=3e-3, factor=2.0)),
     "localizer": (lambda: MODELS["localizer"].tiny(3, 64), lambda: shapes_batch(2, 64),
                   lambda: shapes_batch(2, 64), dict(steps=30, lr=3e-3, factor=5.0)),
     "overfeat": (lambda: MODELS["overfeat"].tiny(3, 64), lambda: shapes_batch(4, 64, seed=5),

@@ -36,6 +36,7 @@ import numpy as np
 
 import minivision as mv
 from minivision import nn
+from minivision.models._conv_stack import conv_stack
 from minivision.models.roi_heads import FastRCNNHead, fast_rcnn_loss, postprocess_detections, sample_proposals
 from minivision.models.rpn import RegionProposalNetwork
 from minivision.ops import AnchorGenerator
@@ -56,22 +57,6 @@ VARIANTS = {
 }
 PAPER_ANCHOR_SIZES = (128, 256, 512)
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
-
-
-def _backbone(layers, in_channels: int, batch_norm: bool) -> tuple[nn.Sequential, int, int]:
-    """The conv stack of ``layers``: (module, output channels, stride)."""
-    modules, channels, stride = [], in_channels, 1
-    for item in layers:
-        if item == "M":
-            modules.append(nn.MaxPool2d(2))
-            stride *= 2
-            continue
-        modules.append(nn.Conv2d(channels, item, 3, padding=1, bias=not batch_norm))
-        if batch_norm:
-            modules.append(nn.BatchNorm2d(item))
-        modules.append(nn.ReLU())
-        channels = item
-    return nn.Sequential(*modules), channels, stride
 
 
 def _image_hw(image_size) -> tuple[int, int]:
@@ -106,7 +91,7 @@ class FasterRCNN(nn.Module):
                        "image_size": list(image_size) if isinstance(image_size, (tuple, list)) else image_size,
                        "in_channels": in_channels}
         self.image_hw = (height, width)
-        self.backbone, channels, self.stride = _backbone(spec["layers"], in_channels, spec["batch_norm"])
+        self.backbone, channels, self.stride = conv_stack(spec["layers"], in_channels, spec["batch_norm"], nn.ReLU)
         if min(self.feature_size(height, width)) < 1:
             raise ValueError(f"FasterRCNN({variant!r}) downsamples by {self.stride}: image_size must be at least "
                              f"{self.stride} on each side, got {image_size!r}")

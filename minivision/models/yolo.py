@@ -25,6 +25,7 @@ import numpy as np
 import minivision as mv
 from minivision import functional as F
 from minivision import nn
+from minivision.models._conv_stack import conv_stack
 from minivision.backend import get_array_module
 from minivision.ops import batched_nms, matched_box_iou
 
@@ -46,23 +47,6 @@ TINY = [(3, 16, 1), "M", (3, 32, 1), "M", (3, 64, 1), "M", (3, 128, 1), "M", (3,
 
 VARIANTS = {"full": FULL, "fast": FAST, "tiny": TINY}
 HIDDEN = 4096  # the first fully connected layer of "full" and "fast"
-
-
-def _backbone(spec, in_channels: int, batch_norm: bool) -> tuple[nn.Sequential, int, int]:
-    """The conv stack of ``spec``: (layers, output channels, total downsampling factor)."""
-    layers, channels, stride = [], in_channels, 1
-    for item in spec:
-        if item == "M":
-            layers.append(nn.MaxPool2d(2))
-            stride *= 2
-            continue
-        kernel, filters, step = item
-        layers.append(nn.Conv2d(channels, filters, kernel, stride=step, padding=kernel // 2, bias=not batch_norm))
-        if batch_norm:
-            layers.append(nn.BatchNorm2d(filters))
-        layers.append(nn.LeakyReLU(0.1))
-        channels, stride = filters, stride * step
-    return nn.Sequential(*layers), channels, stride
 
 
 # --------------------------------------------------------------------------- the loss
@@ -189,7 +173,8 @@ class YOLOv1(nn.Module):
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
         self.config = {"variant": variant, "S": S, "B": B, "num_classes": num_classes, "image_size": image_size,
                        "in_channels": in_channels}
-        self.backbone, channels, stride = _backbone(VARIANTS[variant], in_channels, batch_norm=variant == "tiny")
+        self.backbone, channels, stride = conv_stack(VARIANTS[variant], in_channels, variant == "tiny",
+                                                     lambda: nn.LeakyReLU(0.1))
         grid = image_size // stride
         if image_size % stride or grid < 1:
             raise ValueError(f"YOLOv1({variant!r}) downsamples by {stride}: image_size must be a positive multiple of "

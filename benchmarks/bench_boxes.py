@@ -6,7 +6,13 @@ loads its cache), then timed as the median of several runs. Kept indices must be
 identical across implementations. Prints a Markdown table and writes
 ``benchmarks/results/boxes.json``.
 
-    PYTHONPATH=. python benchmarks/bench_boxes.py [--device cuda]
+With torchvision installed (CPU only), ``roi_pool`` and ``roi_align`` (float32, forward
+and forward + backward with a fixed random upstream gradient) on a Faster R-CNN-sized map
+and a tiny model's: alternating blocks of each library (``timing.compare``), outputs and
+input gradients checked equal to the bit, a second table with each ratio's range over
+the blocks. ``--threads`` sets minivision's and PyTorch's thread counts alike.
+
+    PYTHONPATH=. python benchmarks/bench_boxes.py [--device cuda] [--threads 2]
 
 With ``--device cuda`` minivision gets CuPy arrays (its bitmask NMS kernel) and torchvision
 CUDA tensors; kept indices are compared on the host (results in boxes_cuda.json).
@@ -16,11 +22,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 
 import numpy as np
-from timing import synchronizer, timed, write_results
+from timing import compare, synchronizer, timed, write_results
 from tqdm import tqdm
 
+import minivision as mv
 import minivision.ops as mvops
 
 try:
@@ -154,6 +162,86 @@ def iou_case(n, m, rng, repeats, device):
     return row
 
 
+def random_rois(num_images, per_image, image_hw, rng, min_side=16.0):
+    """(num_images * per_image, 5) float32 rows (batch index, x1, y1, x2, y2) inside an image of
+    ``image_hw``: sides log-uniform between ``min_side`` and the image's side (proposals
+    from small objects to whole-image ones), positions uniform."""
+    count = num_images * per_image
+    extent = np.array(image_hw[::-1], dtype=np.float64)  # (W, H)
+    sides = np.exp(rng.uniform(np.log(min_side), np.log(extent), (count, 2)))
+    corner = rng.uniform(0, 1, (count, 2)) * (extent - sides)
+    index = np.repeat(np.arange(num_images, dtype=np.float64), per_image)[:, None]
+    return np.concatenate([index, corner, corner + sides], axis=1).astype(np.float32)
+
+
+# name: (input (N, C, H, W), RoIs per image, image (H, W), spatial_scale, output size)
+ROI_SETUPS = {
+    "Faster R-CNN": ((1, 512, 38, 50), 300, (600, 800), 1 / 16, 7),
+    "tiny model": ((8, 64, 16, 16), 64, (64, 64), 1 / 4, 4),
+}
+# name: (minivision op, torchvision op, keyword arguments)
+ROI_OPS = {
+    "roi_pool": ("roi_pool", {}),
+    "roi_align ratio 2, aligned": ("roi_align", {"sampling_ratio": 2, "aligned": True}),
+    "roi_align ratio -1": ("roi_align", {"sampling_ratio": -1, "aligned": False}),
+}
+
+
+def roi_case(setup, op_name, rng, repeats, rounds):
+    """Forward and forward + backward of one RoI op on one setup, float32, CPU: median times,
+    each block's ratio minivision / torchvision, and the equality checks (raise if unequal)."""
+    shape, per_image, image_hw, scale, out = ROI_SETUPS[setup]
+    op, kwargs = ROI_OPS[op_name]
+    x = rng.standard_normal(shape).astype(np.float32)
+    rois = random_rois(shape[0], per_image, image_hw, rng)
+    upstream = rng.standard_normal((len(rois), shape[1], out, out)).astype(np.float32)
+    mv_x, mv_up = mv.tensor(x, requires_grad=True), mv.tensor(upstream)
+    tv_x, tv_rois, tv_up = torch.tensor(x, requires_grad=True), torch.from_numpy(rois), torch.from_numpy(upstream)
+    mv_op, tv_op = getattr(mvops, op), getattr(tvops, op)
+
+    def runners(x_in, boxes, up, fn, no_grad):
+        def forward():
+            with no_grad():
+                return fn(x_in, boxes, out, scale, **kwargs)
+
+        def both():
+            x_in.grad = None
+            fn(x_in, boxes, out, scale, **kwargs).backward(up)
+            return x_in.grad
+
+        return forward, both
+
+    mv_fwd, mv_both = runners(mv_x, rois, mv_up, mv_op, mv.no_grad)
+    tv_fwd, tv_both = runners(tv_x, tv_rois, tv_up, tv_op, torch.no_grad)
+    np.testing.assert_array_equal(mv_fwd().numpy(), tv_fwd().numpy(), err_msg=f"{op_name} {setup} forward")
+    np.testing.assert_array_equal(mv_both().numpy(), tv_both().numpy(), err_msg=f"{op_name} {setup} input gradient")
+    row = {"case": f"{op_name}, {setup}", "input": list(shape), "rois": len(rois), "spatial_scale": scale,
+           "output_size": out, "identical": True}
+    for part, mv_fn, tv_fn in (("forward", mv_fwd, tv_fwd), ("forward_backward", mv_both, tv_both)):
+        blocks = [compare(mv_fn, tv_fn, repeats, rounds=1) for _ in range(rounds)]
+        row[f"{part}_minivision_s"] = statistics.median(b[0] for b in blocks)
+        row[f"{part}_torchvision_s"] = statistics.median(b[1] for b in blocks)
+        row[f"{part}_block_ratios"] = [b[0] / b[1] for b in blocks]
+    return row
+
+
+def roi_markdown(rows):
+    def cells(row, part):
+        ratios = row[f"{part}_block_ratios"]
+        return (f"{row[f'{part}_minivision_s'] * 1e3:.2f} | {row[f'{part}_torchvision_s'] * 1e3:.2f} | "
+                f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
+
+    lines = [
+        "| case | fwd mv ms | fwd tv ms | fwd mv / tv (range) | fwd+bwd mv ms | fwd+bwd tv ms | "
+        "fwd+bwd mv / tv (range) | identical |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        lines.append(f"| {row['case']} | {cells(row, 'forward')} | {cells(row, 'forward_backward')} | "
+                     f"{'yes' if row['identical'] else 'NO'} |")
+    return "\n".join(lines)
+
+
 def markdown(rows):
     def ms(seconds):
         return f"{seconds * 1e3:.2f}" if seconds is not None else "-"
@@ -185,16 +273,33 @@ def main():
     parser.add_argument("--repeats", type=int, default=9, help="timed runs per case (median reported)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="minivision's and PyTorch's thread count (default: the cores)")
+    parser.add_argument("--roi-rounds", type=int, default=5,
+                        help="alternating blocks of --repeats runs per library for each RoI case")
+    parser.add_argument("--roi-only", action="store_true", help="only the RoI cases")
     args = parser.parse_args()
     rng, device = np.random.default_rng(args.seed), Device(args.device)
+    mv.set_num_threads(args.threads)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
 
-    cases = [lambda n=n: nms_case(n, rng, args.repeats, device) for n in (1_000, 5_000, 20_000)]
-    cases.append(lambda: nms_case(20_000, rng, args.repeats, device, num_classes=80))
-    cases.append(lambda: iou_case(2_000, 3_000, rng, args.repeats, device))
+    cases = [] if args.roi_only else [
+        *(lambda n=n: nms_case(n, rng, args.repeats, device) for n in (1_000, 5_000, 20_000)),
+        lambda: nms_case(20_000, rng, args.repeats, device, num_classes=80),
+        lambda: iou_case(2_000, 3_000, rng, args.repeats, device),
+    ]
+    if tvops is not None and args.device == "cpu":  # the RoI cases compare with torchvision only
+        cases += [lambda s=s, o=o: roi_case(s, o, rng, args.repeats, args.roi_rounds)
+                  for s in ROI_SETUPS for o in ROI_OPS]
     rows = [case() for case in tqdm(cases, desc="bench_boxes", unit="case")]
+    box_rows = [row for row in rows if "minivision_s" in row]
+    roi_rows = [row for row in rows if "forward_minivision_s" in row]
 
-    table = markdown(rows)
-    print(table)
+    if box_rows:
+        print(markdown(box_rows))
+    if roi_rows:
+        print("\n" + roi_markdown(roi_rows))
     if tvops is None:
         print("\ntorchvision is not installed: compared with the NumPy reference only.")
     environment = {
@@ -206,6 +311,7 @@ def main():
         "torch": torch.__version__ if torch is not None else None,
         "torchvision": torchvision.__version__ if tvops is not None else None,
         "torch_threads": torch.get_num_threads() if torch is not None else None,
+        "minivision_threads": mv.get_num_threads(),
         "device": args.device,
     }
     path = write_results("boxes.json" if args.device == "cpu" else f"boxes_{args.device}.json", {"environment": environment, "iou_threshold": IOU_THRESHOLD,

@@ -17,6 +17,7 @@ sets the memory a run may use instead of what the machine has free.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tracemalloc
@@ -140,12 +141,13 @@ def _nbytes(model) -> int:
     return sum(p.data.nbytes for p in model.parameters())
 
 
-def _weight_bytes(model_class, num_classes: int, image_size: int) -> int:
-    """The weights' bytes at ``image_size``, from models built at PROBE_SIZE and twice that:
-    a constant part plus a part that grows with the image's area."""
-    small, large = (_nbytes(model_class.tiny(num_classes, s)) for s in (PROBE_SIZE, 2 * PROBE_SIZE))
-    per_area = (large - small) / (3 * PROBE_SIZE**2)
-    return int(small + per_area * (image_size**2 - PROBE_SIZE**2))
+@functools.lru_cache(maxsize=None)
+def _measure(model_class, num_classes: int, training: bool) -> tuple[int, int, int, int]:
+    """The probe's two peaks (``_probe``) and the weights' bytes at PROBE_SIZE and twice that,
+    measured once per model class, class count and mode in a process."""
+    model = model_class.tiny(num_classes, PROBE_SIZE)
+    small, large = _probe(model, training)
+    return small, large, _nbytes(model), _nbytes(model_class.tiny(num_classes, 2 * PROBE_SIZE))
 
 
 def plan_run(model_class, num_classes: int, image_size: int, batch_size: int, *, training: bool,
@@ -157,10 +159,13 @@ def plan_run(model_class, num_classes: int, image_size: int, batch_size: int, *,
     indices = 16 * num_images if training else 0
     if cheap_only:
         return MemoryPlan(batch_size, 0, indices, 0, image, probed=False)
-    small, large = _probe(model_class.tiny(num_classes, PROBE_SIZE), training)
+    small, large, weights_small, weights_large = _measure(model_class, num_classes, training)
     area = (image_size / PROBE_SIZE) ** 2
     step_per_image = max(large - small, 0) / (PROBE_BATCHES[1] - PROBE_BATCHES[0]) * area
     # the fixed part is scaled with the area too: part of it is per-image work done once
     workspace = max(small - PROBE_BATCHES[0] * step_per_image / area, 0) * max(area, 1.0)
-    weights = _weight_bytes(model_class, num_classes, image_size) * (4 if training else 1)
+    # the weights: a constant part plus a part that grows with the image's area (a fully
+    # connected layer after the convolutions, as in the localizer)
+    weights_per_area = (weights_large - weights_small) / (3 * PROBE_SIZE**2)
+    weights = int(weights_small + weights_per_area * (image_size**2 - PROBE_SIZE**2)) * (4 if training else 1)
     return MemoryPlan(batch_size, weights, indices, int(SAFETY * workspace), int(SAFETY * step_per_image) + image)

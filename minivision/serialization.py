@@ -136,6 +136,8 @@ def load(path, device="cpu", max_bytes: int | None = None) -> "OrderedDict[str, 
     is refused before any of its data is read; so is anything that is not a ``.npz`` of
     numeric or text arrays, with a ValueError naming the file and what it is."""
     path = os.fspath(path)
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
+        raise ValueError(f"load: max_bytes must be a positive integer number of bytes, got {max_bytes!r}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"load: no file at {path!r}")
     try:

@@ -2,10 +2,8 @@
 one-line refusal, naming the option to lower, before anything is built."""
 import tracemalloc
 
-import numpy as np
 import pytest
 
-import minivision as mv
 from minivision import memory_plan, optim
 from minivision.data import DataLoader, Shapes
 from minivision.memory_plan import parse_bytes, plan_run

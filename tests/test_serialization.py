@@ -253,3 +253,11 @@ def test_cleanup_racing_a_new_writer_leaves_it_a_locked_file(tmp_path, monkeypat
     atomic_write(tmp_path / "a.npz", lambda f: f.write(b"data"))
     assert len(made) == 2 and (tmp_path / "a.npz").read_bytes() == b"data"
     assert _temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("max_bytes", ["10", 0, -5, 1.5, True])
+def test_max_bytes_must_be_a_positive_integer(tmp_path, max_bytes):
+    path = tmp_path / "w.npz"
+    mv.save({"w": np.zeros(3)}, path)
+    with pytest.raises(ValueError, match=rf"load: max_bytes must be a positive integer number of bytes, got {max_bytes!r}"):
+        mv.load(path, max_bytes=max_bytes)

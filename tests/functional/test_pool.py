@@ -7,10 +7,8 @@ from hypothesis import strategies as st
 
 import minivision as mv
 import minivision.functional as F
-from minivision.functional import _pool_cuda
 from minivision.functional import _pool_kernels as kernels
 from minivision.functional import pool as pool_module
-from minivision.functional._geometry import Windows
 from tests import cuda_emulation
 from tests.helpers import DEVICES, assert_close, check_parity, torch_or_skip
 

@@ -43,8 +43,8 @@ import numpy as np
 import minivision as mv
 from minivision import nn
 from minivision.backend import get_array_module, random_generator
-from minivision.models.roi_heads import (FastRCNNHead, _boxes, fast_rcnn_loss, postprocess_detections,
-                                         sample_proposals)
+from minivision.models.roi_heads import (FastRCNNHead, _boxes, _positive_int, fast_rcnn_loss,
+                                         postprocess_detections, sample_proposals)
 from minivision.tensor import Tensor
 
 CROP_CHUNK = 256  # R-CNN warps and runs this many crops at a time, so memory stays bounded
@@ -93,7 +93,8 @@ def training_proposals(gt_boxes, height: int, width: int, count: int = 64, jitte
     there is no object) are uniform random boxes with sides of 10-60% of the image: mostly
     background. Drawn from minivision's seeded generator.
     """
-    gt = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    count = _positive_int(count, "count")
+    gt = np.zeros((0, 4)) if np.size(gt_boxes) == 0 else _boxes(gt_boxes, "gt_boxes").astype(np.float64)
     rng = random_generator()
     num_jittered = count // 2 if len(gt) else 0
     picked = gt[rng.integers(0, len(gt), num_jittered)] if len(gt) else np.zeros((0, 4))
@@ -163,12 +164,6 @@ def crop_and_warp(images, boxes, batch, size: int, context: int = 0):
 
 
 # --------------------------------------------------------------------------- the models
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 class _RegionCNN(nn.Module):
     """What R-CNN and Fast R-CNN share: the body, the head, proposals, the loss and detections.
     A subclass says where the body runs: ``_region_features(images, boxes)``.

@@ -26,16 +26,11 @@ from minivision import nn
 from minivision.backend import get_array_module, random_generator, to_numpy
 from minivision.nn import init
 from minivision.ops import AnchorGenerator, BoxCoder, box_iou, nms
+from minivision.models.roi_heads import _fraction
 from minivision.ops._arrays import check_boxes, unwrap
 
 # torchvision's smooth L1 transition point for the RPN's box regression.
 BOX_LOSS_BETA = 1.0 / 9
-
-
-def _check_fraction(value, name: str) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
 
 
 def _check_count(value, name: str) -> int:
@@ -73,7 +68,7 @@ def label_anchors(anchors, gt_boxes, fg_iou: float = 0.7, bg_iou: float = 0.3, a
     raw_anchors = check_boxes(unwrap(anchors)[0], "anchors")
     raw_gt = check_boxes(unwrap(gt_boxes)[0], "gt_boxes")
     xp = get_array_module(raw_anchors, raw_gt)
-    fg_iou, bg_iou = _check_fraction(fg_iou, "fg_iou"), _check_fraction(bg_iou, "bg_iou")
+    fg_iou, bg_iou = _fraction(fg_iou, "fg_iou"), _fraction(bg_iou, "bg_iou")
     if bg_iou > fg_iou:
         raise ValueError(f"bg_iou must not exceed fg_iou, got bg_iou={bg_iou} and fg_iou={fg_iou}")
     count = raw_anchors.shape[0]
@@ -114,7 +109,7 @@ def sample_anchors(labels, batch_size_per_image: int = 256, positive_fraction: f
         raise ValueError(f"labels must hold only 1, 0 or -1, got {int(host[unknown][0])} at index "
                          f"{int(np.argmax(unknown))}")
     batch = _check_count(batch_size_per_image, "batch_size_per_image")
-    fraction = _check_fraction(positive_fraction, "positive_fraction")
+    fraction = _fraction(positive_fraction, "positive_fraction")
     rng = random_generator()
     positive = np.flatnonzero(host == 1)
     positive = rng.choice(positive, size=min(positive.size, int(batch * fraction)), replace=False)

@@ -289,3 +289,15 @@ def test_bad_configuration(kwargs, message):
 def test_bad_grid(kwargs, message):
     with pytest.raises(ValueError, match=message):
         grid_proposals(**{"height": 32, "width": 32, **kwargs})
+
+
+@pytest.mark.parametrize("gt_boxes, count, message", [
+    (np.zeros((4, 3)), 8, r"gt_boxes must have shape \(N, 4\)"),
+    (np.zeros((5,)), 8, r"gt_boxes must have shape \(N, 4\)"),
+    (np.zeros((0, 4)), -1, "count must be a positive integer, got -1"),
+])
+def test_training_proposals_bad_input(gt_boxes, count, message):
+    from minivision.models.rcnn import training_proposals
+
+    with pytest.raises(ValueError, match=message):
+        training_proposals(gt_boxes, 64, 64, count=count)

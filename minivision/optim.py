@@ -67,7 +67,19 @@ class Optimizer:
         """Restore what ``state_dict`` returned, onto this optimizer's own parameters. Every
         entry is checked against its parameter before anything changes: a state that could not
         have come from this optimizer is a one-line ValueError naming the parameter and key."""
+        if not isinstance(state_dict, dict) or not {"param_groups", "state"} <= state_dict.keys():
+            raise ValueError("optimizer state must be a dict with 'param_groups' and 'state' (what state_dict() "
+                             f"returns), got {type(state_dict).__name__}"
+                             + (f" with keys {sorted(state_dict)}" if isinstance(state_dict, dict) else ""))
         groups = state_dict["param_groups"]
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise ValueError(f"optimizer state's 'param_groups' must be a list of dicts, got {groups!r:.60}")
+        for i, (group, saved) in enumerate(zip(self.param_groups, groups)):
+            unknown = sorted(k for k in saved if k == "params" or k not in group)
+            if unknown:
+                raise ValueError(f"optimizer state's param_groups[{i}] has keys {unknown} this optimizer does not take")
+        if not isinstance(state_dict["state"], dict):
+            raise ValueError(f"optimizer state's 'state' must be a dict, got {type(state_dict['state']).__name__}")
         if len(groups) != len(self.param_groups):
             raise ValueError(f"optimizer state has {len(groups)} parameter groups, this optimizer {len(self.param_groups)}")
         params = [p for group in self.param_groups for p in group["params"]]

@@ -154,3 +154,19 @@ def test_load_state_dict_rejects_a_missing_parameter_wrong_keys_and_a_bad_step()
     with pytest.raises(ValueError, match=r"parameter 0 has keys \['exp_avg', 'exp_avg_sq', 'step'\], expected "
                                          r"\['momentum_buffer'\] or none"):
         sgd.load_state_dict({**sgd_state, "state": {0: entry}})
+
+
+@pytest.mark.parametrize("state, message", [
+    ([], r"optimizer state must be a dict with 'param_groups' and 'state' .* got list"),
+    ({"state": {}}, r"got dict with keys \['state'\]"),
+    ({"param_groups": [1], "state": {}}, r"'param_groups' must be a list of dicts, got \[1\]"),
+    ({"param_groups": [{"params": [0]}], "state": {}}, r"param_groups\[0\] has keys \['params'\]"),
+    ({"param_groups": [{"lr": 0.1, "colour": 1}], "state": {}}, r"param_groups\[0\] has keys \['colour'\]"),
+    ({"param_groups": [{"lr": 0.1}], "state": []}, r"'state' must be a dict, got list"),
+])
+def test_load_state_dict_rejects_a_malformed_state(state, message):
+    w = mv.nn.Parameter(np.ones((2, 2)))
+    opt = optim.SGD([w], lr=0.5, momentum=0.9)
+    with pytest.raises(ValueError, match=message):
+        opt.load_state_dict(state)
+    assert opt.param_groups[0]["lr"] == 0.5 and opt.param_groups[0]["params"] == [w]

@@ -219,7 +219,7 @@ from minivision.ops import _roi_cuda, _roi_kernels
 x, batch, bins = np.ones((1, 1, 2, 2)), np.zeros(1, np.int64), np.array([[[0, 2]]])
 out, switches = np.zeros((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), np.int64)
 for call in (lambda: _roi_kernels.roi_pool_rois(x, batch, bins, bins, -1.0, out, switches),
-             lambda: _roi_kernels.roi_pool_backward_channels(out, switches, batch, np.zeros_like(x)),
+             lambda: _roi_kernels.roi_pool_backward_channels(out, switches, batch, np.zeros((1, 1, 4))),
              lambda: _roi_cuda.roi_pool(x, batch, bins, bins, -1.0, (1, 1)),
              lambda: _roi_cuda.roi_pool_backward(out, switches, batch, bins, bins, x.shape)):
     try:

@@ -9,12 +9,13 @@ adds up its terms in torchvision's order, and no two workers write one element.
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 
 @njit(cache=True, nogil=True)
 def roi_pool_rois(x, batch, h_bins, w_bins, lowest, out, switches):
-    """out[k, c, i, j] = max of x[batch[k], c] over rows h_bins[k, i] = [start, stop) and
+    """out[k, c, i, j] = max of x[batch[k], c] (x C-contiguous) over rows h_bins[k, i] = [start, stop) and
     columns w_bins[k, j]; switches[k, c, i, j] = h * W + w of that maximum. torchvision's
     rule: the running maximum starts at ``lowest`` (-FLT_MAX) and is replaced only by a
     strictly greater value, in row-major order (ties keep the first; NaN never wins); a
@@ -22,9 +23,10 @@ def roi_pool_rois(x, batch, h_bins, w_bins, lowest, out, switches):
     # BEGIN SOLUTION roi: write roi_pool_rois, each bin's maximum and its switch h * W + w (torchvision's rules above)
     rois, channels, out_h, out_w = out.shape
     width = x.shape[3]
+    planes = x.reshape(x.shape[0], channels, x.shape[2] * width)  # x is C-contiguous
     for k in range(rois):
         for c in range(channels):
-            plane = x[batch[k], c]
+            plane = planes[batch[k], c]
             for i in range(out_h):
                 h_start, h_stop = h_bins[k, i, 0], h_bins[k, i, 1]
                 for j in range(out_w):
@@ -33,58 +35,75 @@ def roi_pool_rois(x, batch, h_bins, w_bins, lowest, out, switches):
                     if h_stop <= h_start or w_stop <= w_start:
                         best = out.dtype.type(0)
                     for h in range(h_start, h_stop):
-                        for w in range(w_start, w_stop):
-                            if plane[h, w] > best:
-                                best, arg = plane[h, w], h * width + w
+                        for at in range(h * width + w_start, h * width + w_stop):
+                            value = plane[np.uint64(at)]  # unsigned: Numba skips its negative-index check
+                            if value > best:
+                                best, arg = value, at
                     out[k, c, i, j] = best
                     switches[k, c, i, j] = arg
     # END SOLUTION roi
 
 
 @njit(cache=True, nogil=True)
-def roi_pool_backward_channels(grad, switches, batch, grad_x):
-    """grad_x[batch[k], c].flat[switches[k, c, i, j]] += grad[k, c, i, j] for every (k, i, j)
-    in order, skipping switch -1; grad_x starts at zero."""
+def roi_pool_backward_channels(grad, switches, batch, grad_planes):
+    """grad_planes[batch[k], c, switches[k, c, i, j]] += grad[k, c, i, j] for every (k, i, j)
+    in order, skipping switch -1; grad_planes (N, C, H * W), the input's gradient with each
+    plane flat, starts at zero."""
     # BEGIN SOLUTION roi: write roi_pool_backward_channels, each bin's gradient added to its switch
     rois, channels, out_h, out_w = grad.shape
-    width = grad_x.shape[3]
-    for c in range(channels):
-        for k in range(rois):
+    for k in range(rois):
+        for c in range(channels):
             for i in range(out_h):
                 for j in range(out_w):
                     at = switches[k, c, i, j]
                     if at >= 0:
-                        grad_x[batch[k], c, at // width, at % width] += grad[k, c, i, j]
+                        grad_planes[batch[k], c, at] += grad[k, c, i, j]
     # END SOLUTION roi
 
 
 @njit(cache=True, nogil=True)
 def roi_align_rois(x, batch, grids, count, y_taps, y_weights, x_taps, x_weights, out):
     """out[k, c, i, j] = the mean over bin (i, j)'s grids[k] = (grid_h, grid_w) samples of
-    x[batch[k], c] read bilinearly. A sample's rows are y_taps[k, i, iy] = (low, high) with
+    x[batch[k], c] (x C-contiguous) read bilinearly. A sample's rows are y_taps[k, i, iy] = (low, high) with
     weights y_weights[k, i, iy] = (ly, hy) (columns alike); taps of -1 mark a sample off the
-    map, which reads position 0 with weight 0 as torchvision's does. Sums in torchvision's
-    order, then divides by count[k] = max(grid_h * grid_w, 1)."""
+    map, which reads position 0 with weight 0 as torchvision's does. As torchvision does,
+    each RoI's four flat positions and four weights (hy * hx, hy * lx, ly * hx, ly * lx) per
+    sample are worked out once, then every channel sums in its order and divides by
+    count[k] = max(grid_h * grid_w, 1)."""
     rois, channels, out_h, out_w = out.shape
+    width = x.shape[3]
+    planes = x.reshape(x.shape[0], channels, x.shape[2] * width)  # x is C-contiguous
+    samples = y_taps.shape[2] * x_taps.shape[2]
+    # unsigned positions and loop counters from 0 spare Numba's negative-index checks
+    positions = np.empty((out_h, out_w, samples, 4), dtype=np.uint64)
+    weights = np.empty((out_h, out_w, samples, 4), dtype=out.dtype)
     for k in range(rois):
         grid_h, grid_w = grids[k, 0], grids[k, 1]
+        for i in range(out_h):
+            for j in range(out_w):
+                for iy in range(grid_h):
+                    y_low, y_high = y_taps[k, i, iy, 0], y_taps[k, i, iy, 1]
+                    ly, hy = y_weights[k, i, iy, 0], y_weights[k, i, iy, 1]
+                    for ix in range(grid_w):
+                        x_low, x_high = x_taps[k, j, ix, 0], x_taps[k, j, ix, 1]
+                        lx, hx = x_weights[k, j, ix, 0], x_weights[k, j, ix, 1]
+                        at = positions[i, j, iy * grid_w + ix]
+                        if y_low < 0 or x_low < 0:
+                            at[:] = 0
+                        else:
+                            at[0], at[1] = y_low * width + x_low, y_low * width + x_high
+                            at[2], at[3] = y_high * width + x_low, y_high * width + x_high
+                        w = weights[i, j, iy * grid_w + ix]
+                        w[0], w[1], w[2], w[3] = hy * hx, hy * lx, ly * hx, ly * lx
+        per_bin = grid_h * grid_w
         for c in range(channels):
-            plane = x[batch[k], c]
+            plane = planes[batch[k], c]
             for i in range(out_h):
                 for j in range(out_w):
                     total = out.dtype.type(0)
-                    for iy in range(grid_h):
-                        y_low, y_high = y_taps[k, i, iy, 0], y_taps[k, i, iy, 1]
-                        ly, hy = y_weights[k, i, iy, 0], y_weights[k, i, iy, 1]
-                        for ix in range(grid_w):
-                            x_low, x_high = x_taps[k, j, ix, 0], x_taps[k, j, ix, 1]
-                            lx, hx = x_weights[k, j, ix, 0], x_weights[k, j, ix, 1]
-                            if y_low < 0 or x_low < 0:
-                                v1 = v2 = v3 = v4 = plane[0, 0]
-                            else:
-                                v1, v2 = plane[y_low, x_low], plane[y_low, x_high]
-                                v3, v4 = plane[y_high, x_low], plane[y_high, x_high]
-                            total += hy * hx * v1 + hy * lx * v2 + ly * hx * v3 + ly * lx * v4
+                    for s in range(per_bin):
+                        at, w = positions[i, j, s], weights[i, j, s]
+                        total += w[0] * plane[at[0]] + w[1] * plane[at[1]] + w[2] * plane[at[2]] + w[3] * plane[at[3]]
                     out[k, c, i, j] = total / count[k]
 
 

@@ -100,9 +100,9 @@ class _RoIAlign(Function):
         if cuda_kernels_apply(x):
             return _roi_cuda.roi_align(x, batch, geometry, out_hw)
         out = np.empty((batch.shape[0], x.shape[1]) + tuple(out_hw), dtype=x.dtype)
-        g = geometry
+        g, planes = geometry, np.ascontiguousarray(x)  # the kernel reads each plane flat
         threads.over_batch(out, lambda share, _: _roi_kernels.roi_align_rois(
-            x, batch[share], g.grids[share], g.count[share], g.y_taps[share], g.y_weights[share],
+            planes, batch[share], g.grids[share], g.count[share], g.y_taps[share], g.y_weights[share],
             g.x_taps[share], g.x_weights[share], out[share]))
         return out
 

@@ -66,21 +66,22 @@ class _RoIPool(Function):
         else:
             out = np.empty((batch.shape[0], x.shape[1]) + out_hw, dtype=x.dtype)
             switches = np.empty(out.shape, dtype=np.int64)
-            lowest = x.dtype.type(LOWEST)
+            lowest, planes = x.dtype.type(LOWEST), np.ascontiguousarray(x)  # the kernel reads each plane flat
             threads.over_batch(out, lambda share, _: _roi_kernels.roi_pool_rois(
-                x, batch[share], h_bins[share], w_bins[share], lowest, out[share], switches[share]))
+                planes, batch[share], h_bins[share], w_bins[share], lowest, out[share], switches[share]))
         self.switches, self.batch, self.h_bins, self.w_bins, self.x_shape = switches, batch, h_bins, w_bins, x.shape
         return out
 
     def backward(self, grad):
         if cuda_kernels_apply(grad):
             return _roi_cuda.roi_pool_backward(grad, self.switches, self.batch, self.h_bins, self.w_bins, self.x_shape)
-        grad_x = np.zeros(self.x_shape, dtype=grad.dtype)
+        n, channels, height, width = self.x_shape
+        grad_planes = np.zeros((n, channels, height * width), dtype=grad.dtype)
         # a worker per share of channels: each adds its channels' terms in torchvision's order
         threads.parallel_map(lambda share: _roi_kernels.roi_pool_backward_channels(
-            grad[:, share], self.switches[:, share], self.batch, grad_x[:, share]),
-            threads.batch_parts(grad_x, axis=1))
-        return grad_x
+            grad[:, share], self.switches[:, share], self.batch, grad_planes[:, share]),
+            threads.batch_parts(grad_planes, axis=1))
+        return grad_planes.reshape(self.x_shape)
 
 
 def roi_pool(input, boxes, output_size, spatial_scale=1.0):

@@ -5,7 +5,7 @@ import importlib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import minivision as mv
@@ -92,6 +92,11 @@ def test_matches_torchvision(case, flags):
     torch = pytest.importorskip("torch")
     ops = pytest.importorskip("torchvision.ops")
     x, rois, scale, output_size = case
+    sampling_ratio, aligned = flags
+    reversed_region = (rois[:, 3] < rois[:, 1]) | (rois[:, 4] < rois[:, 2])
+    # torchvision sizes a buffer by the (negative) sample count of a reversed aligned region and
+    # raises; the NumPy restatement above covers minivision's 0 for those
+    assume(not (aligned and sampling_ratio <= 0 and reversed_region.any()))
     xt = torch.tensor(x, requires_grad=True)
     expected = ops.roi_align(xt, torch.tensor(rois), output_size, scale, *flags)
     upstream = np.random.default_rng(2).standard_normal(tuple(expected.shape)).astype(x.dtype)
@@ -131,6 +136,13 @@ GOOD = np.array([[0, 1, 1, 4, 4]], np.float32)
 def test_bad_input_is_refused_with_a_message(kwargs, error, message):
     with pytest.raises(error, match=message):
         roi_align(**{"input": X32, "boxes": GOOD, "output_size": 2, **kwargs})
+
+
+def test_a_strided_input_gives_what_its_contiguous_copy_gives(rng):
+    x = rng.standard_normal((2, 3, 8, 9)).astype(np.float32).transpose(0, 1, 3, 2)
+    rois = np.array([[1, 0.5, 1.0, 6.0, 8.0], [0, 2.0, 2.0, 7.5, 3.0]], np.float32)
+    np.testing.assert_array_equal(roi_align(x, rois, 3, 1.0, 2, True).numpy(),
+                                  roi_align(np.ascontiguousarray(x), rois, 3, 1.0, 2, True).numpy())
 
 
 def test_module_is_the_function():

@@ -181,6 +181,12 @@ def test_bad_input_is_refused_with_a_message(args, error, message):
         roi_pool(*args)
 
 
+def test_a_strided_input_gives_what_its_contiguous_copy_gives(rng):
+    x = rng.standard_normal((2, 3, 8, 9)).astype(np.float32).transpose(0, 1, 3, 2)
+    rois = np.array([[1, 0.5, 1.0, 6.0, 8.0], [0, 2.0, 2.0, 7.5, 3.0]], np.float32)
+    np.testing.assert_array_equal(roi_pool(x, rois, 3).numpy(), roi_pool(np.ascontiguousarray(x), rois, 3).numpy())
+
+
 def test_module_is_the_function():
     from minivision.ops.roi_pool import RoIPool
 

@@ -1,6 +1,7 @@
 """R-CNN vs Fast R-CNN: the body run on every warped proposal vs once per image.
 
-The tiny R-CNN (proposals warped to 32x32, two conv stages, 4x4 pooling, fc 128) and a Fast
+The tiny R-CNN (proposals warped to 16x16, conv stages of 32 and 64 channels, 4x4 pooling,
+fc 256) and a Fast
 R-CNN holding the same weights score the same proposals of one image, forward only (no
 gradients, eval mode), as the proposals grow: each count is a seeded random draw from
 ``grid_proposals``. Medians of ``--rounds`` alternating blocks of ``--repeats`` timed calls per

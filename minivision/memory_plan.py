@@ -8,7 +8,8 @@ batch 1 and batch 2, under ``tracemalloc`` (NumPy reports its allocations there)
 difference is one image's share, scaled by area to the size asked for; the rest is the
 step's fixed workspace. The weights are counted at two probe sizes too, since a model with a
 fully connected layer after its convolutions (the localizer) has weights that grow with the
-image's area. Training also holds the epoch's shuffled index (8 bytes an image, twice while
+image's area (unless the model's class sets ``step_memory_grows_with_area = False``, as R-CNN,
+whose step works on fixed-size crops, does). Training also holds the epoch's shuffled index (8 bytes an image, twice while
 it is drawn).
 
 The probes cost a few tenths of a second. Sizes so large that the batch alone cannot fit are
@@ -160,7 +161,8 @@ def plan_run(model_class, num_classes: int, image_size: int, batch_size: int, *,
     if cheap_only:
         return MemoryPlan(batch_size, 0, indices, 0, image, probed=False)
     small, large, weights_small, weights_large = _measure(model_class, num_classes, training)
-    area = (image_size / PROBE_SIZE) ** 2
+    # a model whose step works on fixed-size crops (R-CNN) says so: then only its images grow
+    area = (image_size / PROBE_SIZE) ** 2 if getattr(model_class, "step_memory_grows_with_area", True) else 1.0
     step_per_image = max(large - small, 0) / (PROBE_BATCHES[1] - PROBE_BATCHES[0]) * area
     # the fixed part is scaled with the area too: part of it is per-image work done once
     workspace = max(small - PROBE_BATCHES[0] * step_per_image / area, 0) * max(area, 1.0)

@@ -16,7 +16,9 @@ HOST_COPIES = {
     "segnet": 5,  # each of the 4 max_unpool2d checks its switches' range (min and max in one copy); the loss its labels
     # anchor labelling and sampling, the proposal step (top-N, NMS) and RoI sampling run on the host: a known cost,
     # held here so that it does not grow unnoticed
-    "faster_rcnn": 72,
+    "faster_rcnn": 70,
+    "fast_rcnn": 2,  # roi_pool checks its boxes (finite, batch index, range: one copy); the loss its labels
+    "rcnn": 2,  # the same two
 }
 ONE_FOR_THE_LABELS = 1  # the other models: nll_loss checks its labels' range
 

@@ -37,7 +37,7 @@ mv.manual_seed(0)
 
 # %% [markdown]
 # ## Crop every proposal, or pool from shared features
-# `RCNN` warps each proposal to 32 x 32 and runs the body (conv-BN-ReLU-pool, twice: stride
+# `RCNN` warps each proposal to 16 x 16 and runs the body (conv-BN-ReLU-pool, twice: stride
 # 4) on it; `FastRCNN` runs the same body once on the image and RoI-pools each proposal from
 # its map. Both end in the same head under the same layer names, so one's `state_dict`
 # loads into the other. Proposals: a random subset of `grid_proposals` (2,094 boxes per
@@ -70,7 +70,7 @@ for count in counts:
     proposals = grid[np.sort(rng.choice(len(grid), count, replace=False))]
     times.append((seconds(slow, proposals), seconds(fast, proposals)))
     print(f"{count:9d} {times[-1][0]:7.3f} s {times[-1][1]:8.3f} s {times[-1][0] / times[-1][1]:7.1f}")
-# R-CNN's cost grows with the proposals (each is a 32 x 32 image for the body); Fast R-CNN's
+# R-CNN's cost grows with the proposals (each is a 16 x 16 image for the body); Fast R-CNN's
 # body runs once, and only the RoI pooling and the head grow
 assert times[-1][0] > 2 * times[-1][1]
 

@@ -177,13 +177,20 @@ class _RegionCNN(nn.Module):
         pool_size: each region is max-pooled to pool_size x pool_size cells (7 in the papers).
         hidden: the head's fully connected width (4096 in the papers).
         rois_per_image: RoIs sampled per image for the loss (the papers: 64, 2 images a batch).
+        proposal_step: ``grid_proposals``' step for the default test-time proposals (0.25:
+            2,094 boxes an image, about as many as selective search gives; 0.5: 643).
     """
 
     task = "detection"
+    TINY = dict(widths=(32, 64), hidden=256, rois_per_image=64)  # what ``tiny`` sets
 
     def __init__(self, num_classes: int, image_size: int = 64, in_channels: int = 3, widths=(16, 32),
-                 kernel_size: int = 3, pool_size: int = 4, hidden: int = 128, rois_per_image: int = 32):
+                 kernel_size: int = 3, pool_size: int = 4, hidden: int = 128, rois_per_image: int = 32,
+                 proposal_step: float = 0.25):
         super().__init__()
+        if isinstance(proposal_step, bool) or not isinstance(proposal_step, numbers.Real) or not 0 < proposal_step <= 1:
+            raise ValueError(f"proposal_step must be a number in (0, 1] (a fraction of each box's side), "
+                             f"got {proposal_step!r}")
         for value, name in ((num_classes, "num_classes"), (image_size, "image_size"), (in_channels, "in_channels"),
                             (pool_size, "pool_size"), (hidden, "hidden"), (rois_per_image, "rois_per_image")):
             _positive_int(value, name)
@@ -193,7 +200,7 @@ class _RegionCNN(nn.Module):
             raise ValueError(f"kernel_size must be odd (same padding keeps the map aligned), got {kernel_size}")
         self.config = {"num_classes": num_classes, "image_size": image_size, "in_channels": in_channels,
                        "widths": list(widths), "kernel_size": kernel_size, "pool_size": pool_size, "hidden": hidden,
-                       "rois_per_image": rois_per_image}
+                       "rois_per_image": rois_per_image, "proposal_step": proposal_step}
         layers, channels = [], in_channels
         for i, width in enumerate(widths):
             layers += [nn.Conv2d(channels, _positive_int(width, f"widths[{i}]"), kernel_size, padding=kernel_size // 2),
@@ -206,8 +213,9 @@ class _RegionCNN(nn.Module):
 
     @classmethod
     def tiny(cls, num_classes: int, image_size: int = 64):
-        """The configuration trained on synthetic data: two conv stages (stride 4), 4x4 pooling."""
-        return cls(num_classes, image_size=image_size)
+        """The configuration trained on synthetic data: two conv stages of 32 and 64 channels
+        (stride 4), 4x4 pooling, fc width 256, 64 RoIs an image."""
+        return cls(num_classes, image_size=image_size, **cls.TINY)
 
     # ----------------------------------------------------------------- inputs
     def _check_images(self, images) -> None:
@@ -229,9 +237,9 @@ class _RegionCNN(nn.Module):
         return checked
 
     def default_proposals(self, images) -> list:
-        """``grid_proposals`` for each image's size."""
+        """``grid_proposals`` at ``proposal_step`` for each image's size."""
         height, width = images.shape[2:]
-        return [grid_proposals(height, width)] * images.shape[0]
+        return [grid_proposals(height, width, step=self.config["proposal_step"])] * images.shape[0]
 
     # ----------------------------------------------------------------- scoring
     def _region_features(self, images, boxes: list):
@@ -288,10 +296,15 @@ class RCNN(_RegionCNN):
     goes to the same head as Fast R-CNN's. ``forward``: see ``_RegionCNN.forward``.
     """
 
+    # a step's activations are those of its warped crops, whatever the image's size
+    # (``minivision.memory_plan`` scales only the images themselves with the area)
+    step_memory_grows_with_area = False
+
     def __init__(self, num_classes: int, image_size: int = 64, in_channels: int = 3, widths=(16, 32),
                  kernel_size: int = 3, pool_size: int = 4, hidden: int = 128, rois_per_image: int = 32,
-                 warp: int = 32, context: int = 0):
-        super().__init__(num_classes, image_size, in_channels, widths, kernel_size, pool_size, hidden, rois_per_image)
+                 proposal_step: float = 0.25, warp: int = 32, context: int = 0):
+        super().__init__(num_classes, image_size, in_channels, widths, kernel_size, pool_size, hidden, rois_per_image,
+                         proposal_step)
         if _positive_int(warp, "warp") % self.stride:
             raise ValueError(f"warp must be a multiple of the body's stride {self.stride} (its map then covers "
                              f"the crop exactly), got {warp}")
@@ -299,11 +312,18 @@ class RCNN(_RegionCNN):
             raise ValueError(f"context must be an int in [0, warp / 2) = [0, {warp / 2:g}), got {context!r}")
         self.config.update(warp=warp, context=context)
 
+    @classmethod
+    def tiny(cls, num_classes: int, image_size: int = 64):
+        """Fast R-CNN's tiny configuration (the same layers, so the weights load into either),
+        with each crop warped to 16 x 16 (the body's map then is the 4 x 4 pooling grid) and
+        643 test-time proposals an image (proposal step 0.5) rather than 2,094: each one is a
+        pass of the body here."""
+        return cls(num_classes, image_size=image_size, **cls.TINY, warp=16, proposal_step=0.5)
+
     def _region_features(self, images, boxes: list):
         """The body on every warped crop, CROP_CHUNK crops at a time: ((K, C', warp / stride,
         warp / stride), one RoI per crop covering all of its map)."""
         data = images.data
-        xp = get_array_module(data)
         flat = np.concatenate(boxes)
         batch = np.repeat(np.arange(len(boxes)), [len(b) for b in boxes])
         warp, context = self.config["warp"], self.config["context"]
@@ -313,7 +333,7 @@ class RCNN(_RegionCNN):
         features = mv.cat(features, dim=0) if len(features) > 1 else features[0]
         whole = pooled_boxes(np.array([[0, 0, warp, warp]], dtype=np.float64), self.stride)
         rois = np.concatenate([np.arange(len(flat))[:, None], np.repeat(whole, len(flat), axis=0)], axis=1)
-        return features, xp.asarray(rois, dtype=data.dtype)
+        return features, rois.astype(data.dtype)  # on the host, as the head takes sampled RoIs
 
 
 class FastRCNN(_RegionCNN):

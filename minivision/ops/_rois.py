@@ -107,21 +107,20 @@ def as_rois(op: str, boxes, x, spatial_scale: float):
     rois = xp.ascontiguousarray(rois)
     if rois.shape[0] == 0:
         return rois, xp.zeros(0, dtype=np.int64)
-    bad = ~xp.isfinite(rois).all(axis=1)
-    if bool(bad.any()):
-        row = _first(bad)
-        raise ValueError(f"{op}: boxes must be finite, got NaN or inf in row {row}: {to_numpy(rois[row]).tolist()}")
     index = rois[:, 0]
-    bad = (index != xp.floor(index)) | (index < 0) | (index >= x.shape[0])
-    if bool(bad.any()):
-        row = _first(bad)
-        raise ValueError(f"{op}: boxes' batch index must be an integer in [0, {x.shape[0]}) for input of "
-                         f"{x.shape[0]} images, got {to_numpy(index[row]).item()!r} in row {row}")
-    bad = (xp.abs(rois[:, 1:].astype(np.float64)) * spatial_scale > MAX_COORD).any(axis=1)
-    if bool(bad.any()):
-        row = _first(bad)
-        raise ValueError(f"{op}: boxes times spatial_scale must lie within +-2**30, got row {row}: "
-                         f"{to_numpy(rois[row]).tolist()} with spatial_scale={spatial_scale!r}")
+    problems = (  # (rows breaking a rule, its message for the first such row), checked in this order
+        (~xp.isfinite(rois).all(axis=1),
+         lambda row: f"{op}: boxes must be finite, got NaN or inf in row {row}: {to_numpy(rois[row]).tolist()}"),
+        ((index != xp.floor(index)) | (index < 0) | (index >= x.shape[0]),
+         lambda row: f"{op}: boxes' batch index must be an integer in [0, {x.shape[0]}) for input of "
+                     f"{x.shape[0]} images, got {to_numpy(index[row]).item()!r} in row {row}"),
+        ((xp.abs(rois[:, 1:].astype(np.float64)) * spatial_scale > MAX_COORD).any(axis=1),
+         lambda row: f"{op}: boxes times spatial_scale must lie within +-2**30, got row {row}: "
+                     f"{to_numpy(rois[row]).tolist()} with spatial_scale={spatial_scale!r}"),
+    )
+    if bool(xp.stack([bad for bad, _ in problems]).any()):  # one copy to the host for all three rules
+        bad, message = next((bad, message) for bad, message in problems if bool(bad.any()))
+        raise ValueError(message(_first(bad)))
     return rois, index.astype(np.int64)
 
 

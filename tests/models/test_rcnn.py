@@ -186,6 +186,21 @@ class _Recorder(mv.nn.Module):
         return self.inner(x)
 
 
+@pytest.mark.parametrize("cls, step, count", [(FastRCNN, 0.25, 2094), (RCNN, 0.5, 643)])
+def test_tiny_default_proposals_are_the_grid_at_its_proposal_step(cls, step, count):
+    model = cls.tiny(3, 64)
+    proposals = model.default_proposals(mv.zeros((2, 3, 64, 64)))
+    assert len(proposals) == 2 and model.config["proposal_step"] == step
+    np.testing.assert_array_equal(proposals[1], grid_proposals(64, 64, step=step))
+    assert len(proposals[1]) == count
+
+
+def test_tiny_rcnn_and_fast_rcnn_share_their_layers():
+    slow, fast = RCNN.tiny(3, 64), FastRCNN.tiny(3, 64)
+    assert {k: v.shape for k, v in slow.state_dict().items()} == {k: v.shape for k, v in fast.state_dict().items()}
+    assert slow.config["warp"] == 16 and slow.stride == 4  # the crop's map is the 4 x 4 pooling grid
+
+
 def test_rcnn_runs_the_body_per_crop_and_fast_rcnn_once_per_image(monkeypatch):
     monkeypatch.setattr("minivision.models.rcnn.CROP_CHUNK", 3)
     images, _ = shapes_batch(2, 64)
@@ -274,6 +289,8 @@ def test_bad_images_targets_and_proposals(cls):
     (dict(warp=30), "warp must be a multiple of the body's stride 4.*got 30"),
     (dict(context=16), r"context must be an int in \[0, warp / 2\) = \[0, 16\), got 16"),
     (dict(context=1.5), r"context must be an int .*got 1.5"),
+    (dict(proposal_step=0), r"proposal_step must be a number in \(0, 1\] .*got 0"),
+    (dict(proposal_step="0.5"), r"proposal_step must be a number in \(0, 1\] .*got '0.5'"),
 ])
 def test_bad_configuration(kwargs, message):
     with pytest.raises(ValueError, match=message):

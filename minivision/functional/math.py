@@ -223,7 +223,7 @@ class _MaxMin(Function):
         xp = get_array_module(a, b)
         self.shapes = a.shape, b.shape
         out = xp.maximum(a, b) if take_max else xp.minimum(a, b)
-        self.share_a = (a == out).astype(out.dtype) - 0.5 * (a == b)
+        self.share_a = (a == out).astype(out.dtype) - out.dtype.type(0.5) * (a == b)  # in the inputs' dtype
         return out
 
     def backward(self, grad):

@@ -1,10 +1,14 @@
-"""Box geometry: format conversion, area, IoU and generalized IoU.
+"""Box geometry: format conversion, area, and IoU with its generalized, distance and
+complete variants.
 
 Boxes are ``(x1, y1, x2, y2)`` floats in continuous pixel coordinates, no "+1": a box
 from 0 to 2 is 2 wide. Every function takes NumPy arrays, CuPy arrays or Tensors and
 returns the kind it was given.
 """
 from __future__ import annotations
+
+import math
+import numbers
 
 from minivision.backend import get_array_module
 from minivision.ops import _cpu_kernels, _cuda_kernels
@@ -79,6 +83,12 @@ def _broadcast_inter_union(boxes1, boxes2, xp):
     return inter, area1[:, None] + area2[None, :] - inter
 
 
+def _broadcast_enclosing_wh(boxes1, boxes2, xp):
+    """Width and height of the smallest box enclosing each pair, ``(N, M, 2)``."""
+    return (xp.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+            - xp.minimum(boxes1[:, None, :2], boxes2[None, :, :2]))
+
+
 def _safe_ratio(numerator, denominator, xp):
     """numerator / denominator, and 0 where the denominator is 0 (zero-area boxes)."""
     positive = denominator > 0
@@ -121,7 +131,67 @@ def generalized_box_iou(boxes1, boxes2):
     raw1, raw2, xp, wrap = _check_pair(boxes1, boxes2)
     inter, union = _broadcast_inter_union(raw1, raw2, xp)
     iou = _safe_ratio(inter, union, xp)
-    enclose_wh = (xp.maximum(raw1[:, None, 2:], raw2[None, :, 2:])
-                  - xp.minimum(raw1[:, None, :2], raw2[None, :, :2]))
+    enclose_wh = _broadcast_enclosing_wh(raw1, raw2, xp)
     enclose = enclose_wh[..., 0] * enclose_wh[..., 1]
     return wrap(iou - _safe_ratio(enclose - union, enclose, xp))
+
+
+def _check_eps(eps):
+    """Raise ValueError unless ``eps`` is a finite real number >= 0."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (0 <= eps < math.inf):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    return float(eps)
+
+
+def _broadcast_center_penalty(boxes1, boxes2, xp, eps):
+    """DIoU's penalty for every pair, ``(N, M)``, in [0, 1): the squared distance between
+    the two centres over the squared diagonal of their enclosing box plus ``eps``."""
+    enclose_wh = _broadcast_enclosing_wh(boxes1, boxes2, xp)
+    diagonal_sq = enclose_wh[..., 0] ** 2 + enclose_wh[..., 1] ** 2 + eps
+    centers1 = (boxes1[:, :2] + boxes1[:, 2:]) / 2
+    centers2 = (boxes2[:, :2] + boxes2[:, 2:]) / 2
+    offset = centers1[:, None, :] - centers2[None, :, :]
+    # The diagonal is 0 only for two copies of one point (with eps 0): no distance, no penalty.
+    return _safe_ratio(offset[..., 0] ** 2 + offset[..., 1] ** 2, diagonal_sq, xp)
+
+
+def _aspect_penalty(angle1, angle2):
+    """CIoU's aspect-ratio term v = 4 / pi^2 (angle1 - angle2)^2, in [0, 1], from aspect
+    angles arctan(width / height) in [0, pi/2]; arrays or Tensors."""
+    return (angle1 - angle2) ** 2 * (4 / math.pi ** 2)
+
+
+def distance_box_iou(boxes1, boxes2, eps: float = 1e-7):
+    """Distance IoU (Zheng et al., 2020) of every pair: ``(N, 4)``, ``(M, 4)`` -> ``(N, M)``,
+    in (-1, 1]: IoU minus the squared distance between the box centres over the squared
+    diagonal of their smallest enclosing box (plus ``eps``).
+
+    IoU is ``box_iou``'s, so a zero-area box has IoU 0 with every box (torchvision: NaN
+    between two zero-area boxes) and two identical boxes of positive area give exactly 1.
+    """
+    eps = _check_eps(eps)
+    raw1, raw2, xp, wrap = _check_pair(boxes1, boxes2)
+    return wrap(box_iou(raw1, raw2) - _broadcast_center_penalty(raw1, raw2, xp, eps))
+
+
+def complete_box_iou(boxes1, boxes2, eps: float = 1e-7):
+    """Complete IoU (Zheng et al., 2020) of every pair, ``(N, M)``, in (-2, 1]: distance IoU
+    minus ``alpha * v``, where v compares the aspect angles arctan(width / height) of the
+    two boxes and ``alpha = v / (1 - IoU + v + eps)`` weighs it up as the boxes overlap.
+
+    A point (zero width and height) has no aspect ratio: v is 0 for every pair holding one
+    (torchvision: NaN). A segment's angle is 0 (vertical) or pi/2 (horizontal).
+    """
+    eps = _check_eps(eps)
+    raw1, raw2, xp, wrap = _check_pair(boxes1, boxes2)
+    iou = box_iou(raw1, raw2)
+    diou = iou - _broadcast_center_penalty(raw1, raw2, xp, eps)
+    w1, h1 = raw1[:, 2] - raw1[:, 0], raw1[:, 3] - raw1[:, 1]
+    w2, h2 = raw2[:, 2] - raw2[:, 0], raw2[:, 3] - raw2[:, 1]
+    has_shape = ((w1 > 0) | (h1 > 0))[:, None] & ((w2 > 0) | (h2 > 0))[None, :]
+    # arctan2 is arctan(w / h) without the division: pi/2 for a zero height.
+    v = _aspect_penalty(xp.arctan2(w1, h1)[:, None], xp.arctan2(w2, h2)[None, :])
+    v = xp.where(has_shape, v, 0).astype(iou.dtype)
+    # alpha's denominator is 0 only for a perfect match (IoU 1, v 0) with eps 0; v is 0 there too.
+    alpha = _safe_ratio(v, 1 - iou + v + eps, xp)
+    return wrap(diou - alpha * v)

@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_int_in(1, MAX_EPOCHS), help="default: the model's recipe")
     train.add_argument("--batch-size", type=_positive_int, help="default: the model's recipe")
     train.add_argument("--lr", type=_non_negative_float, help="default: the model's recipe")
-    train.add_argument("--image-size", type=_int_in(1, MAX_IMAGE_SIZE), default=64)
+    train.add_argument("--image-size", type=_int_in(1, MAX_IMAGE_SIZE), help="default: the model's recipe")
     train.add_argument("--train-images", type=_positive_int, help="synthetic data: training images (default: recipe)")
     train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     train.add_argument("--out", default="runs/train")

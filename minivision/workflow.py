@@ -31,12 +31,15 @@ class UsageError(ValueError):
 
 
 def make_dataset(spec: str, split: str, image_size: int, task: str = "detection", max_objects: int = 1,
-                 num_images: int = VAL_IMAGES):
-    """The dataset a ``--data`` spec names, for one split ("train" or "val")."""
+                 num_images: int = VAL_IMAGES, object_sizes=None):
+    """The dataset a ``--data`` spec names, for one split ("train" or "val"). ``object_sizes``:
+    Shapes' (smallest, largest) object side as fractions of ``image_size`` (None: its default)."""
     kind, _, path = spec.partition(":")
     seed = 0 if split == "train" else 1
     if kind == "shapes" and not path:
-        return Shapes(num_images, image_size=image_size, min_objects=1, max_objects=max_objects, seed=seed)
+        sizes = None if object_sizes is None else tuple(f * image_size for f in object_sizes)
+        return Shapes(num_images, image_size=image_size, min_objects=1, max_objects=max_objects, seed=seed,
+                      object_sizes=sizes)
     if kind == "digits" and not path:
         return DigitsOnCanvas(num_images, canvas_size=image_size, min_objects=1, max_objects=max_objects, seed=seed)
     resize = transforms.Resize(image_size)
@@ -78,25 +81,28 @@ def _training_options(name: str, epochs, batch_size, lr, train_images, image_siz
     """The options of a training run, each unset (None) one from the model's recipe, each
     range-checked."""
     recipe = RECIPES[name]
-    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "train_images": train_images}
+    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "train_images": train_images,
+               "image_size": image_size}
     options = {k: getattr(recipe, k) if v is None else v for k, v in options.items()}
-    for option, low, high in (("epochs", 1, None), ("batch_size", 1, None), ("train_images", 1, None)):
+    for option, low, high in (("epochs", 1, None), ("batch_size", 1, None), ("train_images", 1, None),
+                              ("image_size", 1, MAX_IMAGE_SIZE)):
         _check_option("--" + option.replace("_", "-"), options[option], low, high)
-    _check_option("--image-size", image_size, 1, MAX_IMAGE_SIZE)
     if not (np.isfinite(options["lr"]) and options["lr"] >= 0):
         raise UsageError(f"--lr must be a finite number >= 0, got {options['lr']}")
     return options
 
 
 def plan_training(name: str, data: str, *, epochs=None, batch_size=None, lr=None, train_images=None,
-                  image_size: int = 64, device: str = "cpu"):
+                  image_size=None, device: str = "cpu"):
     """Check a training run's options and memory plan without building or training anything;
-    return (options, training set, validation set)."""
+    return (options, training set, validation set). Unset (None) options come from the recipe."""
     cls = model_class(name)
+    recipe = RECIPES[name]
     options = _training_options(name, epochs, batch_size, lr, train_images, image_size)
-    max_objects = RECIPES[name].max_objects
-    train_set = make_dataset(data, "train", image_size, cls.task, max_objects, options["train_images"])
-    val_set = make_dataset(data, "val", image_size, cls.task, max_objects)
+    image_size = options["image_size"]
+    train_set = make_dataset(data, "train", image_size, cls.task, recipe.max_objects, options["train_images"],
+                             recipe.object_sizes)
+    val_set = make_dataset(data, "val", image_size, cls.task, recipe.max_objects, object_sizes=recipe.object_sizes)
     batch_size = options["batch_size"]
     _check_fits(f"training {name} at --image-size {image_size} with --batch-size {batch_size}",
                 lambda cheap: plan_run(cls, train_set.num_classes, image_size, batch_size, training=True,
@@ -106,7 +112,7 @@ def plan_training(name: str, data: str, *, epochs=None, batch_size=None, lr=None
 
 
 def train_model(name: str, data: str, out, *, epochs=None, batch_size=None, lr=None, train_images=None,
-                image_size: int = 64, device: str = "cpu", resume: bool = False, progress: bool = True,
+                image_size=None, device: str = "cpu", resume: bool = False, progress: bool = True,
                 seed: int = 0):
     """Train a registered model's tiny configuration; write ``out/checkpoint.npz`` after
     every epoch. Unset (None) hyper-parameters come from the model's recipe; ``seed`` fixes
@@ -116,7 +122,7 @@ def train_model(name: str, data: str, out, *, epochs=None, batch_size=None, lr=N
     cls = model_class(name)
     options, train_set, val_set = plan_training(name, data, epochs=epochs, batch_size=batch_size, lr=lr,
                                                 train_images=train_images, image_size=image_size, device=device)
-    epochs, batch_size, lr = options["epochs"], options["batch_size"], options["lr"]
+    epochs, batch_size, lr, image_size = options["epochs"], options["batch_size"], options["lr"], options["image_size"]
     os.makedirs(out, exist_ok=True)
     mv.manual_seed(seed)
     model = cls.tiny(train_set.num_classes, image_size).to(device)
@@ -160,7 +166,7 @@ def evaluate_checkpoint(checkpoint, data=None, batch_size: int = 32, device: str
     """Metrics of a trained checkpoint on the validation split of ``data`` (default: its own)."""
     model, meta = load_trained(checkpoint, device, batch_size)
     dataset = make_dataset(data or meta["data"], "val", model.config["image_size"], model.task,
-                           meta.get("max_objects", 1))
+                           meta.get("max_objects", 1), object_sizes=RECIPES[meta["model"]].object_sizes)
     return evaluate_model(model, _on_device(loader(dataset, batch_size, False), device), progress=True)
 
 

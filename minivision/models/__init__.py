@@ -19,16 +19,21 @@ from minivision.models.faster_rcnn import FasterRCNN
 from minivision.models.fcn import FCN
 from minivision.models.localizer import Localizer
 from minivision.models.overfeat import OverFeat
+from minivision.models.rcnn import RCNN, FastRCNN
 from minivision.models.segnet import SegNet
+from minivision.models.ssd import SSD
 from minivision.models.unet import UNet
 from minivision.models.yolo import YOLOv1
 
 MODELS = {
     "faster_rcnn": FasterRCNN,
+    "fast_rcnn": FastRCNN,
     "fcn": FCN,
     "localizer": Localizer,
     "overfeat": OverFeat,
+    "rcnn": RCNN,
     "segnet": SegNet,
+    "ssd": SSD,
     "unet": UNet,
     "yolo": YOLOv1,
 }
@@ -44,6 +49,10 @@ class Recipe:
     batch_size: int = 32
     train_images: int = 2048
     max_objects: int = 1  # objects per synthetic image: 1 for localization
+    image_size: int = 64  # unless --image-size says otherwise
+    # Shapes' object sizes as fractions (smallest, largest) of the image side, drawn
+    # log-uniformly; None: Shapes' default of 0.15-0.45
+    object_sizes: tuple | None = None
 
 
 # Shapes renders each image from its index, so 8,192 distinct images cost no more per step
@@ -51,10 +60,14 @@ class Recipe:
 # mAP 0.96 on its training images and 0.735 on validation; 5 passes over 8,192 give 0.87.
 RECIPES = {
     "faster_rcnn": Recipe(epochs=3, train_images=4096, max_objects=3),
+    "fast_rcnn": Recipe(epochs=5, train_images=4096, max_objects=3),
     "fcn": Recipe(epochs=8, lr=3e-3, train_images=8192),
     "localizer": Recipe(epochs=10, train_images=8192),
     "overfeat": Recipe(epochs=5, train_images=8192),
+    "rcnn": Recipe(epochs=3, train_images=4096, max_objects=3),
     "segnet": Recipe(epochs=12, lr=3e-3),
+    # objects of 8-48 pixels in a 96 x 96 image: what SSD's several source maps are for
+    "ssd": Recipe(epochs=4, train_images=4096, max_objects=3, image_size=96, object_sizes=(1 / 12, 1 / 2)),
     "unet": Recipe(epochs=12, lr=3e-3),
     "yolo": Recipe(epochs=5, train_images=8192, max_objects=3),
 }
@@ -72,5 +85,5 @@ def build_model(name: str, **config):
     return model_class(name)(**config)
 
 
-__all__ = ["FCN", "FasterRCNN", "MODELS", "RECIPES", "Localizer", "OverFeat", "Recipe", "SegNet", "UNet", "YOLOv1",
-           "build_model", "model_class"]
+__all__ = ["FCN", "FastRCNN", "FasterRCNN", "MODELS", "RCNN", "RECIPES", "Localizer", "OverFeat", "Recipe", "SSD",
+           "SegNet", "UNet", "YOLOv1", "build_model", "model_class"]

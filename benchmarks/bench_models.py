@@ -1,11 +1,15 @@
 """One training step (forward, loss, backward, SGD step) of each tiny model, minivision vs PyTorch CPU.
 
-Both frameworks run the same architecture (and, for YOLO, the same loss) on the same batch of
-64x64 Shapes images (1-3 objects each) in this process; the table shows the median step time of each and the ratio (minivision / PyTorch).
+Both frameworks run the same architecture (and, for the detectors, the same loss) on the same
+batch of 64x64 Shapes images (1-3 objects each; SSD300: 2 images of 300x300) in this process; the
+table shows the median step time of each and the ratio (minivision / PyTorch). SSD300's twin
+holds minivision's weights and its loss is checked against minivision's before timing; the
+Faster R-CNN twin is torchvision's, so that case needs torchvision (skipped without it).
 Results go to benchmarks/results/models.json. Add a model by appending a ``Case`` to ``CASES``
 (a minivision constructor and a function building the same net in PyTorch).
 
     python benchmarks/bench_models.py [--batch-size 32] [--steps 5] [--rounds 3] [--device cuda]
+                                      [--models yolo ssd]
 
 minivision splits its work over its own threads and runs BLAS on one thread inside them
 (``minivision.threads``; ``MINIVISION_NUM_THREADS`` sets their number); PyTorch keeps its
@@ -14,6 +18,7 @@ defaults. The thread settings are recorded with the results.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 from collections.abc import Callable
@@ -22,22 +27,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from timing import compare, synchronizer, write_results
+from torch_twins_detection import (copy_parameters, faster_rcnn_loss, torch_conv_block, torch_faster_rcnn,
+                                   torch_multibox_loss, torch_ssd)
 
 import minivision as mv
 from minivision import optim
 from minivision.data import DataLoader, Shapes
+from minivision.models.faster_rcnn import FasterRCNN
 from minivision.models.fcn import BACKBONES, FCN, crop_offsets
+from minivision.models.multibox import encode_targets as ssd_targets
+from minivision.models.multibox import match, multibox_loss
+from minivision.models.ssd import SSD
 from minivision.models.unet import UNet
 from minivision.models.yolo import TINY, YOLOv1, encode_targets, predicted_corners
 from minivision.ops import box_iou
 
 # --------------------------------------------------------------------------- PyTorch twins
-def _torch_conv_block(tnn, cin, cout, kernel=3, padding=1, batch_norm=True):
-    layers = [tnn.Conv2d(cin, cout, kernel, padding=padding, bias=not batch_norm)]
-    layers += [tnn.BatchNorm2d(cout)] if batch_norm else []
-    return tnn.Sequential(*layers, tnn.ReLU())
-
-
 def torch_unet(model: UNet):
     """The same U-Net ("same" padding) in PyTorch."""
     import torch
@@ -47,8 +52,8 @@ def torch_unet(model: UNet):
     widths = [cfg["base_channels"] * 2 ** level for level in range(cfg["depth"] + 1)]
 
     def double(cin, cout):
-        return tnn.Sequential(_torch_conv_block(tnn, cin, cout, batch_norm=cfg["batch_norm"]),
-                              _torch_conv_block(tnn, cout, cout, batch_norm=cfg["batch_norm"]))
+        return tnn.Sequential(torch_conv_block(tnn, cin, cout, batch_norm=cfg["batch_norm"]),
+                              torch_conv_block(tnn, cout, cout, batch_norm=cfg["batch_norm"]))
 
     class TorchUNet(tnn.Module):
         def __init__(self):
@@ -95,12 +100,13 @@ def torch_fcn(model: FCN):
                 layers = []
                 for width in widths:
                     padding = spec.first_padding if index == 0 and not layers else 1
-                    layers.append(_torch_conv_block(tnn, channels, width, 3, padding, spec.batch_norm))
+                    layers.append(torch_conv_block(tnn, channels, width, 3, padding, spec.batch_norm))
                     channels = width
                 stages.append(tnn.Sequential(*layers, tnn.MaxPool2d(2, ceil_mode=True)))
             self.stages = tnn.ModuleList(stages)
-            self.fc = tnn.Sequential(_torch_conv_block(tnn, channels, spec.fc_width, spec.fc6_kernel, 0, spec.batch_norm),
-                                     _torch_conv_block(tnn, spec.fc_width, spec.fc_width, 1, 0, spec.batch_norm))
+            self.fc = tnn.Sequential(
+                torch_conv_block(tnn, channels, spec.fc_width, spec.fc6_kernel, 0, spec.batch_norm),
+                torch_conv_block(tnn, spec.fc_width, spec.fc_width, 1, 0, spec.batch_norm))
             self.score_fr = tnn.Conv2d(spec.fc_width, classes, 1)
             self.score_pool4 = tnn.Conv2d(spec.stages[3][-1], classes, 1)
             self.score_pool3 = tnn.Conv2d(spec.stages[2][-1], classes, 1)
@@ -185,12 +191,22 @@ def _yolo_loss(net, images, targets, B=2, image_size=64):
 # --------------------------------------------------------------------------- cases
 @dataclass
 class Case:
-    """A model to time: a minivision constructor, and a builder of the same net in PyTorch."""
+    """A model to time: a minivision constructor, and a builder of the same net in PyTorch.
+
+    A step's ``targets`` are ``prepare(model, batch targets)`` when given (work done once, for
+    both sides), else the batch's targets. With ``copy_weights`` the twin starts from minivision's
+    weights; ``loss_tolerance`` then bounds the two losses' relative difference before timing."""
 
     name: str
-    build: Callable            # () -> minivision model with .loss(images, targets)
-    build_torch: Callable      # (minivision model) -> torch.nn.Module giving per-pixel scores
+    build: Callable            # () -> minivision model
+    build_torch: Callable      # (minivision model) -> torch.nn.Module
     torch_loss: Callable       # (torch module, images, targets) -> scalar torch loss
+    mv_loss: Callable = lambda model, images, targets: model.loss(images, targets)  # noqa: E731
+    batch: Callable | None = None     # (batch size) -> (images, targets), else the shared 64x64 batch
+    prepare: Callable | None = None   # (minivision model, batch targets) -> the steps' targets
+    copy_weights: bool = False
+    loss_tolerance: float | None = None
+    requires: str | None = None       # a module the twin needs; the case is skipped without it
 
 
 def _segmentation_loss(net, images, targets):
@@ -200,10 +216,40 @@ def _segmentation_loss(net, images, targets):
     return torch.nn.functional.cross_entropy(net(images), labels, ignore_index=255)
 
 
+def shapes_batch(size: int, image_size: int = 64, **options):
+    """(images, targets): the first ``size`` Shapes images (1-3 objects) as one batch."""
+    return next(iter(DataLoader(Shapes(size, image_size=image_size, max_objects=3, **options), batch_size=size)))
+
+
+def _ssd_targets(model, targets):
+    """(labels (N, P) int64, box targets (N, P, 4) float32): the default boxes matched once on
+    the host (``match``, ``encode_targets``), the same for both sides' losses."""
+    labels, goals = [], []
+    for target in targets:
+        image_labels, matched = match(model.default_boxes, target["boxes"], target["labels"])
+        labels.append(image_labels)
+        goals.append(ssd_targets(model.default_boxes, target["boxes"], matched))
+    return np.stack(labels), np.stack(goals).astype(np.float32)
+
+
+def _torch_ssd_loss(net, images, targets):
+    import torch
+
+    labels, goals = (torch.from_numpy(a).to(images.device) for a in targets)
+    return torch_multibox_loss(*net(images), labels, goals)
+
+
 CASES = [
     Case("tiny YOLO", lambda: YOLOv1.tiny(3, 64), torch_yolo, _yolo_loss),
     Case("tiny U-Net", lambda: UNet.tiny(3, 64), torch_unet, _segmentation_loss),
     Case("tiny FCN-8s", lambda: FCN.tiny(3, 64), torch_fcn, _segmentation_loss),
+    # Batch 2 whatever --batch-size: a VGG16 step at 300x300 takes seconds on 2 cores.
+    Case("SSD300", lambda: SSD("ssd300", num_classes=20), torch_ssd, _torch_ssd_loss,
+         mv_loss=lambda model, images, targets: multibox_loss(*model(images), *targets),
+         batch=lambda _: shapes_batch(2, 300, object_sizes=(30, 200)), prepare=_ssd_targets,
+         copy_weights=True, loss_tolerance=1e-4),
+    Case("tiny Faster R-CNN", lambda: FasterRCNN.tiny(3, 64), torch_faster_rcnn, faster_rcnn_loss,
+         copy_weights=True, requires="torchvision"),
 ]
 
 
@@ -212,16 +258,22 @@ def time_case(case: Case, images, targets, steps: int, rounds: int, device: str 
 
     mv.manual_seed(0)
     model = case.build().to(device)
+    if case.batch is not None:
+        images, targets = case.batch(images.shape[0])
+    targets = case.prepare(model, targets) if case.prepare is not None else targets
     opt = optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     mv_images = images.to(device)
 
     def mv_step():
-        loss = model.loss(mv_images, targets)
+        loss = case.mv_loss(model, mv_images, targets)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
+    torch.manual_seed(0)
     net = case.build_torch(model).to(device)
+    if case.copy_weights:
+        copy_parameters(model, net)
     torch_opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     torch_images = torch.from_numpy(images.numpy()).to(device)
 
@@ -231,10 +283,28 @@ def time_case(case: Case, images, targets, steps: int, rounds: int, device: str 
         loss.backward()
         torch_opt.step()
 
+    row = {"model": case.name, "batch": int(images.shape[0]), "image_size": int(images.shape[-1])}
+    if case.loss_tolerance is not None:  # same weights, same data: the same loss, before any step
+        mine = case.mv_loss(model, mv_images, targets).item()
+        theirs = case.torch_loss(net, torch_images, targets).item()
+        row["loss_relative_difference"] = abs(mine - theirs) / abs(theirs)
+        if not row["loss_relative_difference"] <= case.loss_tolerance:
+            raise RuntimeError(f"{case.name}: minivision's loss {mine} and PyTorch's {theirs} differ by more than "
+                               f"{case.loss_tolerance:g} relative: the twin does not compute the same thing")
     sync = synchronizer(device)
     mv_time, torch_time = compare(mv_step, torch_step, steps, sync, rounds)
-    return {"model": case.name, "minivision_s": mv_time, "torch_s": torch_time, "ratio": mv_time / torch_time,
+    return {**row, "minivision_s": mv_time, "torch_s": torch_time, "ratio": mv_time / torch_time,
             "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def select_cases(patterns) -> list[Case]:
+    """The cases whose names contain one of ``patterns`` (case-insensitive); all when None."""
+    if patterns is None:
+        return CASES
+    chosen = [case for case in CASES if any(p.lower() in case.name.lower() for p in patterns)]
+    if not chosen:
+        raise SystemExit(f"--models {' '.join(patterns)} matches none of {[case.name for case in CASES]}")
+    return chosen
 
 
 def main(argv=None):
@@ -243,18 +313,28 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=5, help="timed steps per block (median of all reported)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating blocks of --steps per library")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--models", nargs="+", metavar="NAME",
+                        help="time only the models whose names contain one of these (case-insensitive)")
     args = parser.parse_args(argv)
     import torch
 
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    images, targets = next(iter(DataLoader(Shapes(args.batch_size, image_size=64, max_objects=3), batch_size=args.batch_size)))
-    rows = [time_case(case, images, targets, args.steps, args.rounds, args.device) for case in CASES]
-    print(f"one training step on {args.device}, batch {args.batch_size} of 3x64x64, "
-          f"median of {args.rounds} x {args.steps} per library, minivision on {mv.get_num_threads()} threads")
-    print(f"{'model':14s} {'params':>8s} {'minivision':>11s} {'PyTorch':>9s} {'ratio':>6s}")
+    images, targets = shapes_batch(args.batch_size)
+    rows = []
+    for case in select_cases(args.models):
+        if case.requires is not None and importlib.util.find_spec(case.requires) is None:
+            print(f"skipped {case.name}: its PyTorch twin needs {case.requires}, which is not installed")
+            continue
+        rows.append(time_case(case, images, targets, args.steps, args.rounds, args.device))
+    print(f"one training step on {args.device}, median of {args.rounds} x {args.steps} per library, "
+          f"minivision on {mv.get_num_threads()} threads")
+    print(f"{'model':18s} {'batch':>9s} {'params':>9s} {'minivision':>11s} {'PyTorch':>9s} {'ratio':>6s}")
     for row in rows:
-        print(f"{row['model']:14s} {row['parameters']:8d} {row['minivision_s'] * 1e3:9.1f}ms "
+        batch = f"{row['batch']}x{row['image_size']}"
+        print(f"{row['model']:18s} {batch:>9s} {row['parameters']:9d} {row['minivision_s'] * 1e3:9.1f}ms "
               f"{row['torch_s'] * 1e3:7.1f}ms {row['ratio']:6.2f}")
+        if "loss_relative_difference" in row:
+            print(f"{'':18s} losses before timing differ by {row['loss_relative_difference']:.1e} relative")
     environment = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                    "torch_threads": torch.get_num_threads(), "minivision_threads": mv.get_num_threads(),
                    "cpus": os.cpu_count(),

@@ -1,7 +1,5 @@
 """benchmarks/compare_detectors.py: COCO mAP on a size range, and a tiny run of the whole table."""
-import contextlib
 import importlib.util
-import io
 import json
 import math
 import sys
@@ -111,30 +109,9 @@ def test_whole_range_equals_evaluate_detections_coco(detectors, scene):
 
 def pycocotools_range_map(predictions, targets, low, high):
     """pycocotools' bbox mAP (100 detections) over the area range [low², high²]."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    from tests.metrics.test_coco_parity import coco_evaluation
 
-    from tests.metrics.test_coco_parity import NUM_CLASSES, xywh
-
-    images, annotations, results = [], [], []
-    for image_id, (pred, target) in enumerate(zip(predictions, targets), start=1):
-        images.append({"id": image_id, "width": 300, "height": 300})
-        for box, label in zip(target["boxes"], target["labels"]):
-            x, y, w, h = xywh(box)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label) + 1,
-                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
-        for box, score, label in zip(pred["boxes"], pred["scores"], pred["labels"]):
-            results.append({"image_id": image_id, "category_id": int(label) + 1, "bbox": xywh(box),
-                            "score": float(score)})
-    ground_truth = COCO()
-    ground_truth.dataset = {"images": images, "annotations": annotations,
-                            "categories": [{"id": k + 1, "name": str(k)} for k in range(NUM_CLASSES)]}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        ground_truth.createIndex()
-        evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
-        evaluation.params.areaRng, evaluation.params.areaRngLbl = [[low ** 2, min(high, 1e5) ** 2]], ["range"]
-        evaluation.evaluate()
-        evaluation.accumulate()
+    evaluation = coco_evaluation(predictions, targets, (low ** 2, min(high, 1e5) ** 2))
     precision = evaluation.eval["precision"][:, :, :, 0, -1]  # the one area range, 100 detections
     return float(precision[precision > -1].mean()) if (precision > -1).any() else math.nan
 

@@ -45,8 +45,10 @@ def xywh(box):
     return [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]
 
 
-def pycocotools_ap(predictions, targets):
-    """Per-class AP (area "all", maxDets=100) and mAP from pycocotools."""
+def coco_evaluation(predictions, targets, area_range=None):
+    """pycocotools' bbox evaluation of ``predictions`` against ``targets`` (one dict per
+    image, labels 0..NUM_CLASSES-1), evaluated and accumulated; ``area_range``: (low, high)
+    areas for its one area range instead of COCO's four."""
     images, annotations, results = [], [], []
     for image_id, (pred, target) in enumerate(zip(predictions, targets), start=1):
         images.append({"id": image_id, "width": 300, "height": 300})
@@ -63,8 +65,17 @@ def pycocotools_ap(predictions, targets):
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         ground_truth.createIndex()
         evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
+        if area_range is not None:
+            evaluation.params.areaRng, evaluation.params.areaRngLbl = [list(area_range)], ["range"]
         evaluation.evaluate()
         evaluation.accumulate()
+    return evaluation
+
+
+def pycocotools_ap(predictions, targets):
+    """Per-class AP (area "all", maxDets=100) and mAP from pycocotools."""
+    evaluation = coco_evaluation(predictions, targets)
+    with contextlib.redirect_stdout(io.StringIO()):
         evaluation.summarize()
     # precision: (iou thresholds, recall levels, classes, area ranges, max detections);
     # area range 0 is "all", max-detections index 2 is 100; -1 marks classes without GT.

@@ -8,9 +8,9 @@ batch 1 and batch 2, under ``tracemalloc`` (NumPy reports its allocations there)
 difference is one image's share, scaled by area to the size asked for; the rest is the
 step's fixed workspace. The weights are counted at two probe sizes too, since a model with a
 fully connected layer after its convolutions (the localizer) has weights that grow with the
-image's area (unless the model's class sets ``step_memory_grows_with_area = False``, as R-CNN,
-whose step works on fixed-size crops, does). Training also holds the epoch's shuffled index (8 bytes an image, twice while
-it is drawn).
+image's area (unless the model's class sets ``step_memory_grows_with_area = False``, as
+R-CNN, whose step works on fixed-size crops, does). Training also holds the epoch's shuffled
+index (8 bytes an image, twice while it is drawn).
 
 The probes cost a few tenths of a second. Sizes so large that the batch alone cannot fit are
 refused before any probe runs. ``MINIVISION_MEMORY_LIMIT`` (bytes, or with a K/M/G suffix)

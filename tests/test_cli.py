@@ -195,3 +195,22 @@ def test_predict_draws_a_large_image_reduced_and_prints_boxes_in_its_own_pixels(
     corners = np.array(boxes, dtype=float)
     assert corners[:, [0, 2]].max() <= 3000 and corners[:, [1, 3]].max() <= 2000
     assert corners[:, [2, 3]].max() > 1024  # in the photo's pixels, not the reduced picture's
+
+
+def test_ssd_trains_at_its_recipes_size_then_evaluates_and_predicts(tmp_path):
+    """`minivision train ssd` takes the recipe's 96 px images; eval and predict read its checkpoint."""
+    trained = run("train", "ssd", "--epochs", "1", "--train-images", "16", "--batch-size", "8", "--out", "run",
+                  cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    evaluated = run("eval", "run/checkpoint.npz", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "map50" in evaluated.stdout
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(1).random((120, 90, 3)) * 255).astype(np.uint8)).save(tmp_path / "p.png")
+    predicted = run("predict", "run/checkpoint.npz", "p.png", "--out", "boxes.png", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    assert (tmp_path / "boxes.png").stat().st_size > 0
+    from minivision.checkpoint import read_checkpoint
+
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.npz")[2]["meta"]["config"]["image_size"] == 96

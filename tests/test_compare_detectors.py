@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from minivision.metrics import evaluate_detections
 from tests.helpers import REPO, benchmark_module
+from tests.metrics.test_detection_map import image
 
 
 @pytest.fixture(scope="module")
@@ -23,24 +24,15 @@ def detectors():
         sys.path.remove(str(REPO / "benchmarks"))
 
 
-def entry(boxes, labels, scores=None, difficult=None):
-    result = {"boxes": np.array(boxes, np.float64).reshape(-1, 4), "labels": np.array(labels, np.int64)}
-    if scores is not None:
-        result["scores"] = np.array(scores, np.float64)
-    if difficult is not None:
-        result["difficult"] = np.array(difficult, bool)
-    return result
-
-
 # One image. Class 1: a small object S = [0,0,10,10] (side 10) and a large one L = [50,50,90,90]
 # (side 40); class 2: a large object at [0,50,40,90] that nothing detects. Class-1 detections,
 # every one either exactly on an object (IoU 1 at every threshold) or on nothing:
 #   0.90 on L, 0.85 a small box [20,0,30,10] on nothing, 0.80 on S, 0.70 a large box [0,0,40,40]
 #   on nothing (IoU with S: 100/1600, below 0.5).
 SCENE = (
-    [entry([[50, 50, 90, 90], [20, 0, 30, 10], [0, 0, 10, 10], [0, 0, 40, 40]], [1, 1, 1, 1],
+    [image([[50, 50, 90, 90], [20, 0, 30, 10], [0, 0, 10, 10], [0, 0, 40, 40]], labels=[1, 1, 1, 1],
            scores=[0.9, 0.85, 0.8, 0.7])],
-    [entry([[0, 0, 10, 10], [50, 50, 90, 90], [0, 50, 40, 90]], [1, 1, 2])],
+    [image([[0, 0, 10, 10], [50, 50, 90, 90], [0, 50, 40, 90]], labels=[1, 1, 2])],
 )
 
 
@@ -68,7 +60,7 @@ def test_whole_range_hand_worked(detectors):
 def test_range_limits_are_included(detectors, side, small, large):
     # a perfect detection of one object whose side is exactly a limit: it counts in that range,
     # and the other range has no object (NaN)
-    scene = [entry([[0, 0, side, side]], [1], scores=[0.9])], [entry([[0, 0, side, side]], [1])]
+    scene = [image([[0, 0, side, side]], labels=[1], scores=[0.9])], [image([[0, 0, side, side]], labels=[1])]
     assert detectors.coco_map_in_range(*scene, *detectors.SIZE_RANGES["small"]) == pytest.approx(small, nan_ok=True)
     assert detectors.coco_map_in_range(*scene, *detectors.SIZE_RANGES["large"]) == pytest.approx(large, nan_ok=True)
 
@@ -90,12 +82,13 @@ def scenes(draw):
     for _ in range(draw(st.integers(1, 3))):
         num_gt, num_det = draw(st.integers(0, 4)), draw(st.integers(0, 6))
         labels = st.lists(st.integers(0, 2), min_size=num_gt, max_size=num_gt)
-        targets.append(entry(boxes(num_gt), draw(labels),
+        targets.append(image(boxes(num_gt), labels=draw(labels),
                              difficult=draw(st.lists(st.booleans(), min_size=num_gt, max_size=num_gt))))
         # detections partly copies of the ground truth, so that some match
         det_boxes = boxes(num_det) + [list(b) for b in targets[-1]["boxes"][: draw(st.integers(0, num_gt))]]
         count = len(det_boxes)
-        predictions.append(entry(det_boxes, draw(st.lists(st.integers(0, 2), min_size=count, max_size=count)),
+        labels_drawn = draw(st.lists(st.integers(0, 2), min_size=count, max_size=count))
+        predictions.append(image(det_boxes, labels=labels_drawn,
                                  scores=draw(st.lists(st.floats(0, 1), min_size=count, max_size=count))))
     return predictions, targets
 

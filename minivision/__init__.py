@@ -3,11 +3,13 @@
 ``import minivision as mv``; ``mv.Tensor``, ``mv.tensor``, ``mv.no_grad``; ops as
 ``mv.exp``, ``mv.cat``, ...; layers in ``mv.nn``, ops mirroring torch.nn.functional in
 ``mv.functional``, optimizers in ``mv.optim``, ``mv.gradcheck`` for checking gradients.
+``mv.use_reference(True)`` runs every op through its readable reference (``mv.reference``).
 """
 import logging
 
 from minivision import functional, metrics, nn, ops, optim
 from minivision.backend import cuda_available, manual_seed
+from minivision.dispatch import reference_enabled, use_reference
 from minivision.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
 from minivision.functional.math import (
     abs, add, clamp, clip, div, exp, log, matmul, maximum, minimum, mul, neg, pow, sqrt, sub, where,

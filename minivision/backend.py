@@ -77,18 +77,6 @@ def get_array_module(*arrays):
     return np
 
 
-def numba_kernels_apply(array) -> bool:
-    """Whether an op's Numba kernels take ``array``: a NumPy float32 or float64 array. Other
-    arrays (CuPy's, NumPy float16, which Numba does not compute with) take the op's ``xp`` path."""
-    return isinstance(array, np.ndarray) and array.dtype in (np.float32, np.float64)
-
-
-def cuda_kernels_apply(array) -> bool:
-    """Whether an op's CUDA kernels (``minivision._cuda``) take ``array``: a CuPy float32 or
-    float64 array. CuPy float16 takes the op's ``xp`` path, as NumPy float16 does on the CPU."""
-    return _is_cupy_array(array) and array.dtype in (np.float32, np.float64)
-
-
 def xp_for_device(device):
     """The array module for a device name."""
     return _load_cupy() if check_device(device) == "cuda" else np

@@ -10,8 +10,9 @@ import numbers
 
 import numpy as np
 
-from minivision import _cuda
-from minivision.backend import cuda_kernels_apply, device_of, get_array_module, to_device
+from minivision import _adam_cuda
+from minivision.backend import device_of, get_array_module, to_device
+from minivision.dispatch import cuda_kernels_apply
 from minivision.tensor import Tensor, no_grad
 
 
@@ -152,24 +153,6 @@ class SGD(Optimizer):
         p.data -= (group["lr"] * grad).astype(p.dtype)
 
 
-# Adam's update for CuPy arrays in one kernel rather than about ten array ops per parameter.
-# The same operations in the same order and dtype as the array code below, so the same result.
-_ADAM_SOURCE = r"""
-extern "C" __global__ void adam(const long long count, T* p, const T* grad, T* m, T* v, const int decay,
-                                const T weight_decay, const T beta1, const T one_minus_beta1, const T beta2,
-                                const T one_minus_beta2, const T step_size, const T bias2_sqrt, const T eps) {
-    FOR_EACH(k, count) {
-        const T g = decay ? grad[k] + weight_decay * p[k] : grad[k];
-        const T m_k = m[k] * beta1 + one_minus_beta1 * g;
-        const T v_k = v[k] * beta2 + one_minus_beta2 * g * g;
-        m[k] = m_k;
-        v[k] = v_k;
-        p[k] -= step_size * m_k / (sqrt(v_k) / bias2_sqrt + eps);
-    }
-}
-"""
-
-
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction; ``weight_decay`` adds L2 to the gradient."""
 
@@ -195,11 +178,8 @@ class Adam(Optimizer):
         bias2_sqrt = math.sqrt(1 - beta2 ** state["step"])
         if cuda_kernels_apply(p.data) and all(a.flags.c_contiguous and a.dtype == p.dtype
                                               for a in (m, v, p.data)):
-            scalar = p.dtype.type
-            _cuda.launch(_ADAM_SOURCE, "adam", p.dtype, p.data.size, p.data, xp.ascontiguousarray(grad, dtype=p.dtype),
-                         m, v, np.int32(bool(group["weight_decay"])),
-                         *(scalar(c) for c in (group["weight_decay"], beta1, 1 - beta1, beta2, 1 - beta2, step_size,
-                                               bias2_sqrt, group["eps"])))
+            _adam_cuda.adam_step(p.data, grad, m, v, group["weight_decay"], beta1, beta2, step_size, bias2_sqrt,
+                                 group["eps"])
             return
         if group["weight_decay"]:
             grad = grad + group["weight_decay"] * p.data

@@ -147,11 +147,9 @@ class Tensor:
 
     def to(self, device) -> "Tensor":
         """This tensor on ``device`` ("cpu" or "cuda"); the copy stays in the graph."""
-        from minivision.functional.shape import to_device_op  # bound late: functional stands below
-
         if check_device(device) == self.device:
             return self
-        return to_device_op(self, device)
+        return _ToDevice.apply(self, device=device)
 
     def cpu(self) -> "Tensor":
         return self.to("cpu")
@@ -250,11 +248,14 @@ def _run_backward(root: Tensor, grad) -> None:
 class Function:
     """One differentiable op: ``forward`` on arrays, ``backward`` from the output's gradient.
 
-    Subclasses implement ``forward(self, *args, **kwargs) -> array`` (the positional args
-    arrive as raw arrays when Tensors were passed) and ``backward(self, grad) -> grads``,
-    one gradient per positional argument (None where there is none). Anything backward
-    needs is stored on ``self`` during forward; ``self.needs_grad[i]`` says whether the
-    i-th argument wants a gradient, so backward can skip work.
+    Subclasses implement ``forward(self, *args, **kwargs)`` (the positional args arrive as
+    raw arrays when Tensors were passed) and ``backward(self, grad) -> grads``, one gradient
+    per positional argument (None where there is none). ``forward`` returns one array, or a
+    tuple whose first array is the differentiable output and whose others (max pooling's
+    switches, an argmax) come back as Tensors outside the graph: ``backward`` receives the
+    first output's gradient only. Anything backward needs is stored on ``self`` during
+    forward; ``self.needs_grad[i]`` says whether the i-th argument wants a gradient, so
+    backward can skip work.
     """
 
     parents: tuple = ()  # the Tensor arguments that need a gradient
@@ -268,18 +269,35 @@ class Function:
         raise NotImplementedError
 
     @classmethod
-    def apply(cls, *args, **kwargs) -> Tensor:
+    def apply(cls, *args, **kwargs):
+        """Run ``forward`` on the arguments' arrays and record it for backward: a Tensor, or a
+        tuple of Tensors when ``forward`` returns several arrays (only the first differentiable)."""
         fn = cls()
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         get_array_module(*raw)  # one device per op: a clear error instead of a CuPy TypeError
         fn.needs_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        out = Tensor(fn.forward(*raw, **kwargs))
+        result = fn.forward(*raw, **kwargs)
+        outputs = result if isinstance(result, tuple) else (result,)
+        out = Tensor(outputs[0])
         if is_grad_enabled() and any(fn.needs_grad):
             fn.parents = tuple(a for a, need in zip(args, fn.needs_grad) if need)
             fn.positions = tuple(i for i, need in enumerate(fn.needs_grad) if need)
             out.requires_grad = True
             out._ctx = fn
+        if isinstance(result, tuple):
+            return (out,) + tuple(Tensor(extra) for extra in outputs[1:])
         return out
+
+
+class _ToDevice(Function):
+    """A copy to another device; the gradient is copied back."""
+
+    def forward(self, x, device="cpu"):
+        self.source = device_of(x)
+        return to_device(x, device)
+
+    def backward(self, grad):
+        return to_device(grad, self.source)
 
 
 def tensor(data, dtype=None, device="cpu", requires_grad: bool = False) -> Tensor:

@@ -155,3 +155,28 @@ def test_comparisons_are_elementwise_and_tensors_stay_hashable():
 def test_unknown_device_is_named():
     with pytest.raises(ValueError, match=r"device must be one of \('cpu', 'cuda'\), got 'tpu'"):
         mv.tensor([1.0], device="tpu")
+
+
+class _MaxWithIndex(mv.Function):
+    """The row maxima and where they are: two outputs, the second not differentiable."""
+
+    def forward(self, x):
+        self.index, self.shape = x.argmax(axis=1), x.shape
+        return x.max(axis=1), self.index
+
+    def backward(self, grad):
+        out = np.zeros(self.shape, dtype=grad.dtype)
+        out[np.arange(self.shape[0]), self.index] = grad
+        return out
+
+
+def test_a_function_with_several_outputs_differentiates_the_first_and_returns_the_rest_as_constants():
+    x = mv.tensor([[1.0, 5.0, 2.0], [7.0, 0.0, 3.0]], requires_grad=True)
+    values, index = _MaxWithIndex.apply(x)
+    assert values.requires_grad and not index.requires_grad and index.is_leaf
+    np.testing.assert_array_equal(index.numpy(), [1, 0])
+    (values * mv.tensor([2.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 2, 0], [3, 0, 0]])
+    with mv.no_grad():
+        values, index = _MaxWithIndex.apply(x)
+    assert not values.requires_grad and index.numpy().tolist() == [1, 0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivision.backend import get_array_module, to_device
+from minivision.backend import get_array_module
 from minivision.tensor import Function, Tensor
 
 
@@ -229,17 +229,3 @@ def astype(input, dtype) -> Tensor:
     if input.dtype == dtype:
         return input
     return _Cast.apply(input, dtype=dtype)
-
-
-class _ToDevice(Function):
-    def forward(self, x, device="cpu"):
-        self.source = "cuda" if get_array_module(x) is not np else "cpu"
-        return to_device(x, device)
-
-    def backward(self, grad):
-        return to_device(grad, self.source)
-
-
-def to_device_op(input, device) -> Tensor:
-    """``input`` copied to ``device``; the gradient is copied back."""
-    return _ToDevice.apply(input, device=device)

@@ -103,11 +103,14 @@ def _check_layout(generator):
         low, high = generator.min_sizes[level], generator.max_sizes[level]
         first = sizes[0, 0]
         np.testing.assert_allclose(first[:2], [[low, low], [math.sqrt(low * high)] * 2], rtol=1e-6)
-        np.testing.assert_allclose(first[2::2], first[3::2, ::-1], rtol=1e-6)  # transposed pairs
-        np.testing.assert_allclose(first[2:].prod(axis=1), low * low, rtol=1e-6)  # area of the min square
+        # a side is a difference of two float32 corners, each off by up to ``tolerance``: relative
+        # error up to 2 * tolerance / side, doubled for a product or a quotient of two sides
+        size_rtol = max(1e-6, 4 * tolerance / first.min())
+        np.testing.assert_allclose(first[2::2], first[3::2, ::-1], rtol=size_rtol)  # transposed pairs
+        np.testing.assert_allclose(first[2:].prod(axis=1), low * low, rtol=size_rtol)  # area of the min square
         level_ratios = generator.aspect_ratios[level]
         ratios = np.repeat(level_ratios, 2) ** np.tile([1.0, -1.0], len(level_ratios))  # r, 1 / r for each r
-        np.testing.assert_allclose(first[2:, 0] / first[2:, 1], ratios, rtol=1e-6)  # width / height
+        np.testing.assert_allclose(first[2:, 0] / first[2:, 1], ratios, rtol=size_rtol)  # width / height
 
 
 def test_ssd300_boxes_sit_on_their_grids():

@@ -115,7 +115,3 @@ class Windows(NamedTuple):
     def sizes(self) -> tuple:
         """(kh, kw, sh, sw, ph, pw, dh, dw): the eight numbers a pooling or im2col kernel takes."""
         return (*self.kernel, *self.stride, *self.padding, *self.dilation)
-
-    def is_pointwise(self) -> bool:
-        """A 1x1 kernel, stride 1, no padding: every output pixel is one input pixel."""
-        return self.kernel == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)

@@ -7,6 +7,7 @@ per input pixel adds up the column entries that read it, in the CPU's order (ker
 then kernel column), so it needs no atomics, is deterministic, and gives the CPU's sums.
 Column layout: row (c, p, q), column (n, i, j), as on the CPU.
 """
+# FAST PATH FILE conv
 from __future__ import annotations
 
 import numpy as np

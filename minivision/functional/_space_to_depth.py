@@ -8,18 +8,20 @@ s * s phases, X_r[m] = x_padded[s * m + r], stacked as channels ("space to depth
 
 a stride-1 correlation of X with a t x t kernel. A 4x4 stride-2 transposed convolution (FCN's
 upsampling) becomes 2x2 windows over 4 phases (no 16-fold column matrix, no col2im), and a
-2x2 stride-2 one (U-Net's up-convolution) a plain matrix multiply. ``conv.py`` routes its
+2x2 stride-2 one (U-Net's up-convolution) a plain matrix multiply. ``_conv_fast`` routes its
 three kernels (correlation, adjoint, weight gradient) through here when this applies.
 On the CPU the rearrangement is one Numba pass each way (a transposing NumPy copy plus an
 add took 33 ms of a 134 ms forward+backward of the 4x4/2 transposed benchmark layer).
 """
+# FAST PATH FILE conv
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from minivision._numba import njit
 
 from minivision import threads
-from minivision.backend import get_array_module, numba_kernels_apply
+from minivision.backend import get_array_module
+from minivision.dispatch import numba_kernels_apply
 from minivision.functional._geometry import Windows
 from minivision.functional.im2col import add_padded, read_padded
 

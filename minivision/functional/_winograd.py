@@ -12,7 +12,7 @@ stay large, and the transforms (Numba loops over tiles) are memory-bound passes 
 write 4x the input rather than im2col's 9x.
 
 The backward pass is the adjoint of these same steps: the input gradient of a stride-1
-correlation is another stride-1 correlation (conv.py routes it here again), and the
+correlation is another stride-1 correlation (``_conv_fast`` routes it here again), and the
 weight gradient is G^T [sum over tiles (A dY A^T) * (B^T d B)] G.
 
 The batch is split over minivision's worker threads (``minivision.threads``): each worker
@@ -20,17 +20,18 @@ walks its share in pieces with buffers of its own, transforms and multiplies on 
 (forward of a 3x3 conv over N4 C64 128x128 on 2 cores: 54.7 ms with serial transforms and
 two OpenBLAS threads, 25.9 ms split over two workers).
 
-``conv.py`` uses this path for NumPy arrays when the kernel is 3x3, stride and dilation 1,
+``_conv_fast`` uses this path for NumPy arrays when the kernel is 3x3, stride and dilation 1,
 groups 1 and padding 0-2 (so the adjoint's padding, 2 - padding, is in range too); every
 other convolution, and every CuPy one, goes through im2col.
 """
+# FAST PATH FILE conv
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from minivision._numba import njit
 
 from minivision import threads
-from minivision.backend import numba_kernels_apply
+from minivision.dispatch import numba_kernels_apply
 from minivision.functional._geometry import Windows
 from minivision.functional.im2col import get_workspace_budget
 

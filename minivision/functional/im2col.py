@@ -1,19 +1,20 @@
-"""Sliding windows, im2col and col2im over NCHW arrays, chunked to a workspace budget.
-
-A convolution reads, for every output pixel, a window of ``C * kh * kw`` input values.
-``im2col`` copies those windows into a column matrix ``(C * kh * kw, N * out_h * out_w)``
-so the convolution becomes one matrix multiply; ``col2im`` is its adjoint and adds a
-column matrix back onto the input grid, one kernel offset at a time (kh * kw strided adds,
-each a plain vectorised ``+=``; no ``add.at``).
+"""im2col and col2im for a band of output rows, chunked to a workspace budget: the fast
+convolution's (``_conv_fast``) way of bounding memory. ``minivision.reference.conv`` holds the
+whole-batch im2col and col2im these follow.
 
 The column matrix is kh * kw times larger than the input, so callers walk the batch in
 pieces from ``chunks``: several samples per piece when a sample's columns fit the budget,
 otherwise bands of output rows of one sample. ``set_workspace_budget`` sets the budget.
-On the GPU both are CUDA kernels (``_im2col_cuda``): one pass each, col2im without atomics.
+On the CPU ``im2col`` copies a strided view of the windows and ``col2im_add`` adds them back
+one kernel offset at a time (kh * kw strided adds); on the GPU both are CUDA kernels
+(``_im2col_cuda``): one pass each, col2im without atomics. ``read_padded`` reads a band of
+the input that may reach into the padding, ``add_padded`` is its adjoint.
 """
+# FAST PATH FILE conv
 from __future__ import annotations
 
-from minivision.backend import cuda_kernels_apply, get_array_module
+from minivision.backend import get_array_module
+from minivision.dispatch import cuda_kernels_apply
 from minivision.functional import _im2col_cuda
 from minivision.functional._geometry import Windows
 
@@ -106,28 +107,21 @@ def im2col(x, win: Windows, rows: slice, out_w: int):
     """Columns (C * kh * kw, N * len(rows) * out_w) for output ``rows`` of x (N, C, H, W):
     row (c, p, q) holds kernel offset (p, q) of channel c, column (n, i, j) output pixel
     (i, j) of sample n. The batch sits in the columns so one matrix multiply covers it."""
-    # BEGIN FAST PATH conv
     if cuda_kernels_apply(x):
         return _im2col_cuda.im2col(x, win, rows, out_w)
-    # END FAST PATH conv
-    # BEGIN SOLUTION conv: write im2col, the (C * kh * kw, N * rows * out_w) column matrix of the windows
     xp = get_array_module(x)
     band = read_padded(x, win.input_span(0, rows.start, rows.stop), win.input_span(1, 0, out_w))
     view = sliding_windows(band, win, (rows.stop - rows.start, out_w)).transpose(1, 2, 3, 0, 4, 5)
     c, kh, kw = view.shape[:3]
     return xp.ascontiguousarray(view).reshape(c * kh * kw, -1)
-    # END SOLUTION conv
 
 
 def col2im_add(target, windows, win: Windows, rows: slice) -> None:
     """The adjoint of ``sliding_windows``/``im2col``: add each window's values
     windows (N, C, kh, kw, len(rows), out_w) back onto target (N, C, H, W) in place."""
-    # BEGIN FAST PATH conv
     if cuda_kernels_apply(target):
         _im2col_cuda.col2im_add(target, windows, win, rows)
         return
-    # END FAST PATH conv
-    # BEGIN SOLUTION conv: write col2im_add, adding each window back onto the input grid
     xp = get_array_module(windows)
     (kh, kw), (sh, sw), (dh, dw) = win.kernel, win.stride, win.dilation
     out_h, out_w = windows.shape[4:]
@@ -139,4 +133,3 @@ def col2im_add(target, windows, win: Windows, rows: slice) -> None:
             cols_hit = slice(q * dw, q * dw + sw * (out_w - 1) + 1, sw)
             band[:, :, rows_hit, cols_hit] += windows[:, :, p, q]
     add_padded(target, band, row_span, col_span)
-    # END SOLUTION conv

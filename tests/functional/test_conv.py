@@ -1,11 +1,13 @@
 """conv2d and conv_transpose2d: PyTorch parity, gradchecks, the adjoint property, workspace
-chunking (same values, bounded memory) and bad input."""
+chunking of the fast path (same values, bounded memory) and bad input.
+tests/reference/test_conv.py holds the reference against PyTorch and the fast path against
+the reference."""
 import contextlib
 import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import minivision as mv
@@ -13,12 +15,10 @@ import minivision.functional as F
 from minivision.functional import conv as conv_module
 from tests.helpers import DEVICES, check_parity, torch_or_skip
 
-torch = None
 
-
-def setup_module():
-    global torch
-    torch = torch_or_skip()
+@pytest.fixture(scope="module")
+def torch():
+    return torch_or_skip()
 
 
 @contextlib.contextmanager
@@ -32,18 +32,22 @@ def workspace_budget(nbytes):
         conv_module.set_workspace_budget(previous)
 
 
+def pairs(low, high):
+    """(h, w) pairs of ints in [low, high]."""
+    return st.tuples(st.integers(low, high), st.integers(low, high))
+
+
 @st.composite
-def conv_cases(draw, transposed=False):
-    """Shapes and hyper-parameters of a small conv whose output is not empty."""
-    groups = draw(st.integers(1, 3))
+def conv_cases(draw, transposed=False, kernel=pairs(1, 3), stride=pairs(1, 3), padding=pairs(0, 2),
+               dilation=pairs(1, 2), groups=st.integers(1, 3)):
+    """Shapes and hyper-parameters of a small conv whose output is not empty; each geometry
+    argument the strategy its value is drawn from."""
+    groups = draw(groups)
     case = dict(
         n=draw(st.integers(1, 2)), c_in=groups * draw(st.integers(1, 2)), c_out=groups * draw(st.integers(1, 2)),
-        h=draw(st.integers(1, 7)), w=draw(st.integers(1, 7)),
-        kernel=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
-        stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
-        padding=(draw(st.integers(0, 2)), draw(st.integers(0, 2))),
-        dilation=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
-        groups=groups, bias=draw(st.booleans()), seed=draw(st.integers(0, 2**16)),
+        h=draw(st.integers(1, 7)), w=draw(st.integers(1, 7)), kernel=draw(kernel), stride=draw(stride),
+        padding=draw(padding), dilation=draw(dilation), groups=groups, bias=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**16)),
     )
     if transposed:
         case["output_padding"] = tuple(
@@ -58,7 +62,8 @@ def conv_cases(draw, transposed=False):
     return case
 
 
-def _arrays(case, transposed=False):
+def conv_arrays(case, transposed=False):
+    """([x, weight] or [x, weight, bias] in float64, the generator that drew them) for a case."""
     rng = np.random.default_rng(case["seed"])
     g = case["groups"]
     w_shape = ((case["c_in"], case["c_out"] // g) if transposed else (case["c_out"], case["c_in"] // g)) + case["kernel"]
@@ -68,50 +73,32 @@ def _arrays(case, transposed=False):
     return arrays, rng
 
 
-def _kwargs(case, transposed=False):
+def conv_kwargs(case, transposed=False):
+    """The case's keyword arguments of conv2d (or conv_transpose2d)."""
     keys = ("stride", "padding", "dilation", "groups") + (("output_padding",) if transposed else ())
     return {k: case[k] for k in keys}
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @given(case=conv_cases())
-def test_conv2d_matches_torch(case, device):
-    arrays, rng = _arrays(case)
-    kw = _kwargs(case)
+def test_conv2d_matches_torch(case, device, torch):
+    arrays, rng = conv_arrays(case)
+    kw = conv_kwargs(case)
     check_parity(lambda *a: F.conv2d(*a, **kw), lambda *a: torch.nn.functional.conv2d(*a, **kw), arrays, rng,
                  device=device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @given(case=conv_cases(transposed=True))
-def test_conv_transpose2d_matches_torch(case, device):
-    arrays, rng = _arrays(case, transposed=True)
-    kw = _kwargs(case, transposed=True)
+def test_conv_transpose2d_matches_torch(case, device, torch):
+    arrays, rng = conv_arrays(case, transposed=True)
+    kw = conv_kwargs(case, transposed=True)
     check_parity(lambda *a: F.conv_transpose2d(*a, **kw),
                  lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw), arrays, rng, device=device)
 
 
-@settings(max_examples=10)
-@given(case=conv_cases())
-def test_conv2d_matches_torch_when_chunked_to_single_rows(case):
-    arrays, rng = _arrays(case)
-    kw = _kwargs(case)
-    with workspace_budget(1):  # every piece is one output row of one sample
-        check_parity(lambda *a: F.conv2d(*a, **kw), lambda *a: torch.nn.functional.conv2d(*a, **kw), arrays, rng)
-
-
-@settings(max_examples=10)
-@given(case=conv_cases(transposed=True))
-def test_conv_transpose2d_matches_torch_when_chunked_to_single_rows(case):
-    arrays, rng = _arrays(case, transposed=True)
-    kw = _kwargs(case, transposed=True)
-    with workspace_budget(1):
-        check_parity(lambda *a: F.conv_transpose2d(*a, **kw),
-                     lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw), arrays, rng)
-
-
 @pytest.mark.parametrize("kernel,dilation", [((3, 3), 1), ((2, 4), (2, 1)), ((1, 1), 1)])
-def test_conv2d_same_and_valid_padding_match_torch(kernel, dilation, rng):
+def test_conv2d_same_and_valid_padding_match_torch(kernel, dilation, rng, torch):
     x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3) + kernel)
     for padding in ("same", "valid"):
         check_parity(lambda a, b: F.conv2d(a, b, padding=padding, dilation=dilation),
@@ -121,8 +108,8 @@ def test_conv2d_same_and_valid_padding_match_torch(kernel, dilation, rng):
 @given(case=conv_cases())
 def test_conv_transpose2d_is_the_adjoint_of_conv2d(case):
     """<conv2d(x, w), y> == <x, conv_transpose2d(y, w)> for every x, y."""
-    (x, w, *_), rng = _arrays(case)
-    kw = _kwargs(case)
+    (x, w, *_), rng = conv_arrays(case)
+    kw = conv_kwargs(case)
     y = rng.standard_normal(F.conv2d(mv.Tensor(x), mv.Tensor(w), **kw).shape)
     output_padding = tuple(  # the rows/columns of x that conv2d's floor division left unread
         n + 2 * p - d * (k - 1) - 1 - (o - 1) * s
@@ -159,22 +146,28 @@ def test_conv_transpose2d_gradcheck(kw, rng):
     mv.gradcheck(lambda x, w, b: F.conv_transpose2d(x, w, b, **kw), [x, w, b])
 
 
-def test_pointwise_conv_is_a_matmul_without_im2col(monkeypatch, rng):
+def test_pointwise_conv_is_a_matmul_without_im2col(monkeypatch, rng, torch):
+    from minivision.functional import _conv_fast  # (a fast-path test: a student copy has no such module)
+
     def no_im2col(*args, **kwargs):
         raise AssertionError("a 1x1 stride-1 convolution must not build columns")
 
-    monkeypatch.setattr(conv_module, "im2col", no_im2col)
-    x, w, b = rng.standard_normal((2, 6, 4, 5)), rng.standard_normal((4, 3, 1, 1)), rng.standard_normal(4)
-    check_parity(lambda *a: F.conv2d(*a, groups=2), lambda *a: torch.nn.functional.conv2d(*a, groups=2), [x, w, b], rng)
-    x, w, b = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((3, 2, 1, 1)), rng.standard_normal(6)
-    check_parity(lambda *a: F.conv_transpose2d(*a, groups=3),
-                 lambda *a: torch.nn.functional.conv_transpose2d(*a, groups=3), [x, w, b], rng)
+    monkeypatch.setattr(_conv_fast, "im2col", no_im2col)
+    with mv.use_reference(False):
+        x, w, b = rng.standard_normal((2, 6, 4, 5)), rng.standard_normal((4, 3, 1, 1)), rng.standard_normal(4)
+        check_parity(lambda *a: F.conv2d(*a, groups=2), lambda *a: torch.nn.functional.conv2d(*a, groups=2),
+                     [x, w, b], rng)
+        x, w, b = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((3, 2, 1, 1)), rng.standard_normal(6)
+        check_parity(lambda *a: F.conv_transpose2d(*a, groups=3),
+                     lambda *a: torch.nn.functional.conv_transpose2d(*a, groups=3), [x, w, b], rng)
 
 
 def _conv_forward_backward(x, w, upstream):
+    """A 5x5 conv's output and gradients on the fast path."""
     xt, wt = mv.Tensor(x, requires_grad=True), mv.Tensor(w, requires_grad=True)
-    out = F.conv2d(xt, wt, padding=2)
-    out.backward(upstream)
+    with mv.use_reference(False):
+        out = F.conv2d(xt, wt, padding=2)
+        out.backward(upstream)
     return out.numpy(), xt.grad.numpy(), wt.grad.numpy()
 
 
@@ -271,7 +264,7 @@ def test_conv_transpose2d_bad_input(spec, error, message):
         F.conv_transpose2d(mv.Tensor(x), mv.Tensor(w), None if b is None else mv.Tensor(np.zeros(b)), **spec)
 
 
-def test_conv_ops_take_an_unbatched_image_like_torch(rng):
+def test_conv_ops_take_an_unbatched_image_like_torch(rng, torch):
     x, w, b = rng.standard_normal((3, 6, 5)), rng.standard_normal((3, 3, 3, 2)), rng.standard_normal(3)
     check_parity(lambda *a: F.conv2d(*a, padding=1), lambda *a: torch.nn.functional.conv2d(*a, padding=1), [x, w, b], rng)
     check_parity(lambda *a: F.conv_transpose2d(*a, stride=2),

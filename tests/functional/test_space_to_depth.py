@@ -5,11 +5,19 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+import minivision as mv
 import minivision.functional as F
+from minivision.functional import _conv_fast
 from minivision.functional import _space_to_depth as phases
-from minivision.functional import conv as conv_module
 from minivision.functional._geometry import Windows
 from tests.helpers import DEVICES, check_parity, torch_or_skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fast_path():
+    """These tests are about a fast path: it runs even under MINIVISION_REFERENCE=1."""
+    with mv.use_reference(False):
+        yield
 
 
 @st.composite
@@ -104,7 +112,7 @@ def test_kernel_equal_to_stride_is_a_matrix_multiply_without_im2col(monkeypatch,
     def no_im2col(*args, **kwargs):
         raise AssertionError("a kernel-equals-stride convolution must not build columns")
 
-    monkeypatch.setattr(conv_module, "im2col", no_im2col)
+    monkeypatch.setattr(_conv_fast, "im2col", no_im2col)
     x, w, b = rng.standard_normal((2, 4, 5, 3)), rng.standard_normal((4, 3, 2, 2)), rng.standard_normal(3)
     check_parity(lambda *a: F.conv_transpose2d(*a, stride=2), lambda *a: torch.nn.functional.conv_transpose2d(*a, stride=2),
                  [x, w, b], rng)

@@ -15,6 +15,13 @@ from minivision.functional._geometry import Windows
 from tests.helpers import check_parity, torch_or_skip
 
 
+@pytest.fixture(autouse=True, scope="module")
+def fast_path():
+    """These tests are about a fast path: it runs even under MINIVISION_REFERENCE=1."""
+    with mv.use_reference(False):
+        yield
+
+
 @contextlib.contextmanager
 def winograd_enabled(enabled):
     previous = winograd._enabled

@@ -123,8 +123,8 @@ def moments(x):
     x, samples, channels, length = _layout(x)
     mean, var = xp.zeros(int(channels)), xp.zeros(int(channels))
     if channels and samples * length:  # a launch needs at least one block
-            _cuda.kernel(_SUMS_SOURCE, "channel_moments", x.dtype)((int(channels),), (SUM_THREADS,),
-                                                          (x, samples, channels, length, mean, var))
+        _cuda.kernel(_SUMS_SOURCE, "channel_moments", x.dtype)((int(channels),), (SUM_THREADS,),
+                                                              (x, samples, channels, length, mean, var))
     return mean.astype(x.dtype), var.astype(x.dtype)
 
 

@@ -7,6 +7,7 @@ same tie, NaN and -inf rules), so they equal the CPU's. The pooling gradient is
 deterministic without atomics: each input pixel sums, in the CPU's order, the gradients
 of the windows whose switch points at it.
 """
+# FAST PATH FILE pool
 from __future__ import annotations
 
 import numpy as np

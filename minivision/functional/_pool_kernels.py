@@ -1,23 +1,25 @@
-"""Numba kernels for max pooling on the CPU: switches in one pass, and flat-index scatter/gather.
+"""Numba kernels for max pooling on the CPU, fast paths of ``minivision.reference.pool``:
+switches in one pass, and flat-index scatter/gather.
 
 Arrays arrive as planes: (P, H, W) or (P, L) with P = N * C. Each kernel runs on one
-thread without the GIL; ``pool.py`` hands each of minivision's worker threads a share of
-the planes (``minivision.threads``), and takes an ``xp`` path for CuPy.
+thread without the GIL; ``_pool_fast`` hands each of minivision's worker threads a share of
+the planes (``minivision.threads``).
 """
+# FAST PATH FILE pool
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from minivision._numba import njit
 
 
 @njit(cache=True, nogil=True)
 def max_pool_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches):
     """out[p, i, j] = max of window (i, j) of plane x[p]; switches[p, i, j] = h * W + w of
-    that maximum. Mirrors PyTorch's CPU loop: only in-bounds positions are visited, the
-    first maximum in row-major window order wins, NaN beats everything, and a window of
-    -inf points at its first in-bounds position (a window of padding only, at its first
-    row and column at or past 0, which may lie outside the window and the plane)."""
-    # BEGIN SOLUTION pool: write max_pool_planes, each window's maximum and its switch h * W + w
+    that maximum: ``reference.max_pool2d``'s rule, as PyTorch's CPU loop: only in-bounds
+    positions are visited, the first maximum in row-major window order wins, NaN beats
+    everything, and a window of -inf points at its first in-bounds position (a window of
+    padding only, at its first row and column at or past 0, which may lie outside the window
+    and the plane)."""
     planes, height, width = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
     for plane in range(planes):
@@ -41,7 +43,6 @@ def max_pool_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches):
                             arg = h * width + w
                 out[plane, i, j] = best
                 switches[plane, i, j] = arg
-    # END SOLUTION pool
 
 
 @njit(inline="always")
@@ -80,26 +81,23 @@ def max_pool_2x2_planes(x, out, switches):
 
 @njit(cache=True, nogil=True)
 def scatter_add_planes(values, index, out):
-    """out[p, index[p, k]] += values[p, k] (several k may share an index); an index outside
-    the plane (-1: ``max_pool2d``'s mark for a window that holds no input pixel) is skipped."""
-    # BEGIN SOLUTION pool: write scatter_add_planes, the max-pool gradient routed to the switches
+    """out[p, index[p, k]] += values[p, k] in the order of k (several k may share an index);
+    an index outside the plane (-1: ``max_pool2d``'s mark for a window that holds no input
+    pixel) is skipped."""
     length = out.shape[1]
     for plane in range(values.shape[0]):
         for k in range(values.shape[1]):
             at = index[plane, k]
             if 0 <= at < length:
                 out[plane, at] += values[plane, k]
-    # END SOLUTION pool
 
 
 @njit(cache=True, nogil=True)
 def scatter_planes(values, index, out):
     """out[p, index[p, k]] = values[p, k] (the last k wins where indices repeat)."""
-    # BEGIN SOLUTION pool: write scatter_planes, max unpooling: each value put back at its switch
     for plane in range(values.shape[0]):
         for k in range(values.shape[1]):
             out[plane, index[plane, k]] = values[plane, k]
-    # END SOLUTION pool
 
 
 @njit(cache=True, nogil=True)

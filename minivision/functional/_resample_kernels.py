@@ -5,12 +5,31 @@ row o's non-zeros are entries ptr[o] to ptr[o + 1]), so the same kernel computes
 and bilinear interpolation (one or two taps a row) and their gradients (the transposed
 matrices, a few taps a row). Per plane, the columns are resampled into a small buffer
 (a gather along each row), then the rows (whole rows weighted and added, which
-vectorises). ``upsample.py`` gives each of minivision's worker threads a share of the planes.
+vectorises). ``resample`` gives each of minivision's worker threads a share of the planes.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from minivision import threads
+from minivision._numba import njit
+
+
+def resample(x, rows: np.ndarray, cols: np.ndarray):
+    """rows @ x @ cols^T over the last two axes of x (N, C, H, W), a NumPy float32 or float64
+    array, for (out, in) host matrices ``rows`` and ``cols``: one pass over each plane."""
+    planes = np.ascontiguousarray(x).reshape((-1,) + x.shape[2:])
+    out = np.empty((planes.shape[0], rows.shape[0], cols.shape[0]), dtype=x.dtype)
+    taps = _compressed(rows, x.dtype) + _compressed(cols, x.dtype)
+    threads.over_batch(planes, lambda p, _: resample_planes(planes[p], *taps, out[p]))
+    return out.reshape(x.shape[:2] + out.shape[1:])
+
+
+def _compressed(matrix: np.ndarray, dtype) -> tuple:
+    """(ptr, index, weight): the non-zeros of an (out, in) host matrix, row by row."""
+    row, column = np.nonzero(matrix)
+    ptr = np.searchsorted(row, np.arange(matrix.shape[0] + 1))
+    return ptr, column, matrix[row, column].astype(dtype)
 
 
 @njit(cache=True, nogil=True)

@@ -1,5 +1,6 @@
-"""max_pool2d (switches), max_unpool2d and avg_pool2d: PyTorch parity, switch semantics,
-gradchecks and bad input."""
+"""max_pool2d (switches), max_unpool2d and avg_pool2d as ops: PyTorch parity on every device,
+the unrolled 2x2 kernel, windows that hold no input pixel, empty batches and bad input.
+The switch rules by hand, gradchecks and the reference's own tests are in tests/reference."""
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -7,10 +8,10 @@ from hypothesis import strategies as st
 
 import minivision as mv
 import minivision.functional as F
-from minivision.functional import _pool_kernels as kernels
 from minivision.functional import pool as pool_module
 from tests import cuda_emulation
 from tests.helpers import DEVICES, assert_close, check_parity, torch_or_skip
+from tests.reference.test_pool import pool_args, pool_cases
 
 torch = None
 
@@ -20,34 +21,12 @@ def setup_module():
     torch = torch_or_skip()
 
 
-@st.composite
-def pool_cases(draw, dilation=True):
-    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    case = dict(
-        shape=(draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 8)), draw(st.integers(1, 8))),
-        kernel_size=kernel,
-        stride=draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3)))),
-        padding=tuple(draw(st.integers(0, k // 2)) for k in kernel),
-        ceil_mode=draw(st.booleans()),
-        seed=draw(st.integers(0, 2**16)),
-    )
-    if dilation:
-        case["dilation"] = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    reach = [d * (k - 1) + 1 for k, d in zip(kernel, case.get("dilation", (1, 1)))]
-    assume(all(n + 2 * p >= r for n, p, r in zip(case["shape"][2:], case["padding"], reach)))
-    return case
-
-
-def _pool_args(case):
-    return {k: v for k, v in case.items() if k not in ("shape", "seed")}
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @given(case=pool_cases())
 def test_max_pool2d_matches_torch_values_switches_and_gradient(case, device):
     rng = np.random.default_rng(case["seed"])
     x = rng.standard_normal(case["shape"])  # continuous values: no ties
-    kw = _pool_args(case)
+    kw = pool_args(case)
     check_parity(lambda a: F.max_pool2d(a, **kw), lambda a: _torch_max_pool2d(a, **kw), [x], rng, device=device)
     _, switches = F.max_pool2d(mv.tensor(x, device=device), return_indices=True, **kw)
     _, expected = torch.nn.functional.max_pool2d(torch.tensor(x, device=device), return_indices=True, **kw)
@@ -65,22 +44,6 @@ def _torch_max_pool2d(a, **kw):
     return torch.where(empty, out.detach(), out)
 
 
-@given(case=pool_cases(), values=st.lists(st.sampled_from([0.0, 1.0, -np.inf, np.nan]), min_size=4, max_size=4))
-def test_array_path_switches_equal_the_numba_kernel(case, values):
-    """The xp (GPU) path, run here on NumPy, agrees with the CPU kernel, ties, -inf and NaN included."""
-    rng = np.random.default_rng(case["seed"])
-    x = rng.choice(np.array(values), size=case["shape"])
-    kw = _pool_args(case)
-    win, out_hw = pool_module._pool_windows("max_pool2d", x, kw["kernel_size"], kw["stride"], kw["padding"],
-                                            kw["dilation"], kw["ceil_mode"])
-    kernel_values, kernel_switches = pool_module._max_pool_switches(x, win, out_hw)
-    array_values, array_switches = pool_module._max_pool_switches_xp(x, win, out_hw)
-    np.testing.assert_array_equal(array_switches, kernel_switches)
-    np.testing.assert_array_equal(array_values, kernel_values)
-    _, expected = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True, **kw)
-    np.testing.assert_array_equal(kernel_switches, expected.numpy())
-
-
 @given(shape=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(2, 9), st.integers(2, 9)),
        ceil_mode=st.booleans(), values=st.lists(st.sampled_from([0.0, 1.0, -np.inf, np.nan]), min_size=4, max_size=4),
        seed=st.integers(0, 2**16))
@@ -88,10 +51,14 @@ def test_unrolled_2x2_kernel_equals_the_general_one_and_torch(shape, ceil_mode, 
     """2x2/2 pooling takes its own unrolled kernels: same maxima and switches as the general
     loop and PyTorch, and PyTorch's gradient, with ties, -inf, NaN and odd edges (windows
     hanging off them with ceil_mode, rows and columns no window reads without)."""
+    from minivision.functional import _pool_fast
+    from minivision.functional import _pool_kernels as kernels
+
     rng = np.random.default_rng(seed)
     x = rng.choice(np.array(values), size=shape)
     win, out_hw = pool_module._pool_windows("max_pool2d", x, 2, 2, 0, 1, ceil_mode)
-    values_2x2, switches_2x2 = pool_module._max_pool_switches(x, win, out_hw)
+    assert win == _pool_fast.LECTURE_2X2
+    values_2x2, switches_2x2 = _pool_fast.max_pool2d(x, win, out_hw)
     planes = x.reshape((-1,) + x.shape[2:])
     general, general_switches = np.empty((planes.shape[0],) + out_hw), np.empty((planes.shape[0],) + out_hw, np.int64)
     kernels.max_pool_planes(planes, 2, 2, 2, 2, 0, 0, 1, 1, general, general_switches)
@@ -130,7 +97,7 @@ def test_2x2_unpool_matches_torch_with_any_indices(shape, odd, foreign, seed):
        divisor_override=st.one_of(st.none(), st.integers(1, 5)))
 def test_avg_pool2d_matches_torch(case, count_include_pad, divisor_override, device):
     rng = np.random.default_rng(case["seed"])
-    kw = dict(_pool_args(case), count_include_pad=count_include_pad, divisor_override=divisor_override)
+    kw = dict(pool_args(case), count_include_pad=count_include_pad, divisor_override=divisor_override)
     check_parity(lambda a: F.avg_pool2d(a, **kw), lambda a: torch.nn.functional.avg_pool2d(a, **kw),
                  [rng.standard_normal(case["shape"])], rng, device=device)
 
@@ -138,7 +105,7 @@ def test_avg_pool2d_matches_torch(case, count_include_pad, divisor_override, dev
 @given(case=pool_cases(dilation=False))
 def test_max_unpool2d_matches_torch(case):
     rng = np.random.default_rng(case["seed"])
-    kw = _pool_args(case)
+    kw = pool_args(case)
     x = rng.standard_normal(case["shape"])
     _, switches = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True, **kw)
     stride = kw["stride"] or kw["kernel_size"]
@@ -149,87 +116,6 @@ def test_max_unpool2d_matches_torch(case):
     values = rng.standard_normal(tuple(switches.shape))
     check_parity(lambda v: F.max_unpool2d(v, mv.Tensor(switches.numpy()), **unpool),
                  lambda v: torch.nn.functional.max_unpool2d(v, switches, **unpool), [values], rng)
-
-
-def test_max_pool2d_gradcheck_without_ties(rng):
-    x = mv.Tensor(rng.permutation(2 * 2 * 5 * 6).reshape(2, 2, 5, 6) / 7.0, requires_grad=True)  # distinct values
-    mv.gradcheck(lambda t: F.max_pool2d(t, (3, 2), stride=(2, 1), padding=1, ceil_mode=True), [x])
-    mv.gradcheck(lambda t: F.max_pool2d(t, 2, dilation=2), [x])
-
-
-def test_avg_pool2d_gradcheck(rng):
-    x = mv.Tensor(rng.standard_normal((2, 2, 5, 6)), requires_grad=True)
-    mv.gradcheck(lambda t: F.avg_pool2d(t, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), [x])
-
-
-def test_max_unpool2d_gradcheck(rng):
-    x = mv.Tensor(rng.standard_normal((2, 2, 3, 3)), requires_grad=True)
-    switches = mv.Tensor(np.array([[0, 3, 4], [12, 14, 17], [30, 33, 35]]) + np.zeros((2, 2, 1, 1), dtype=np.int64))
-    mv.gradcheck(lambda t: F.max_unpool2d(t, switches, 2, output_size=(6, 6)), [x])
-
-
-# ----------------------------------------------------------------- switch semantics, by hand
-def test_lecture_example_pool_then_unpool():
-    """The lecture's 4x4 -> 2x2 -> 4x4: each maximum returns to where it came from."""
-    x = np.array([[1.0, 2.0, 6.0, 3.0],
-                  [3.0, 5.0, 2.0, 1.0],
-                  [1.0, 2.0, 2.0, 1.0],
-                  [7.0, 3.0, 4.0, 8.0]]).reshape(1, 1, 4, 4)
-    pooled, switches = F.max_pool2d(mv.Tensor(x), 2, return_indices=True)
-    np.testing.assert_array_equal(pooled.numpy()[0, 0], [[5.0, 6.0], [7.0, 8.0]])
-    np.testing.assert_array_equal(switches.numpy()[0, 0], [[5, 2], [12, 15]])  # h * 4 + w
-    restored = F.max_unpool2d(pooled, switches, 2)
-    np.testing.assert_array_equal(restored.numpy()[0, 0], [[0.0, 0.0, 6.0, 0.0],
-                                                           [0.0, 5.0, 0.0, 0.0],
-                                                           [0.0, 0.0, 0.0, 0.0],
-                                                           [7.0, 0.0, 0.0, 8.0]])
-
-
-def test_ties_go_to_the_first_maximum_in_row_major_window_order():
-    x = np.array([[1.0, 4.0, 2.0, 2.0],
-                  [4.0, 4.0, 2.0, 2.0]]).reshape(1, 1, 2, 4)
-    _, switches = F.max_pool2d(mv.Tensor(x), 2, return_indices=True)
-    np.testing.assert_array_equal(switches.numpy()[0, 0], [[1, 2]])
-    xt = mv.Tensor(x, requires_grad=True)
-    F.max_pool2d(xt, 2).backward(np.array([[[[10.0, 20.0]]]]))
-    np.testing.assert_array_equal(xt.grad.numpy()[0, 0], [[0, 10, 20, 0], [0, 0, 0, 0]])
-
-
-def test_overlapping_windows_add_their_gradients_at_a_shared_switch():
-    x = np.array([0.0, 1.0, 9.0, 1.0, 0.0]).reshape(1, 1, 1, 5)
-    xt = mv.Tensor(x, requires_grad=True)
-    out = F.max_pool2d(xt, (1, 3), stride=1)  # all three windows pick the 9
-    out.backward(np.array([[[[1.0, 2.0, 4.0]]]]))
-    np.testing.assert_array_equal(xt.grad.numpy()[0, 0, 0], [0, 0, 7, 0, 0])
-
-
-def test_padding_never_wins_and_switches_index_the_unpadded_input():
-    x = -np.arange(1.0, 10.0).reshape(1, 1, 3, 3)  # all negative: a zero pad would win if counted
-    pooled, switches = F.max_pool2d(mv.Tensor(x), 3, stride=2, padding=1, return_indices=True)
-    # each window's top-left in-bounds value is its largest
-    np.testing.assert_array_equal(pooled.numpy()[0, 0], [[-1.0, -2.0], [-4.0, -5.0]])
-    np.testing.assert_array_equal(switches.numpy()[0, 0], [[0, 1], [3, 4]])
-
-
-def test_ceil_mode_keeps_windows_that_hang_off_the_edge():
-    x = np.arange(25.0).reshape(1, 1, 5, 5)
-    floor = F.max_pool2d(mv.Tensor(x), 2)
-    ceil, switches = F.max_pool2d(mv.Tensor(x), 2, ceil_mode=True, return_indices=True)
-    assert floor.shape == (1, 1, 2, 2) and ceil.shape == (1, 1, 3, 3)
-    np.testing.assert_array_equal(switches.numpy()[0, 0], [[6, 8, 9], [16, 18, 19], [21, 23, 24]])
-    # ... but not a window that would start in the right padding
-    assert F.max_pool2d(mv.Tensor(np.zeros((1, 1, 4, 4))), 2, stride=2, padding=1, ceil_mode=True).shape == (1, 1, 3, 3)
-
-
-def test_unpool_to_an_odd_output_size():
-    x = np.arange(1.0, 26.0).reshape(1, 1, 5, 5)
-    pooled, switches = F.max_pool2d(mv.Tensor(x), 2, return_indices=True)
-    with pytest.raises(ValueError, match=r"indices must lie in \[0, 16\)"):  # the default 4x4 is too small
-        F.max_unpool2d(pooled, switches, 2)
-    restored = F.max_unpool2d(pooled, switches, 2, output_size=(1, 1, 5, 5))
-    expected = np.zeros((5, 5))
-    expected[[1, 1, 3, 3], [1, 3, 1, 3]] = [7.0, 9.0, 17.0, 19.0]
-    np.testing.assert_array_equal(restored.numpy()[0, 0], expected)
 
 
 def test_avg_pool2d_divisors_by_hand():
@@ -321,7 +207,7 @@ def test_a_window_without_input_pixels_passes_no_gradient_anywhere():
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_a_window_of_padding_only_gives_torchs_value_and_switch_and_no_gradient(dtype, device):
     """Kernel 2 at dilation 3 with padding 1 over a 2x2 input: the one window reads positions
-    -1 and 2 on each axis, padding only. Every dtype (float16 takes the xp path) gives
+    -1 and 2 on each axis, padding only. Every dtype (float16 runs the reference) gives
     PyTorch's -inf and switch 6 (one past the plane), and a zero gradient."""
     x = mv.tensor(np.arange(4.0).reshape(1, 1, 2, 2), dtype=dtype, device=device, requires_grad=True)
     out, switches = F.max_pool2d(x, 2, stride=1, padding=1, dilation=3, return_indices=True)
@@ -351,11 +237,20 @@ def test_a_window_of_padding_only_passes_no_gradient_to_the_pixel_its_switch_nam
     np.testing.assert_array_equal(x.grad.numpy(), np.zeros(shape))
 
 
-def test_the_gpu_kernels_drop_the_gradient_of_a_window_of_padding_only_too(monkeypatch):
+@pytest.fixture
+def gpu_kernels(monkeypatch):
+    """NumPy float32 and float64 arrays through the (emulated) CUDA kernels, fast paths on."""
+    from minivision.functional import _pool_fast
+
+    cuda_emulation.emulate(monkeypatch)
+    monkeypatch.setattr(_pool_fast, "cuda_kernels_apply", mv.dispatch.numba_kernels_apply)
+    with mv.use_reference(False):
+        yield
+
+
+def test_the_gpu_kernels_drop_the_gradient_of_a_window_of_padding_only_too(gpu_kernels):
     """The same two cases through the (emulated) CUDA kernels: the same values, switches and
     zero gradient as on the CPU."""
-    cuda_emulation.emulate(monkeypatch)
-    monkeypatch.setattr(pool_module, "cuda_kernels_apply", mv.backend.numba_kernels_apply)
     for shape, kernel, padding, dilation in [((1, 1, 2, 2), 2, 1, 3), ALIASED]:
         x = mv.tensor(np.arange(float(np.prod(shape))).reshape(shape), requires_grad=True)
         out, switches = F.max_pool2d(x, kernel, stride=1, padding=padding, dilation=dilation, return_indices=True)
@@ -371,7 +266,7 @@ def test_the_gpu_kernels_drop_the_gradient_of_a_window_of_padding_only_too(monke
 @given(case=pool_cases(), dilation=st.tuples(st.integers(1, 4), st.integers(1, 4)))
 def test_windows_reading_input_by_brute_force(case, dilation):
     """Window (i, j) holds an input pixel iff one of the rows and one of the columns it reads lie in the input."""
-    kw = dict(_pool_args(case), dilation=dilation)
+    kw = dict(pool_args(case), dilation=dilation)
     in_hw = case["shape"][2:]
     assume(all(n + 2 * p >= d * (k - 1) + 1 for n, p, d, k in zip(in_hw, kw["padding"], dilation, kw["kernel_size"])))
     win, out_hw = pool_module._pool_windows("max_pool2d", np.zeros(case["shape"]), kw["kernel_size"], kw["stride"],
@@ -396,13 +291,12 @@ POOLS = {  # each written once for minivision's and torch's functional modules
 @pytest.mark.parametrize("route", ["cpu", "gpu kernels", DEVICES[1]])
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 @pytest.mark.parametrize("op", POOLS.values(), ids=POOLS.keys())
-def test_pools_take_an_empty_batch_and_zero_channels(op, dtype, route, monkeypatch):
-    """N = 0 or C = 0, forward and backward, float16 (the xp path) included, on the Numba
+def test_pools_take_an_empty_batch_and_zero_channels(op, dtype, route, request):
+    """N = 0 or C = 0, forward and backward, float16 (the reference) included, on the Numba
     kernels, the (emulated) CUDA ones or a GPU: the shapes and dtype torch gives for N = 0
     (torch refuses C = 0, so that case has its shape with the two axes swapped)."""
     if route == "gpu kernels":  # NumPy float32 through the CUDA kernels
-        cuda_emulation.emulate(monkeypatch)
-        monkeypatch.setattr(pool_module, "cuda_kernels_apply", mv.backend.numba_kernels_apply)
+        request.getfixturevalue("gpu_kernels")
     device = "cuda" if route == "cuda" else "cpu"
     expected = op(torch.nn.functional, torch.zeros((0, 2, 5, 5), dtype=getattr(torch, np.dtype(dtype).name)))
     for shape, out_shape in [((0, 2, 5, 5), tuple(expected.shape)), ((2, 0, 5, 5), (2, 0) + tuple(expected.shape[2:]))]:

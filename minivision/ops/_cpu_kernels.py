@@ -1,17 +1,20 @@
-"""Numba kernels behind the box ops on the CPU: the IoU matrix and the NMS sweep.
+"""The fast path of IoU on the CPU: Numba kernels for the IoU matrix and matched pairs.
 
-Arithmetic stays in the boxes' dtype (float32 boxes give float32 IoUs, as in
-torchvision) except for pairs whose areas under- or overflow it, which ``_rescaled_iou``
-measures in float64. The IoU of two boxes is written once, in ``_pair_iou``, so the IoU
-matrix, the matched pairs' IoU and NMS can never disagree. Compiled on first use and
-cached on disk (``cache=True``), one specialisation per dtype.
+They compute what ``minivision.reference.boxes`` computes, with the same operations in the
+same order, so IoUs are equal bit for bit: arithmetic in the boxes' dtype (float32 boxes
+give float32 IoUs, as in torchvision) except for pairs whose areas under- or overflow it,
+which ``_rescaled_iou`` measures in float64. The IoU of two boxes is written once, in
+``_pair_iou``, so the IoU matrix, the matched pairs' IoU and NMS (``_nms_fast``) can never
+disagree. Compiled on first use and cached on disk (``cache=True``), one specialisation
+per dtype.
 """
+# FAST PATH FILE iou
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba import njit
+from minivision._numba import njit
 
 
 @njit(cache=True)
@@ -21,8 +24,9 @@ def _scaled_lengths(a1, a2, b1, b2):
     (overlap, length of a, length of b), each below 2, so no product of them overflows.
     Scaling an axis scales every area by the same factor, which leaves the IoU unchanged."""
     _, exponent = math.frexp(max(abs(a1), abs(a2), abs(b1), abs(b2)))
-    a1, a2 = math.ldexp(float(a1), -exponent), math.ldexp(float(a2), -exponent)
-    b1, b2 = math.ldexp(float(b1), -exponent), math.ldexp(float(b2), -exponent)
+    # np.float64, not float(): Numba's float() leaves a float32 a float32.
+    a1, a2 = math.ldexp(np.float64(a1), -exponent), math.ldexp(np.float64(a2), -exponent)
+    b1, b2 = math.ldexp(np.float64(b1), -exponent), math.ldexp(np.float64(b2), -exponent)
     return min(a2, b2) - max(a1, b1), a2 - a1, b2 - b1
 
 
@@ -60,7 +64,6 @@ def _pair_iou(ax1, ay1, ax2, ay2, area_a, bx1, by1, bx2, by2, area_b, normal):
     underflows to 0 or overflows to inf), the IoU comes from ``_rescaled_iou``, so
     identical boxes of any positive size give 1, never NaN nor a division by zero.
     """
-    # BEGIN SOLUTION iou: write _pair_iou, the IoU of two boxes (0 when they do not overlap)
     width = min(ax2, bx2) - max(ax1, bx1)
     height = min(ay2, by2) - max(ay1, by1)
     if width <= 0 or height <= 0:
@@ -73,7 +76,6 @@ def _pair_iou(ax1, ay1, ax2, ay2, area_a, bx1, by1, bx2, by2, area_b, normal):
         return inter / union
     # Rounded to the dtype, as the quotient is, so that NMS compares what box_iou reports.
     return np.asarray(inter).dtype.type(_rescaled_iou(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2))
-    # END SOLUTION iou
 
 
 @njit(cache=True)
@@ -105,88 +107,3 @@ def matched_iou(boxes1, boxes2):
         out[i] = _pair_iou(ax1, ay1, ax2, ay2, (ax2 - ax1) * (ay2 - ay1),
                            bx1, by1, bx2, by2, (bx2 - bx1) * (by2 - by1), normal)
     return out
-
-
-@njit(cache=True)
-def nms_sweep(boxes, score_order, spatial_order, groups, iou_threshold):
-    """Greedy NMS that only compares a kept box with its spatial neighbours.
-
-    ``score_order`` lists box indices by decreasing score (ties already broken);
-    ``spatial_order`` lists them sorted by ``(group, x1)``. A box can only overlap boxes
-    of its group whose x1 lies in ``[x1 - widest box, x2)``, a contiguous run of the
-    spatial order, so each kept box scans that run instead of all N boxes: the cost
-    follows the number of neighbours along x (within one class for batched NMS), not
-    N squared. Suppressed boxes are never scanned from, only skipped.
-    Returns the kept indices (int64) in score order.
-    """
-    # BEGIN SOLUTION nms: write nms_sweep, greedy NMS in score order within each group (spatial_order is an optional speed-up)
-    n = boxes.shape[0]
-    # Boxes laid out in spatial order, so the neighbour scans read contiguous memory.
-    x1 = np.empty(n, boxes.dtype)
-    y1 = np.empty(n, boxes.dtype)
-    x2 = np.empty(n, boxes.dtype)
-    y2 = np.empty(n, boxes.dtype)
-    group = np.empty(n, np.int64)
-    position = np.empty(n, np.int64)  # box index -> place in the spatial order
-    widest = 0.0
-    for p in range(n):
-        b = spatial_order[p]
-        x1[p], y1[p], x2[p], y2[p] = boxes[b, 0], boxes[b, 1], boxes[b, 2], boxes[b, 3]
-        group[p] = groups[b]
-        position[b] = p
-        widest = max(widest, float(x2[p]) - float(x1[p]))
-    area = (x2 - x1) * (y2 - y1)
-    normal = _normal_range(boxes.dtype)
-    # Slack of a few ulps, so that rounding in `x1 - widest` never hides a true neighbour
-    # (callers pass n >= 1, so max() is defined).
-    reach = widest + 1e-9 * (widest + np.abs(boxes).max())
-
-    # A box is a candidate until it is kept or suppressed. Boxes are decided in score
-    # order, so every candidate met while scanning has a lower score than the kept box.
-    candidate = np.ones(n, np.bool_)
-    keep = np.empty(n, np.int64)
-    kept = 0
-    for r in range(n):
-        p = position[score_order[r]]
-        if not candidate[p]:
-            continue
-        candidate[p] = False
-        keep[kept] = score_order[r]
-        kept += 1
-        lowest_x1 = x1[p] - reach
-        q = p - 1
-        while q >= 0 and group[q] == group[p] and x1[q] >= lowest_x1:
-            if candidate[q] and _pair_iou(x1[p], y1[p], x2[p], y2[p], area[p],
-                                          x1[q], y1[q], x2[q], y2[q], area[q], normal) > iou_threshold:
-                candidate[q] = False
-            q -= 1
-        q = p + 1
-        # A box starting at or after x2 cannot overlap (IoU 0 is never above a threshold >= 0).
-        while q < n and group[q] == group[p] and x1[q] < x2[p]:
-            if candidate[q] and _pair_iou(x1[p], y1[p], x2[p], y2[p], area[p],
-                                          x1[q], y1[q], x2[q], y2[q], area[q], normal) > iou_threshold:
-                candidate[q] = False
-            q += 1
-    return keep[:kept]
-    # END SOLUTION nms
-
-
-@njit(cache=True)
-def keep_from_mask(mask, n):
-    """The serial pass of bitmask NMS (GPU path): walk boxes in score order, keep a box
-    unless a kept box's mask has its bit set. ``mask`` is ``(n, ceil(n / 64))`` uint64,
-    bit ``j % 64`` of ``mask[i, j // 64]`` set when box i suppresses box j.
-    Returns positions in the score order (int64)."""
-    removed = np.zeros(mask.shape[1], np.uint64)
-    keep = np.empty(n, np.int64)
-    kept = 0
-    one = np.uint64(1)
-    for i in range(n):
-        block, bit = i // 64, np.uint64(i % 64)
-        if removed[block] & (one << bit):
-            continue
-        keep[kept] = i
-        kept += 1
-        for j in range(block, mask.shape[1]):
-            removed[j] |= mask[i, j]
-    return keep[:kept]

@@ -1,25 +1,19 @@
-"""CUDA kernels behind the box ops on the GPU, twins of ``_cpu_kernels``: the IoU matrix and
-blocked bitmask NMS, both on one ``pair_iou`` written as ``_cpu_kernels._pair_iou`` is
-(same operations, same dtype, the same rescaled float64 path for areas that under- or
-overflow, no FMA contraction), so IoUs and kept indices equal the CPU's.
+"""The fast path of IoU on the GPU: CUDA kernels for the IoU matrix and matched pairs, twins
+of ``_cpu_kernels``.
 
-NMS cuts the boxes, sorted by score, into blocks of 64. One thread block compares a row
-block with a column block: thread i loads box i of the row block and sets bit j of a
-uint64 when it suppresses box j of the column block (IoU > threshold, same group, j later
-in score order). The ``(N, ceil(N / 64))`` mask then goes to the host for the short serial
-pass (``_cpu_kernels.keep_from_mask``), as in torchvision's CUDA NMS.
+Every kernel calls one ``pair_iou`` (``PAIR_IOU_SOURCE``, which ``_nms_cuda`` shares) written
+as ``_cpu_kernels._pair_iou`` is: same operations, same dtype, the same rescaled float64 path
+for areas that under- or overflow, no FMA contraction, so IoUs equal the CPU's bit for bit.
 """
+# FAST PATH FILE iou
 from __future__ import annotations
 
 import numpy as np
 
 from minivision import _cuda
-from minivision.backend import get_array_module, to_numpy
-from minivision.ops import _cpu_kernels
+from minivision.backend import get_array_module
 
-BLOCK = 64
-
-_SOURCE = r"""
+PAIR_IOU_SOURCE = r"""
 // Twin of _cpu_kernels._scaled_lengths: one axis of two boxes in double, the coordinates
 // scaled by the power of two that brings the largest into [0.5, 1); overlap and lengths.
 __device__ inline void scaled_lengths(T a1, T a2, T b1, T b2, double* lengths) {
@@ -59,41 +53,15 @@ __device__ inline T pair_iou(const T* a, const T* b) {
     if (inter >= smallest_normal && union_area <= largest) return inter / union_area;
     return (T)rescaled_iou(a, b);
 }
+"""
 
+_SOURCE = PAIR_IOU_SOURCE + r"""
 extern "C" __global__ void iou_matrix(const long long count, const T* boxes1, const T* boxes2, const int m, T* out) {
     FOR_EACH(k, count) out[k] = pair_iou(boxes1 + k / m * 4, boxes2 + k % m * 4);
 }
 
 extern "C" __global__ void matched_iou(const long long count, const T* boxes1, const T* boxes2, T* out) {
     FOR_EACH(k, count) out[k] = pair_iou(boxes1 + k * 4, boxes2 + k * 4);
-}
-
-extern "C" __global__ void nms_mask(const int n, const double threshold, const T* boxes,
-                                    const long long* groups, unsigned long long* mask) {
-    const int row_block = blockIdx.y, col_block = blockIdx.x;
-    if (row_block > col_block) return;  // box i only suppresses later boxes
-    const int row_size = min(n - row_block * 64, 64);
-    const int col_size = min(n - col_block * 64, 64);
-
-    __shared__ T col_boxes[64 * 4];
-    __shared__ long long col_groups[64];
-    if (threadIdx.x < col_size) {
-        const int j = col_block * 64 + threadIdx.x;
-        for (int k = 0; k < 4; ++k) col_boxes[threadIdx.x * 4 + k] = boxes[j * 4 + k];
-        col_groups[threadIdx.x] = groups[j];
-    }
-    __syncthreads();
-
-    if (threadIdx.x < row_size) {
-        const int i = row_block * 64 + threadIdx.x;
-        unsigned long long bits = 0;
-        const int start = (row_block == col_block) ? threadIdx.x + 1 : 0;
-        for (int j = start; j < col_size; ++j) {
-            if (groups[i] == col_groups[j] && pair_iou(boxes + i * 4, col_boxes + j * 4) > threshold)
-                bits |= 1ULL << j;
-        }
-        mask[(long long)i * gridDim.x + col_block] = bits;
-    }
 }
 """
 
@@ -114,25 +82,3 @@ def matched_iou(boxes1, boxes2):
     _cuda.launch(_SOURCE, "matched_iou", out.dtype, out.size, xp.ascontiguousarray(boxes1),
                  xp.ascontiguousarray(boxes2, dtype=boxes1.dtype), out)
     return out
-
-
-def nms(boxes, score_order, groups, iou_threshold):
-    """Kept indices (int64, score order) of ``(N, 4)`` CuPy boxes.
-
-    ``score_order`` sorts the boxes by decreasing score; ``groups`` ``(N,)`` int64 keeps
-    suppression within a group.
-    """
-    xp = get_array_module(boxes)
-    n = boxes.shape[0]
-    if n == 0:
-        return xp.zeros(0, dtype=np.int64)
-    sorted_boxes = xp.ascontiguousarray(boxes[score_order])
-    sorted_groups = xp.ascontiguousarray(groups[score_order], dtype=np.int64)
-    blocks = (n + BLOCK - 1) // BLOCK
-    mask = xp.zeros((n, blocks), dtype=np.uint64)
-    _cuda.kernel(_SOURCE, "nms_mask", boxes.dtype)(
-        (blocks, blocks), (BLOCK,),
-        (np.int32(n), np.float64(iou_threshold), sorted_boxes, sorted_groups, mask),
-    )
-    kept_positions = _cpu_kernels.keep_from_mask(to_numpy(mask), n)
-    return score_order[xp.asarray(kept_positions)]

@@ -1,80 +1,17 @@
-"""CUDA kernels for RoI max pooling and RoI align on the GPU, twins of ``_roi_kernels``.
+"""CUDA kernels for RoI align on the GPU, twins of ``_roi_kernels``.
 
-They take the geometry ``roi_pool``/``roi_align`` computed with array ops and do the same
-arithmetic as the Numba loops in the same order (no FMA contraction, see ``_cuda``), so
-outputs, switches and input gradients equal the CPU's to the bit. Forward: one thread per
-output element. Backward: a deterministic gather without atomics, one thread per input
-element, which walks the RoIs of its image in order and adds, in the CPU's order, the
-terms that land on it; per-bin spans ([first, last] row or column a bin reads) let it
-skip the bins that miss it.
+They take the geometry ``roi_align`` computed with array ops and do the same arithmetic as
+the Numba loops in the same order (no FMA contraction, see ``_cuda``), so outputs and input
+gradients equal the CPU's to the bit. Forward: one thread per output element. Backward: a
+deterministic gather without atomics, one thread per input element, which walks the RoIs
+of its image in order and adds, in the CPU's order, the terms that land on it; per-bin
+spans ([first, last] row or column a bin reads) let it skip the bins that miss it.
+(RoI max pooling's twins are in ``_roi_pool_cuda``.)
 """
 from __future__ import annotations
 
-import numpy as np
-
 from minivision import _cuda
 from minivision.backend import get_array_module
-
-
-def _pool_source() -> str:
-    """The CUDA source of ``roi_pool`` and ``roi_pool_backward`` (a function, so that a copy
-    without the ``roi`` part imports and its GPU path raises, as its CPU path does)."""
-    # BEGIN SOLUTION roi: write the CUDA kernels roi_pool and roi_pool_backward, twins of _roi_kernels' loops
-    return r"""
-extern "C" __global__ void roi_pool(const long long count, const T* x, const long long* batch,
-                                    const long long* h_bins, const long long* w_bins, const int channels,
-                                    const int height, const int width, const int out_h, const int out_w,
-                                    const T lowest, T* out, long long* switches) {
-    FOR_EACH(k, count) {
-        const int j = k % out_w, i = k / out_w % out_h, c = k / ((long long)out_w * out_h) % channels;
-        const long long n = k / ((long long)out_w * out_h * channels);
-        const T* plane = x + (batch[n] * channels + c) * (long long)height * width;
-        const long long h_start = h_bins[(n * out_h + i) * 2], h_stop = h_bins[(n * out_h + i) * 2 + 1];
-        const long long w_start = w_bins[(n * out_w + j) * 2], w_stop = w_bins[(n * out_w + j) * 2 + 1];
-        T best = (h_stop <= h_start || w_stop <= w_start) ? (T)0 : lowest;
-        long long arg = -1;
-        for (long long h = h_start; h < h_stop; ++h) {
-            for (long long w = w_start; w < w_stop; ++w) {
-                if (plane[h * width + w] > best) {
-                    best = plane[h * width + w];
-                    arg = h * width + w;
-                }
-            }
-        }
-        out[k] = best;
-        switches[k] = arg;
-    }
-}
-
-extern "C" __global__ void roi_pool_backward(const long long count, const T* grad, const long long* switches,
-                                             const long long* batch, const long long* h_bins,
-                                             const long long* w_bins, const int rois, const int channels,
-                                             const int height, const int width, const int out_h,
-                                             const int out_w, T* grad_x) {
-    FOR_EACH(k, count) {
-        const long long at = k % ((long long)height * width);
-        const int h = at / width, w = at % width, c = k / ((long long)height * width) % channels;
-        const long long b = k / ((long long)height * width * channels);
-        T sum = 0;
-        for (int n = 0; n < rois; ++n) {
-            if (batch[n] != b) continue;
-            for (int i = 0; i < out_h; ++i) {
-                const long long row = ((long long)n * out_h + i) * 2;
-                if (h < h_bins[row] || h >= h_bins[row + 1]) continue;
-                for (int j = 0; j < out_w; ++j) {
-                    const long long column = ((long long)n * out_w + j) * 2;
-                    if (w < w_bins[column] || w >= w_bins[column + 1]) continue;
-                    const long long bin = (((long long)n * channels + c) * out_h + i) * out_w + j;
-                    if (switches[bin] == at) sum += grad[bin];
-                }
-            }
-        }
-        grad_x[k] = sum;
-    }
-}
-"""
-    # END SOLUTION roi
-
 
 _ALIGN_SOURCE = r"""
 extern "C" __global__ void roi_align(const long long count, const T* x, const long long* batch,
@@ -155,27 +92,6 @@ extern "C" __global__ void roi_align_backward(const long long count, const T* gr
 def _c(array):
     """A C-contiguous array, as the kernels read them (they see only the data pointer)."""
     return get_array_module(array).ascontiguousarray(array)
-
-
-def roi_pool(x, batch, h_bins, w_bins, lowest, out_hw):
-    """x (N, C, H, W), batch (K,), h_bins (K, out_h, 2), w_bins (K, out_w, 2) ->
-    (maxima, switches), both (K, C, out_h, out_w); see ``_roi_kernels.roi_pool_rois``."""
-    xp = get_array_module(x)
-    out = xp.empty((batch.shape[0], x.shape[1]) + tuple(out_hw), dtype=x.dtype)
-    switches = xp.empty(out.shape, dtype=np.int64)
-    _cuda.launch(_pool_source(), "roi_pool", x.dtype, out.size, _c(x), _c(batch), _c(h_bins), _c(w_bins),
-                 *_cuda.int32s(*x.shape[1:], *out_hw), x.dtype.type(lowest), out, switches)
-    return out, switches
-
-
-def roi_pool_backward(grad, switches, batch, h_bins, w_bins, x_shape):
-    """The input gradient (``x_shape``) of ``roi_pool``: each input element sums, in RoI and
-    bin order, the gradients of the bins whose switch it is."""
-    xp = get_array_module(grad)
-    grad_x = xp.empty(x_shape, dtype=grad.dtype)
-    _cuda.launch(_pool_source(), "roi_pool_backward", grad.dtype, grad_x.size, _c(grad), _c(switches), _c(batch),
-                 _c(h_bins), _c(w_bins), *_cuda.int32s(batch.shape[0], *x_shape[1:], *grad.shape[2:]), grad_x)
-    return grad_x
 
 
 def _samples(geometry):

@@ -1,64 +1,16 @@
-"""Numba kernels for RoI max pooling and RoI align on the CPU, twins of ``_roi_cuda``.
+"""Numba kernels for RoI align on the CPU, twins of ``_roi_cuda``.
 
-The geometry (each bin's rows and columns, each sample's bilinear taps) is computed in
-``roi_pool``/``roi_align`` with array ops; these loops do the per-channel work with the
-arithmetic of torchvision's CPU kernels, in its order and its dtype, so results are
-equal to the bit. Forward kernels take a share of the RoIs; backward kernels take a
-share of the channels and walk the RoIs in order inside each, so every input gradient
-adds up its terms in torchvision's order, and no two workers write one element.
+The geometry (each sample's bilinear taps) is computed in ``roi_align`` with array ops;
+these loops do the per-channel work with the arithmetic of torchvision's CPU kernel, in its
+order and its dtype, so results are equal to the bit. The forward kernel takes a share of
+the RoIs; the backward kernel takes a share of the channels and walks the RoIs in order
+inside each, so every input gradient adds up its terms in torchvision's order, and no two
+workers write one element. (RoI max pooling's kernels are in ``_roi_pool_fast``.)
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
-
-
-@njit(cache=True, nogil=True)
-def roi_pool_rois(x, batch, h_bins, w_bins, lowest, out, switches):
-    """out[k, c, i, j] = max of x[batch[k], c] (x C-contiguous) over rows h_bins[k, i] = [start, stop) and
-    columns w_bins[k, j]; switches[k, c, i, j] = h * W + w of that maximum. torchvision's
-    rule: the running maximum starts at ``lowest`` (-FLT_MAX) and is replaced only by a
-    strictly greater value, in row-major order (ties keep the first; NaN never wins); a
-    bin with no value in it, or none above -FLT_MAX, keeps 0 or -FLT_MAX and switch -1."""
-    # BEGIN SOLUTION roi: write roi_pool_rois, each bin's maximum and its switch h * W + w (torchvision's rules above)
-    rois, channels, out_h, out_w = out.shape
-    width = x.shape[3]
-    planes = x.reshape(x.shape[0], channels, x.shape[2] * width)  # x is C-contiguous
-    for k in range(rois):
-        for c in range(channels):
-            plane = planes[batch[k], c]
-            for i in range(out_h):
-                h_start, h_stop = h_bins[k, i, 0], h_bins[k, i, 1]
-                for j in range(out_w):
-                    w_start, w_stop = w_bins[k, j, 0], w_bins[k, j, 1]
-                    best, arg = lowest, -1
-                    if h_stop <= h_start or w_stop <= w_start:
-                        best = out.dtype.type(0)
-                    for h in range(h_start, h_stop):
-                        for at in range(h * width + w_start, h * width + w_stop):
-                            value = plane[np.uint64(at)]  # unsigned: Numba skips its negative-index check
-                            if value > best:
-                                best, arg = value, at
-                    out[k, c, i, j] = best
-                    switches[k, c, i, j] = arg
-    # END SOLUTION roi
-
-
-@njit(cache=True, nogil=True)
-def roi_pool_backward_channels(grad, switches, batch, grad_planes):
-    """grad_planes[batch[k], c, switches[k, c, i, j]] += grad[k, c, i, j] for every (k, i, j)
-    in order, skipping switch -1; grad_planes (N, C, H * W), the input's gradient with each
-    plane flat, starts at zero."""
-    # BEGIN SOLUTION roi: write roi_pool_backward_channels, each bin's gradient added to its switch
-    rois, channels, out_h, out_w = grad.shape
-    for k in range(rois):
-        for c in range(channels):
-            for i in range(out_h):
-                for j in range(out_w):
-                    at = switches[k, c, i, j]
-                    if at >= 0:
-                        grad_planes[batch[k], c, at] += grad[k, c, i, j]
-    # END SOLUTION roi
+from minivision._numba import njit
 
 
 @njit(cache=True, nogil=True)

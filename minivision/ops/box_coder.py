@@ -1,7 +1,7 @@
 """Box coding: boxes as (dx, dy, dw, dh) offsets from reference boxes (anchors, proposals).
 
-R-CNN's parameterisation, as in torchvision's ``BoxCoder``: centre shifts in units of the
-reference size, log size ratios, each multiplied by a weight::
+R-CNN's parameterisation, as in torchvision's ``BoxCoder``, written out in
+``minivision.reference.box_coding``; this module checks the arguments::
 
     dx = wx * (cx - ref_cx) / ref_w        dw = ww * log(w / ref_w)
     dy = wy * (cy - ref_cy) / ref_h        dh = wh * log(h / ref_h)
@@ -14,15 +14,10 @@ import math
 
 from minivision.backend import get_array_module
 from minivision.ops._arrays import as_float, check_boxes, check_finite, unwrap
+from minivision.reference import box_coding as reference_coding
 
 # torchvision's default: no box grows by more than 1000/16 = 62.5x its reference in one step.
 DEFAULT_XFORM_CLIP = math.log(1000.0 / 16)
-
-
-def _centres_and_sizes(boxes):
-    widths = boxes[:, 2] - boxes[:, 0]
-    heights = boxes[:, 3] - boxes[:, 1]
-    return boxes[:, 0] + 0.5 * widths, boxes[:, 1] + 0.5 * heights, widths, heights
 
 
 def _check_positive_size(boxes, name, why):
@@ -78,18 +73,9 @@ class BoxCoder:
         raw = check_boxes(raw)
         reference, _ = unwrap(reference_boxes)
         reference = _check_reference(reference, raw.shape[0], "boxes")
-        xp = get_array_module(raw, reference)
+        get_array_module(raw, reference)  # raises when the two sit on different devices
         _check_positive_size(raw, "boxes", "dw and dh are logs of their size")
-        wx, wy, ww, wh = self.weights
-        cx, cy, w, h = _centres_and_sizes(raw)
-        ref_cx, ref_cy, ref_w, ref_h = _centres_and_sizes(reference)
-        deltas = xp.stack([
-            wx * (cx - ref_cx) / ref_w,
-            wy * (cy - ref_cy) / ref_h,
-            ww * xp.log(w / ref_w),
-            wh * xp.log(h / ref_h),
-        ], axis=1)
-        return wrap(deltas.astype(xp.result_type(raw.dtype, reference.dtype), copy=False))
+        return wrap(reference_coding.encode(raw, reference, self.weights))
 
     def decode(self, deltas, reference_boxes):
         """Boxes ``(N, 4)`` xyxy obtained by applying offsets to reference boxes.
@@ -106,14 +92,4 @@ class BoxCoder:
         reference = _check_reference(reference, raw.shape[0], "deltas")
         xp = get_array_module(raw, reference)
         check_finite(raw, "deltas", xp)
-        wx, wy, ww, wh = self.weights
-        ref_cx, ref_cy, ref_w, ref_h = _centres_and_sizes(reference)
-        dx, dy = raw[:, 0] / wx, raw[:, 1] / wy
-        # Clamp only from above: a huge dw would overflow exp, a very negative one just
-        # gives a tiny box.
-        dw = xp.minimum(raw[:, 2] / ww, self.bbox_xform_clip)
-        dh = xp.minimum(raw[:, 3] / wh, self.bbox_xform_clip)
-        cx, cy = dx * ref_w + ref_cx, dy * ref_h + ref_cy
-        half_w, half_h = 0.5 * xp.exp(dw) * ref_w, 0.5 * xp.exp(dh) * ref_h
-        boxes = xp.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
-        return wrap(boxes.astype(xp.result_type(raw.dtype, reference.dtype), copy=False))
+        return wrap(reference_coding.decode(raw, reference, self.weights, self.bbox_xform_clip))

@@ -3,7 +3,9 @@ complete variants.
 
 Boxes are ``(x1, y1, x2, y2)`` floats in continuous pixel coordinates, no "+1": a box
 from 0 to 2 is 2 wide. Every function takes NumPy arrays, CuPy arrays or Tensors and
-returns the kind it was given.
+returns the kind it was given. IoU is ``minivision.reference.boxes``'s; NumPy boxes take
+its Numba twin (``_cpu_kernels``) and CuPy boxes its CUDA twin (``_cuda_kernels``), equal to
+it bit for bit, unless the reference switch is on.
 """
 from __future__ import annotations
 
@@ -11,8 +13,12 @@ import math
 import numbers
 
 from minivision.backend import get_array_module
+# BEGIN FAST PATH iou
+from minivision.dispatch import cuda_kernels_apply, fast_paths_enabled, numba_kernels_apply
 from minivision.ops import _cpu_kernels, _cuda_kernels
+# END FAST PATH iou
 from minivision.ops._arrays import as_float, check_boxes, check_finite, unwrap
+from minivision.reference import boxes as reference
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
@@ -105,11 +111,12 @@ def box_iou(boxes1, boxes2):
     are measured on rescaled axes, so two identical boxes of positive size have IoU 1.
     """
     raw1, raw2, xp, wrap = _check_pair(boxes1, boxes2)
-    if raw1.shape[0] == 0 or raw2.shape[0] == 0:
-        return wrap(xp.zeros((raw1.shape[0], raw2.shape[0]), raw1.dtype))
-    if xp.__name__ == "numpy":
-        return wrap(_cpu_kernels.iou_matrix(xp.ascontiguousarray(raw1), xp.ascontiguousarray(raw2)))
-    return wrap(_cuda_kernels.iou_matrix(raw1, raw2))  # one thread per pair, no (N, M) temporaries
+    # BEGIN FAST PATH iou
+    kernels = _iou_kernels(raw1)
+    if kernels is not None:  # one thread per pair, no (N, M) temporaries
+        return wrap(kernels.iou_matrix(xp.ascontiguousarray(raw1), xp.ascontiguousarray(raw2)))
+    # END FAST PATH iou
+    return wrap(reference.box_iou(raw1, raw2))
 
 
 def matched_box_iou(boxes1, boxes2):
@@ -120,9 +127,24 @@ def matched_box_iou(boxes1, boxes2):
     if raw1.shape[0] != raw2.shape[0]:
         raise ValueError(f"matched_box_iou pairs boxes1[i] with boxes2[i]: boxes1 holds {raw1.shape[0]} boxes, "
                          f"boxes2 {raw2.shape[0]}; expected as many")
-    if xp.__name__ == "numpy":
-        return wrap(_cpu_kernels.matched_iou(xp.ascontiguousarray(raw1), xp.ascontiguousarray(raw2)))
-    return wrap(_cuda_kernels.matched_iou(raw1, raw2))  # the CUDA wrapper makes them contiguous
+    # BEGIN FAST PATH iou
+    kernels = _iou_kernels(raw1)
+    if kernels is not None:
+        return wrap(kernels.matched_iou(xp.ascontiguousarray(raw1), xp.ascontiguousarray(raw2)))
+    # END FAST PATH iou
+    return wrap(reference.matched_box_iou(raw1, raw2))
+
+
+# BEGIN FAST PATH iou
+def _iou_kernels(boxes):
+    """The kernels that take these boxes (float32 or float64): ``_cpu_kernels`` (Numba) for
+    NumPy arrays, ``_cuda_kernels`` for CuPy arrays; None when the reference runs."""
+    if not fast_paths_enabled():
+        return None
+    if numba_kernels_apply(boxes):
+        return _cpu_kernels
+    return _cuda_kernels if cuda_kernels_apply(boxes) else None
+# END FAST PATH iou
 
 
 def generalized_box_iou(boxes1, boxes2):

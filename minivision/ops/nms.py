@@ -6,6 +6,10 @@ with IoU strictly greater than ``iou_threshold``. Ties in score go to the lower 
 ``box_iou``'s: a zero-area box neither suppresses nor is suppressed, and copies of a box
 of any positive size (areas that under- or overflow the dtype included) keep one copy
 whenever the threshold is below 1.
+
+The NMS is ``minivision.reference.nms``'s; float32 and float64 boxes take its fast path
+(``_nms_fast``: a Numba sweep on the CPU, bitmask NMS on the GPU), which keeps the same
+boxes, unless the reference switch is on.
 """
 from __future__ import annotations
 
@@ -14,8 +18,12 @@ import math
 import numpy as np
 
 from minivision.backend import get_array_module
-from minivision.ops import _cpu_kernels, _cuda_kernels
+# BEGIN FAST PATH iou, nms
+from minivision.dispatch import fast_paths_enabled
+from minivision.ops import _nms_fast
+# END FAST PATH iou, nms
 from minivision.ops._arrays import as_float, check_boxes, check_finite, check_vector, unwrap
+from minivision.reference import nms as reference
 
 
 def _check_threshold(iou_threshold) -> float:
@@ -36,25 +44,7 @@ def _check_inputs(boxes, scores, iou_threshold):
     check_vector(raw_scores, "scores", raw_boxes.shape[0])
     raw_scores = as_float(raw_scores, "scores")
     check_finite(raw_scores, "scores", xp)
-    return raw_boxes, raw_scores, _check_threshold(iou_threshold), xp, wrap
-
-
-def _suppress(boxes, scores, groups, iou_threshold, xp):
-    """Kept indices (int64, score order) for boxes that only suppress within their group."""
-    if boxes.shape[0] == 0:
-        return xp.zeros(0, np.int64)
-    score_order = xp.argsort(-scores, kind="stable")
-    grouped = groups is not None
-    if not grouped:
-        groups = xp.zeros(boxes.shape[0], np.int64)
-    if xp is not np:
-        return _cuda_kernels.nms(boxes, score_order, groups, iou_threshold)
-    if grouped:
-        spatial_order = np.lexsort((boxes[:, 0], groups))
-    else:
-        spatial_order = np.argsort(boxes[:, 0], kind="stable")
-    return _cpu_kernels.nms_sweep(np.ascontiguousarray(boxes), score_order, spatial_order,
-                                  groups, iou_threshold)
+    return raw_boxes, raw_scores, _check_threshold(iou_threshold), wrap
 
 
 def nms(boxes, scores, iou_threshold):
@@ -68,8 +58,12 @@ def nms(boxes, scores, iou_threshold):
     Returns:
         ``(K,)`` int64 indices of the kept boxes, by decreasing score (ties: lower index first).
     """
-    raw_boxes, raw_scores, threshold, xp, wrap = _check_inputs(boxes, scores, iou_threshold)
-    return wrap(_suppress(raw_boxes, raw_scores, None, threshold, xp))
+    raw_boxes, raw_scores, threshold, wrap = _check_inputs(boxes, scores, iou_threshold)
+    # BEGIN FAST PATH iou, nms
+    if fast_paths_enabled() and _nms_fast.takes(raw_boxes):
+        return wrap(_nms_fast.nms(raw_boxes, raw_scores, None, threshold))
+    # END FAST PATH iou, nms
+    return wrap(reference.nms(raw_boxes, raw_scores, threshold))
 
 
 def batched_nms(boxes, scores, idxs, iou_threshold):
@@ -83,12 +77,15 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
     Returns:
         ``(K,)`` int64 indices of the kept boxes, by decreasing score over all categories.
     """
-    raw_boxes, raw_scores, threshold, xp, wrap = _check_inputs(boxes, scores, iou_threshold)
+    raw_boxes, raw_scores, threshold, wrap = _check_inputs(boxes, scores, iou_threshold)
     raw_idxs, _ = unwrap(idxs)
     get_array_module(raw_boxes, raw_idxs)  # raises when idxs sits on another device
     check_vector(raw_idxs, "idxs", raw_boxes.shape[0])
     if raw_idxs.dtype.kind not in "iu":
         raise TypeError(f"idxs must be an integer array (category of each box), got dtype {raw_idxs.dtype}")
-    # The kernels compare groups within one run of the spatial order, never across
-    # categories, so no coordinate offsets (and their float32 rounding) are needed.
-    return wrap(_suppress(raw_boxes, raw_scores, raw_idxs.astype(np.int64, copy=False), threshold, xp))
+    raw_idxs = raw_idxs.astype(np.int64, copy=False)
+    # BEGIN FAST PATH iou, nms
+    if fast_paths_enabled() and _nms_fast.takes(raw_boxes):
+        return wrap(_nms_fast.nms(raw_boxes, raw_scores, raw_idxs, threshold))
+    # END FAST PATH iou, nms
+    return wrap(reference.batched_nms(raw_boxes, raw_scores, raw_idxs, threshold))

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from minivision import threads
-from minivision.backend import cuda_kernels_apply, get_array_module
+from minivision.backend import get_array_module
+from minivision.dispatch import cuda_kernels_apply
 from minivision.ops import _roi_cuda, _roi_kernels
 from minivision.ops._rois import parse
 from minivision.nn.module import Module

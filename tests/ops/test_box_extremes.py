@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minivision.ops import _cpu_kernels, _cuda_kernels, batched_nms, box_iou, matched_box_iou, nms
+from minivision.ops import batched_nms, box_iou, matched_box_iou, nms
 from tests import cuda_emulation
 from tests.ops.box_reference import check_greedy_invariants, exact_iou, reference_nms
 
@@ -165,11 +165,25 @@ def test_cuda_twins_equal_the_cpu_kernels_to_the_bit(dtype, data, threshold):
 
 def check_cuda_twins(a, b, data, threshold):
     """IoU matrix, matched IoU and NMS kept indices of the CUDA kernels equal the Numba kernels'."""
+    from minivision.ops import _cpu_kernels, _cuda_kernels, _nms_cuda  # not in student copies
+
     np.testing.assert_array_equal(_cuda_kernels.iou_matrix(a, b), _cpu_kernels.iou_matrix(a, b))
     pairs = min(len(a), len(b))
     np.testing.assert_array_equal(_cuda_kernels.matched_iou(a[:pairs], b[:pairs]),
                                   _cpu_kernels.matched_iou(a[:pairs], b[:pairs]))
     scores = np.array(data.draw(st.lists(st.integers(0, 3), min_size=len(a), max_size=len(a))), a.dtype)
     order = np.argsort(-scores, kind="stable")
-    np.testing.assert_array_equal(_cuda_kernels.nms(a, order, np.zeros(len(a), np.int64), threshold),
+    np.testing.assert_array_equal(_nms_cuda.nms(a, order, np.zeros(len(a), np.int64), threshold),
                                   nms(a, scores, threshold))
+
+
+def test_the_twins_rescale_a_subnormal_intersection_in_float64(monkeypatch):
+    """Float32 boxes 1e-14 x 1e-19 and 1e-19 x 1e-13 meet in 1e-38, a subnormal: both
+    kernels measure the pair again in float64, and round once to float32."""
+    from minivision.ops import _cpu_kernels, _cuda_kernels  # not in student copies
+
+    cuda_emulation.emulate(monkeypatch)
+    a, b = np.array([[0, 0, 1e-14, 1e-19]], np.float32), np.array([[0, 0, 1e-19, 1e-13]], np.float32)
+    exact = np.float32(float(exact_iou(a[0], b[0])))
+    np.testing.assert_array_equal(_cpu_kernels.iou_matrix(a, b), [[exact]])
+    np.testing.assert_array_equal(_cuda_kernels.iou_matrix(a, b), [[exact]])

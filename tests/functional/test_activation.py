@@ -6,7 +6,6 @@ from hypothesis import strategies as st
 
 import minivision as mv
 from minivision import functional as F
-from minivision.functional import activation
 from tests.helpers import DEVICES, check_parity, torch_or_skip
 
 ACTIVATIONS = {
@@ -42,23 +41,22 @@ def test_relu_gradient_at_zero_is_zero_like_torch():
     check_parity(F.relu, torch.relu, [np.array([-1.0, 0.0, 1.0])], np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("path", ["numba", "arrays"])
+@pytest.mark.parametrize("reference", [False, True], ids=["fast", "reference"])
 @pytest.mark.parametrize("slope", [0.0, 0.01, 1.0, 1.5, -0.3])
-def test_leaky_relu_matches_torch_for_every_kind_of_slope_and_special_values(slope, path, monkeypatch):
-    """NumPy floats take one Numba pass each way; the array path (CuPy's, and a student
-    copy's) takes maximum(x, slope * x) for slopes in (0, 1], ``where`` for the others. On
-    both, zeros, infinities and NaN come out as in PyTorch, and so do the gradients."""
+def test_leaky_relu_matches_torch_for_every_kind_of_slope_and_special_values(slope, reference):
+    """NumPy floats take one Numba pass each way unless the reference switch is on (CuPy's
+    arrays and a student copy take the reference). On both, zeros, infinities and NaN come
+    out as in PyTorch, and so do the gradients."""
     torch = torch_or_skip()
-    if path == "arrays":
-        monkeypatch.setattr(activation, "numba_kernels_apply", lambda x: False)
     x = np.array([-2.0, -0.0, 0.0, 0.5, 3.0, np.inf, -np.inf, np.nan])
-    got = F.leaky_relu(mv.tensor(x), slope).numpy()
-    expected = torch.nn.functional.leaky_relu(torch.tensor(x), slope).numpy()
-    np.testing.assert_array_equal(got, expected)
-    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
-    finite = np.random.default_rng(1).standard_normal((4, 5))
-    check_parity(lambda t: F.leaky_relu(t, slope), lambda t: torch.nn.functional.leaky_relu(t, slope), [finite],
-                 np.random.default_rng(2))
+    with mv.use_reference(reference):
+        got = F.leaky_relu(mv.tensor(x), slope).numpy()
+        expected = torch.nn.functional.leaky_relu(torch.tensor(x), slope).numpy()
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
+        finite = np.random.default_rng(1).standard_normal((4, 5))
+        check_parity(lambda t: F.leaky_relu(t, slope), lambda t: torch.nn.functional.leaky_relu(t, slope),
+                     [finite], np.random.default_rng(2))
 
 
 def test_sigmoid_does_not_overflow_for_large_inputs():

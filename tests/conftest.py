@@ -10,7 +10,7 @@ if os.environ.get("MINIVISION_CUPY_STANDIN") == "1":  # the GPU tests on the CPU
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 settings.register_profile(
     "ci",
@@ -18,6 +18,10 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,
+    # MINIVISION_HYPOTHESIS_SHRINK=0: report a failing example as found (grading a copy whose
+    # code raises NotImplementedError needs no smallest example)
+    phases=[phase for phase in Phase
+            if phase is not Phase.shrink or os.environ.get("MINIVISION_HYPOTHESIS_SHRINK", "1") != "0"],
 )
 settings.load_profile("ci")
 

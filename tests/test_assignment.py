@@ -15,13 +15,13 @@ import pytest
 from minivision.assignment import PARTS, check_parts, grade, make_student_copy
 from minivision.assignment.grade import Outcomes, _last_error, _score
 from minivision.assignment.make import package_sources
-from minivision.assignment.markers import find_regions, render
+from minivision.assignment.markers import file_parts, find_regions, render
 from minivision.assignment.notebook import percent_to_notebook
 from tests.helpers import subprocess_env, torch_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
-CHOSEN = ["conv", "pool", "nms", "roi", "relu"]  # numpy code, Numba kernels, CUDA twins; iou, softmax... stay solved
-FAST = {"MINIVISION_HYPOTHESIS_EXAMPLES": "5"}  # the graded tests draw fewer examples
+CHOSEN = list(PARTS)  # every part taken out of one copy
+FAST = {"MINIVISION_HYPOTHESIS_EXAMPLES": "5", "MINIVISION_HYPOTHESIS_SHRINK": "0"}  # fewer examples, no shrinking
 
 
 def run(*args, cwd):
@@ -149,15 +149,17 @@ def test_every_part_has_a_region_in_the_library():
 
 
 def test_scores_count_each_selected_test_and_name_the_first_failure():
-    activation = "tests/functional/test_activation.py"
-    match = f"{activation}::test_activations_match_torch[sigmoid-cpu]"
-    relu = f"{activation}::test_activations_match_torch[relu-cpu]"  # another part's test
-    outcomes = Outcomes(collected=[match, relu], results={match: (True, ""), relu: (False, "NotImplementedError")})
+    tests = PARTS["sigmoid"].tests  # one module's tests, at least three
+    other = PARTS["relu"].tests[0]  # another part's test
+    outcomes = Outcomes(collected=[tests[0], other], results={tests[0]: (True, ""), other: (False, "NotImplementedError")})
     score = _score("sigmoid", outcomes)
-    assert (score.passed, score.total, score.points, score.max_points) == (1, 2, 2.5, 5)
-    assert score.message == f"{activation}::test_activations_gradcheck[sigmoid] did not run"
-    broken = _score("sigmoid", Outcomes(collect_errors={activation: "ImportError: no F"}))  # the file did not collect
-    assert (broken.passed, broken.total, broken.message) == (0, 2, "ImportError: no F")
+    assert (score.passed, score.total, score.max_points) == (1, len(tests), 5)
+    assert score.points == round(5 / len(tests), 2)
+    assert score.message == f"{tests[1]} did not run"
+    assert score.failures == {test: f"{test} did not run" for test in tests[1:]}
+    module = tests[0].split("::")[0]
+    broken = _score("sigmoid", Outcomes(collect_errors={module: "ImportError: no F"}))  # the file did not collect
+    assert (broken.passed, broken.total, broken.message) == (0, len(tests), "ImportError: no F")
     assert _score("relu", Outcomes(broke="the test run broke (exit status -11)")).message.endswith("(exit status -11)")
     assert _last_error("collecting\nE   ImportError: cannot import x\n1 error") == "ImportError: cannot import x"
 
@@ -165,12 +167,24 @@ def test_scores_count_each_selected_test_and_name_the_first_failure():
 # ----------------------------------------------------------------- the round trip
 @pytest.fixture(scope="module")
 def student(tmp_path_factory):
-    """A student copy with CHOSEN taken out, made by the command."""
+    """A student copy with every part taken out, made by the command."""
     out = tmp_path_factory.mktemp("assignment") / "student"
     result = run("assignment", "make", str(out), "--include", ",".join(CHOSEN), cwd=out.parent)
     assert result.returncode == 0, result.stderr
     assert f"wrote a student copy of {', '.join(CHOSEN)} to {out}" in result.stdout
     return out
+
+
+def _left_out(relative: Path) -> bool:
+    """Whether a student copy of CHOSEN leaves this package file out (a fast path of a chosen part)."""
+    return bool(set(file_parts((REPO / relative).read_text(), str(relative))) & set(CHOSEN))
+
+
+def test_every_solution_region_is_in_the_reference():
+    for relative in package_sources(REPO):
+        regions = find_regions((REPO / relative).read_text(), str(relative))
+        solutions = [region for region in regions if not region.fast_path]
+        assert not solutions or relative.parts[:2] == ("minivision", "reference"), (relative, solutions[0])
 
 
 def test_student_copy_holds_sources_only_and_no_solution_text(student):
@@ -180,10 +194,13 @@ def test_student_copy_holds_sources_only_and_no_solution_text(student):
     assert all(f.endswith(".py") for f in files if f.startswith("minivision/"))
     assert all(f.endswith(".ipynb") for f in files if f.startswith("tutorials/"))
     for relative in package_sources(REPO):
+        if _left_out(relative):
+            assert not (student / relative).exists(), relative
+            continue
         text = (REPO / relative).read_text()
         copy = (student / relative).read_text()
         assert not any(marker in copy for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN FAST PATH",
-                                                     "END FAST PATH")), relative
+                                                     "END FAST PATH", "FAST PATH FILE")), relative
         lines = text.splitlines()
         regions = find_regions(text, str(relative))
         inside = {n for r in regions for n in range(r.begin, r.end + 1)}
@@ -191,11 +208,10 @@ def test_student_copy_holds_sources_only_and_no_solution_text(student):
         copy_lines = {line.strip() for line in copy.splitlines()}
         for region in regions:
             body = [line.strip() for line in lines[region.begin + 1:region.end]]
-            if region.part in CHOSEN:  # no line that only the solution (or the fast path) has survives
-                assert not [line for line in body if line not in outside and line in copy_lines], (relative, region)
-                assert region.fast_path or f'raise NotImplementedError("{region.part}: {region.task}' in copy
-            else:
-                assert "\n".join(lines[region.begin + 1:region.end]) in copy, (relative, region)
+            assert region.taken_out_by(CHOSEN)
+            # no line that only the solution (or the fast path) has survives
+            assert not [line for line in body if line not in outside and line in copy_lines], (relative, region)
+            assert region.fast_path or f'raise NotImplementedError("{region.part}: {region.task}' in copy
     manifest = json.loads((student / "assignment.json").read_text())
     assert manifest["parts"] == CHOSEN and {r["part"] for r in manifest["regions"]} == set(CHOSEN)
     for region in manifest["regions"]:  # each region's line in the copy is its raise
@@ -203,6 +219,36 @@ def test_student_copy_holds_sources_only_and_no_solution_text(student):
         assert line.strip().startswith(f'raise NotImplementedError("{region["part"]}: '), region
     for notebook in student.glob("tutorials/*.ipynb"):
         assert json.loads(notebook.read_text())["nbformat"] == 4
+
+
+def test_a_copy_without_a_part_leaves_out_every_fast_path_module_of_it(tmp_path):
+    for part in ("conv", "pool", "nms", "roi", "relu"):
+        make_student_copy(tmp_path / part, part)
+        kernels = {relative for relative in package_sources(REPO)
+                   if part in file_parts((REPO / relative).read_text(), str(relative))}
+        assert kernels, part  # each of these parts has a fast path of its own
+        assert not [relative for relative in kernels if (tmp_path / part / relative).exists()], part
+
+
+def test_make_refuses_a_copy_that_imports_a_module_it_leaves_out(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "minivision").mkdir(parents=True)
+    (repo / "minivision" / "__init__.py").write_text("from minivision import _fast\n" + MARKED)
+    (repo / "minivision" / "_fast.py").write_text('"""Kernels."""\n# FAST PATH FILE relu, pool\n')
+    with pytest.raises(ValueError, match=r"minivision/__init__.py imports minivision._fast, which a copy without "
+                                         r"part relu leaves out; put the import in a FAST PATH region"):
+        make_student_copy(tmp_path / "out", "relu", repo_root=repo)
+    assert not (tmp_path / "out").exists()
+    make_student_copy(tmp_path / "kept", "sigmoid", repo_root=repo)  # kept: without its marker line
+    assert (tmp_path / "kept" / "minivision" / "_fast.py").read_text() == '"""Kernels."""\n'
+
+
+def test_a_fast_path_region_of_several_parts_goes_with_any_of_them():
+    text = "# BEGIN FAST PATH iou, nms\nfast = True\n# END FAST PATH iou, nms\n"
+    regions = find_regions(text)
+    assert regions[0].parts == ("iou", "nms")
+    assert "fast" not in render(text, regions, ["nms"]) and "fast" not in render(text, regions, ["iou"])
+    assert render(text, regions, ["pool"]) == "fast = True\n"
 
 
 def test_student_copy_imports(student, tmp_path):
@@ -213,33 +259,44 @@ def test_student_copy_imports(student, tmp_path):
     assert Path(result.stdout.strip()) == student / "minivision" / "__init__.py"
 
 
-ROI_KERNELS = """
+EVERY_PART = """
 import numpy as np
-from minivision.ops import _roi_cuda, _roi_kernels
-x, batch, bins = np.ones((1, 1, 2, 2)), np.zeros(1, np.int64), np.array([[[0, 2]]])
-out, switches = np.zeros((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), np.int64)
-for call in (lambda: _roi_kernels.roi_pool_rois(x, batch, bins, bins, -1.0, out, switches),
-             lambda: _roi_kernels.roi_pool_backward_channels(out, switches, batch, np.zeros((1, 1, 4))),
-             lambda: _roi_cuda.roi_pool(x, batch, bins, bins, -1.0, (1, 1)),
-             lambda: _roi_cuda.roi_pool_backward(out, switches, batch, bins, bins, x.shape)):
+import minivision as mv
+from minivision import functional as F, ops
+
+mv.use_reference(False)  # the fast paths, were any left
+rng = np.random.default_rng(0)
+x = mv.tensor(rng.normal(size=(1, 2, 6, 6)).astype(np.float32), requires_grad=True)  # what the kernels take
+boxes = mv.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 5.0, 5.0]])
+calls = {
+    "conv": lambda: F.conv2d(x, mv.randn(3, 2, 3, 3)),
+    "pool": lambda: F.max_pool2d(x, 2),
+    "iou": lambda: ops.box_iou(boxes, boxes),
+    "nms": lambda: ops.nms(boxes, mv.tensor([0.9, 0.8]), 0.5),
+    "roi": lambda: ops.roi_pool(x, mv.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]]), 2),
+    "relu": lambda: F.relu(x).sum().backward(),
+    "sigmoid": lambda: F.sigmoid(x).sum().backward(),
+    "softmax": lambda: (F.softmax(x, dim=1) * mv.randn(1, 2, 6, 6)).sum().backward(),
+    "cross_entropy": lambda: F.cross_entropy(x.reshape(2, 36), mv.tensor([1, 3])).backward(),
+}
+for part, call in calls.items():
     try:
         call()
-        print("answered")
-    except Exception as exc:
-        print(f"{type(exc).__name__}: {exc}")
+        print(part, "answered")
+    except NotImplementedError as exc:
+        print(part, str(exc).split(":")[0])
 """
 
 
-def test_student_copy_has_no_working_roi_kernel_on_any_device(student, tmp_path):
-    # the Numba kernels and their CUDA twins (whose source is taken out before CuPy is needed)
-    result = subprocess.run([sys.executable, "-c", ROI_KERNELS], cwd=tmp_path,
+def test_every_part_runs_the_students_code_whatever_the_switch_says(student, tmp_path):
+    result = subprocess.run([sys.executable, "-c", EVERY_PART], cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(student)}, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == 4 and all(line.startswith("NotImplementedError: roi: write ") for line in lines), lines
+    answers = dict(line.split() for line in result.stdout.splitlines())
+    assert answers == {part: part for part in CHOSEN}  # each part's call raised its own NotImplementedError
 
 
-def test_grading_the_student_copy_fails_every_chosen_part(student, tmp_path):
+def test_grading_the_student_copy_fails_every_graded_test_with_its_parts_message(student, tmp_path):
     torch_or_skip()  # the graded tests are PyTorch parity tests; without torch each part reports that instead
     report = tmp_path / "scores.json"
     result = run("assignment", "grade", str(student), "--json", str(report), cwd=tmp_path)
@@ -248,17 +305,36 @@ def test_grading_the_student_copy_fails_every_chosen_part(student, tmp_path):
     scores = json.loads(report.read_text())
     assert [s["part"] for s in scores["parts"]] == CHOSEN  # the parts the copy was made with
     for score in scores["parts"]:
-        assert score["total"] > 0 and score["passed"] == 0 and score["points"] == 0, score
-        assert score["message"].startswith(f"NotImplementedError: {score['part']}: write "), score
-        assert f"{score['part']}: NotImplementedError: {score['part']}: write" in result.stdout
+        part = score["part"]
+        assert score["total"] >= len(PARTS[part].tests) and score["passed"] == 0 and score["points"] == 0, score
+        assert len(score["failures"]) == score["total"], score
+        for test, message in score["failures"].items():
+            assert message.startswith(f"NotImplementedError: {part}: write "), (test, message)
+        assert f"{part}: NotImplementedError: {part}: write" in result.stdout
     assert scores["total"] == {"points": 0, "max_points": sum(PARTS[p].points for p in CHOSEN)}
 
 
-def test_grading_the_instructor_copy_passes_every_part(monkeypatch):
+def _fill_in(copy: Path) -> None:
+    """Write the instructor's solutions back into a student copy, as a student who solved every part would."""
+    manifest = json.loads((copy / "assignment.json").read_text())
+    for file in {region["file"] for region in manifest["regions"]}:
+        source = (REPO / file).read_text().splitlines(keepends=True)
+        solutions = [region for region in find_regions("".join(source), file) if not region.fast_path]
+        lines = (copy / file).read_text().splitlines(keepends=True)
+        raises = sorted(region["line"] for region in manifest["regions"] if region["file"] == file)
+        assert len(raises) == len(solutions), file
+        for line, region in reversed(list(zip(raises, solutions))):
+            lines[line - 1:line] = source[region.begin + 1:region.end]
+        (copy / file).write_text("".join(lines))
+
+
+def test_grading_a_filled_in_copy_gives_every_point(tmp_path, monkeypatch):
     torch_or_skip()
     for name, value in FAST.items():
         monkeypatch.setenv(name, value)
-    scores = grade(REPO, parts=list(PARTS))
-    assert [s.part for s in scores] == list(PARTS)
+    make_student_copy(tmp_path / "copy", CHOSEN)
+    _fill_in(tmp_path / "copy")
+    scores = grade(tmp_path / "copy", parts=CHOSEN)
+    assert [s.part for s in scores] == CHOSEN
     failed = [s for s in scores if s.passed != s.total or s.points != s.max_points]
     assert not failed, failed

@@ -13,15 +13,15 @@ from hypothesis import strategies as st
 import minivision as mv
 import minivision.functional as F
 from minivision import _cuda, optim
-from minivision.backend import numba_kernels_apply
+from minivision.dispatch import numba_kernels_apply
 from minivision.functional import _im2col_cuda, _norm_cuda, _pool_cuda
 from minivision.functional import _winograd as winograd
 from minivision.functional import im2col as im2col_module
 from minivision.functional import norm as norm_module
-from minivision.functional import pool as pool_module
+from minivision.functional import _norm_kernels, _pool_fast
 from minivision.functional._geometry import Windows, output_hw
 from minivision.models import MODELS
-from minivision.ops import _cpu_kernels, _cuda_kernels
+from minivision.ops import _cpu_kernels, _cuda_kernels, _nms_cuda
 from tests import cuda_emulation
 from tests.cuda_emulation import EmulatedKernel
 from tests.models.common import shapes_batch
@@ -96,23 +96,23 @@ def test_max_pool_switches_and_gradient_equal_the_cpu(case, seed, special):
         x.reshape(-1)[::5] = -np.inf
         x.reshape(-1)[1::7] = np.nan
     values, switches = _pool_cuda.max_pool_switches(x, win, out_hw)
-    expected_values, expected_switches = pool_module._max_pool_switches(x, win, out_hw)
+    expected_values, expected_switches = _pool_fast.max_pool2d(x, win, out_hw)
     np.testing.assert_array_equal(values, expected_values)
     np.testing.assert_array_equal(switches, expected_switches)
     grad = _data(values.shape, dtype, seed + 1)
     # A window that holds no input pixel (padding and dilation can make one) outputs -inf. Its
     # switch lies outside the window; max_pool2d marks such windows so that no device sends it a
     # gradient, and the raw kernels compared here are fed none.
-    grad[pool_module._max_pool_switches(np.zeros(shape, dtype), win, out_hw)[0] == -np.inf] = 0
+    grad[_pool_fast.max_pool2d(np.zeros(shape, dtype), win, out_hw)[0] == -np.inf] = 0
     np.testing.assert_array_equal(_pool_cuda.max_pool_backward(grad, switches, win, shape),
-                                  pool_module._scatter(grad, switches, shape, accumulate=True))
+                                  _pool_fast.max_pool2d_backward(grad, switches, shape))
 
 
 def test_unpool_scatter_and_gather_equal_the_cpu(rng):
     values = rng.standard_normal((2, 3, 4, 5))
     index = np.stack([rng.permutation(7 * 9)[:20] for _ in range(6)]).reshape(2, 3, 4, 5)  # distinct per plane
     scattered = _pool_cuda.scatter(values, index, (2, 3, 7, 9))
-    np.testing.assert_array_equal(scattered, pool_module._scatter(values, index, (2, 3, 7, 9), accumulate=False))
+    np.testing.assert_array_equal(scattered, _pool_fast.max_unpool2d(values, index, (2, 3, 7, 9)))
     np.testing.assert_array_equal(_pool_cuda.gather(scattered, index), values)
 
 
@@ -123,16 +123,17 @@ def test_batch_norm_kernels_equal_the_cpu(shape, dtype, rng):
     x, grad = (rng.standard_normal(shape).astype(dtype) + 2 for _ in range(2))
     vectors = [rng.standard_normal(shape[1]).astype(dtype) for _ in range(5)]
     mean, var = _norm_cuda.moments(x)
-    expected_mean, expected_var = norm_module._moments(x)
+    expected_mean, expected_var = _norm_kernels.moments(x)
     precision = dict(rtol=1e-6 if dtype == np.float32 else 1e-13, atol=0)  # float64 sums in another order
     assert mean.dtype == var.dtype == dtype
     np.testing.assert_allclose(mean, expected_mean, **precision)
     np.testing.assert_allclose(var, expected_var, **precision)
-    for got, expected in zip(_norm_cuda.gradient_sums(grad, x, *vectors[:2]), norm_module._gradient_sums(grad, x, *vectors[:2])):
+    for got, expected in zip(_norm_cuda.gradient_sums(grad, x, *vectors[:2]),
+                             _norm_kernels.gradient_sums(grad, x, *vectors[:2])):
         np.testing.assert_allclose(got, expected, **precision)
-    np.testing.assert_array_equal(_norm_cuda.affine(x, *vectors[:2]), norm_module._affine(x, *vectors[:2]))
+    np.testing.assert_array_equal(_norm_cuda.affine(x, *vectors[:2]), _norm_kernels.affine(x, *vectors[:2]))
     np.testing.assert_array_equal(_norm_cuda.input_gradient(grad, x, *vectors),
-                                  norm_module._input_gradient(grad, x, *vectors))
+                                  _norm_kernels.input_gradient(grad, x, *vectors))
 
 
 # ----------------------------------------------------------------- boxes
@@ -170,12 +171,12 @@ def test_nms_keeps_the_cpu_indices(grouped, threshold, rng):
     expected = (mv.ops.batched_nms(boxes, scores, groups, threshold) if grouped
                 else mv.ops.nms(boxes, scores, threshold))
     order = np.argsort(-scores, kind="stable")
-    got = _cuda_kernels.nms(boxes, order, np.zeros(n, np.int64) if groups is None else groups, threshold)
+    got = _nms_cuda.nms(boxes, order, np.zeros(n, np.int64) if groups is None else groups, threshold)
     np.testing.assert_array_equal(got, expected)
 
 
 # ----------------------------------------------------------------- whole ops on the GPU kernels
-def _route_to_gpu_kernels(monkeypatch, on=True, modules=(im2col_module, pool_module, norm_module)):
+def _route_to_gpu_kernels(monkeypatch, on=True, modules=(im2col_module, _pool_fast, norm_module)):
     """Make ``modules`` send NumPy float arrays to their CUDA kernels (emulated), or not (``on=False``)."""
     for module in modules:
         monkeypatch.setattr(module, "cuda_kernels_apply", lambda array: on and numba_kernels_apply(array))
@@ -224,7 +225,7 @@ def test_tiny_models_on_the_gpu_kernels_give_the_cpu_loss_and_gradients(name, mo
     monkeypatch.setattr(winograd, "_enabled", False)
     results = []
     for on_gpu_kernels in (False, True):
-        _route_to_gpu_kernels(monkeypatch, on_gpu_kernels, modules=(im2col_module, pool_module))
+        _route_to_gpu_kernels(monkeypatch, on_gpu_kernels, modules=(im2col_module, _pool_fast))
         mv.manual_seed(0)
         model = MODELS[name].tiny(3, 64)
         loss = model.loss(images, targets)
@@ -265,16 +266,16 @@ def test_a_grid_too_small_for_the_work_strides_over_all_of_it(monkeypatch, rng):
     _im2col_cuda.col2im_add(got, windows, win, slice(0, 5))
     np.testing.assert_array_equal(got, expected)
     values, switches = _pool_cuda.max_pool_switches(x, win, (5, 4))
-    np.testing.assert_array_equal(switches, pool_module._max_pool_switches(x, win, (5, 4))[1])
+    np.testing.assert_array_equal(switches, _pool_fast.max_pool2d(x, win, (5, 4))[1])
     np.testing.assert_array_equal(_pool_cuda.max_pool_backward(values, switches, win, x.shape),
-                                  pool_module._scatter(values, switches, x.shape, accumulate=True))
+                                  _pool_fast.max_pool2d_backward(values, switches, x.shape))
 
 
 def test_empty_inputs_launch_nothing(rng):
     """A GPU refuses a grid of no blocks (the emulator too): wrappers return early instead."""
     assert _norm_cuda.moments(np.zeros((2, 0, 3)))[0].shape == (0,)
     assert _norm_cuda.gradient_sums(np.zeros((2, 0, 3)), np.zeros((2, 0, 3)), np.zeros(0), np.zeros(0))[1].shape == (0,)
-    assert _cuda_kernels.nms(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, np.int64), 0.5).shape == (0,)
+    assert _nms_cuda.nms(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, np.int64), 0.5).shape == (0,)
     assert _cuda_kernels.iou_matrix(np.zeros((0, 4)), np.zeros((3, 4))).shape == (0, 3)
 
 

@@ -1,11 +1,12 @@
 """Assignments from one source: student copies with solution regions taken out, and grading.
 
-Solution regions in the library (and in tutorials) are marked with comment lines, in the
-spirit of nbgrader's and otter's markers, each naming the part it belongs to::
+Solution regions live in the readable reference, ``minivision/reference/`` (and in tutorials),
+marked with comment lines in the spirit of nbgrader's and otter's markers, each naming the part
+it belongs to::
 
-    def backward(self, grad):
-        # BEGIN SOLUTION sigmoid: write the sigmoid backward from the saved output self.y
-        return grad * self.y * (1 - self.y)
+    def sigmoid_backward(grad, y):
+        # BEGIN SOLUTION sigmoid: write the sigmoid backward from the saved output y
+        return grad * y * (1 - y)
         # END SOLUTION sigmoid
 
 - The part after ``SOLUTION`` is one of :data:`PARTS` (a part may own several regions);
@@ -14,6 +15,9 @@ spirit of nbgrader's and otter's markers, each naming the part it belongs to::
   indentation is the block's. In a student copy a chosen region becomes
   ``raise NotImplementedError("sigmoid: write ... (see tutorial 09_...)")`` at that
   indentation; the regions of parts not chosen keep their solution. No marker line stays.
+- Every other implementation of a chosen part (its fast paths: Numba and CUDA kernels,
+  Winograd, ...) is left out of the copy, so the copy runs the student's code on every
+  device (``markers.py``: ``FAST PATH`` regions and files).
 - A region runs only when its function is called, never at import time, so a student copy
   imports whatever is left out (Numba compiles a kernel lazily, on its first call).
 

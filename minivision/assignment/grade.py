@@ -60,6 +60,7 @@ class PartScore:
     points: float
     max_points: int
     message: str = ""
+    failures: dict = field(default_factory=dict)  # node id -> one-line reason, for each failed test
 
 
 @dataclass
@@ -181,19 +182,20 @@ def _score(part: str, outcomes: Outcomes) -> PartScore:
     selected nothing counts as one failed test, failed for its file's collection error if
     any; a selected test that never reported fails."""
     spec = PARTS[part]
-    results = []
+    results = []  # (node id, passed, message)
     for node_id in spec.tests:
         selected = [test for test in dict.fromkeys(outcomes.collected) if _selects(node_id, test)]
         if not selected:
             module = node_id.split("::")[0]
-            results.append((False, outcomes.collect_errors.get(module) or outcomes.broke or f"{node_id} did not run"))
-        results += [outcomes.results.get(test)
-                    or (False, outcomes.broke or f"{test} reported no result before the test process ended")
+            why = outcomes.collect_errors.get(module) or outcomes.broke or f"{node_id} did not run"
+            results.append((node_id, False, why))
+        results += [(test, *(outcomes.results.get(test)
+                             or (False, outcomes.broke or f"{test} reported no result before the test process ended")))
                     for test in selected]
-    passed = sum(ok for ok, _ in results)
-    messages = [message for ok, message in results if not ok]
+    passed = sum(ok for _, ok, _ in results)
+    failures = {test: message for test, ok, message in results if not ok}
     points = round(spec.points * passed / len(results), 2)
-    return PartScore(part, passed, len(results), points, spec.points, messages[0] if messages else "")
+    return PartScore(part, passed, len(results), points, spec.points, next(iter(failures.values()), ""), failures)
 
 
 def _run_part(part: str, run_dir: Path, env: dict, pyproject: Path, timeout: float) -> runner.Finished:

@@ -2,11 +2,12 @@
 metadata, a README listing the parts, a manifest, and the matching tutorials as notebooks."""
 from __future__ import annotations
 
+import ast
 import json
 import logging
 from pathlib import Path
 
-from minivision.assignment.markers import find_regions, render
+from minivision.assignment.markers import file_parts, find_regions, render
 from minivision.assignment.notebook import write_notebook
 from minivision.assignment.parts import PARTS, check_parts
 
@@ -54,6 +55,31 @@ def _student_text(text: str, source: str, include, notes) -> tuple[str, list]:
     return student, regions
 
 
+def _module_name(relative: Path) -> str:
+    """minivision/functional/_winograd.py -> minivision.functional._winograd"""
+    return ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+
+
+def imported_modules(text: str) -> set[str]:
+    """Every module name an ``import`` in ``text`` could load: ``from a import b`` gives a and a.b."""
+    names = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _check_no_import_of_dropped(pending, dropped: dict) -> None:
+    """Raise ValueError when a file of the copy still imports a module the copy leaves out."""
+    for relative, student in pending:
+        for module in sorted(imported_modules(student) & set(dropped)):
+            raise ValueError(f"{relative.as_posix()} imports {module}, which a copy without part "
+                             f"{dropped[module]} leaves out; put the import in a FAST PATH region")
+
+
 def _readme(parts, regions) -> str:
     lines = ["# minivision assignment", "", "Write the parts below where the package raises `NotImplementedError`.",
              "Install the copy with `pip install -e .` (or put this folder on `PYTHONPATH`), check your layers",
@@ -85,15 +111,19 @@ def make_student_copy(out_dir, include, repo_root=None) -> dict:
     notes = {part: f" (see tutorial {', '.join(path.stem for path in paths)})"
              for part, paths in tutorials.items() if paths}
 
-    regions, pending = [], []
+    regions, pending, dropped = [], [], {}
     for relative in package_sources(repo):
         text = (repo / relative).read_text(encoding="utf-8")
+        taken_by = [part for part in file_parts(text, relative.as_posix()) if part in parts]
+        if taken_by:  # a fast-path module of a part taken out: not in the copy at all
+            dropped[_module_name(relative)] = taken_by[0]
+            continue
         student, found = _student_text(text, relative.as_posix(), parts, notes)
         pending.append((relative, student))
         # line numbers in the copy: each removed region shrinks the file above the next one
         shift = 0
         for region in found:
-            if region.part not in parts:
+            if not region.taken_out_by(parts):
                 shift += 2  # the markers
             elif region.fast_path:
                 shift += region.end - region.begin + 1  # dropped whole
@@ -101,6 +131,7 @@ def make_student_copy(out_dir, include, repo_root=None) -> dict:
                 regions.append({"part": region.part, "file": relative.as_posix(), "line": region.begin + 1 - shift})
                 shift += region.end - region.begin
     regions.sort(key=lambda region: parts.index(region["part"]))  # stable: file order within a part
+    _check_no_import_of_dropped(pending, dropped)
     missing = [part for part in parts if not any(r["part"] == part for r in regions)]
     if missing:
         raise ValueError(f"no solution region is marked for part {', '.join(missing)} in {repo / PACKAGE}")

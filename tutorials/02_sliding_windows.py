@@ -56,6 +56,8 @@ print("naive scores:", naive.shape, f"{naive_ms:.1f} ms")
 # The first fully connected layer reads the whole 32x3x3 map, so its weight (64, 288) is a
 # (64, 32, 3, 3) convolution kernel; the last one becomes a 1x1 convolution. Run once over
 # the full image, the network outputs a map: position (r, c) scores window (r, c).
+# A convolution is itself every window at once: `im2col` in `minivision/reference/conv.py`
+# copies each window into a column, and one matrix product scores all the columns.
 
 # %%
 fully_conv = to_fully_convolutional(model)

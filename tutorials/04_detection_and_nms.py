@@ -66,6 +66,10 @@ def nms_step_by_step(boxes, scores, iou_threshold):
 kept_by_hand = nms_step_by_step(detections, det_scores, 0.3)
 kept = ops.nms(detections, det_scores, 0.3)
 assert kept.tolist() == kept_by_hand.tolist()
+# the library's readable version of the same loop: `nms` in minivision/reference/nms.py
+from minivision.reference import nms as reference_nms
+
+assert reference_nms.nms(detections, det_scores, 0.3).tolist() == kept.tolist()
 print("kept boxes:\n", detections[kept])
 assert len(kept) == 2
 

@@ -54,6 +54,16 @@ print("unpooled:\n", unpooled.numpy()[0, 0])
 assert unpooled.numpy()[0, 0].tolist() == [[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]]  # the lecture's slide
 
 # %% [markdown]
+# Both are written out in plain NumPy in `minivision/reference/pool.py`: `max_pool2d` keeps,
+# for every window, the largest value and its flat position (the switch); `max_unpool2d`
+# writes each value at its switch. `mv.use_reference(True)` runs every op through those
+# functions instead of the fast kernels, with the same results.
+
+# %%
+with mv.use_reference(True):
+    assert F.max_unpool2d(values, switches, kernel_size=2).numpy().tolist() == unpooled.numpy().tolist()
+
+# %% [markdown]
 # ## Transposed convolution: each input value stamps the filter into the output
 # With stride 2 ("fractional stride 1/2") input pixel (i, j) adds `value * kernel` into
 # the output at (2i, 2j); where stamps overlap they add up. Written as a loop:
@@ -78,6 +88,9 @@ assert np.allclose(library.numpy()[0, 0], by_hand)
 
 # %% [markdown]
 # ## Transposed convolution is the adjoint of convolution
+# (`minivision/reference/conv.py` builds both from `im2col`, which copies every window into
+# a column, and its adjoint `col2im`, which adds the columns back: the transposed
+# convolution's forward is the convolution's input gradient.)
 # For every x and y: <conv2d(x, w), y> = <x, conv_transpose2d(y, w)>. That is why its
 # forward pass is the backward pass of a convolution (and the other way round).
 

@@ -21,6 +21,9 @@ from minivision.tensor import Function
 
 # %% [markdown]
 # ## Forward and backward, side by side
+# (The library's own layers are written this way too: `minivision/reference/activation.py`
+# holds each activation's forward beside its backward as plain functions of arrays, and
+# `minivision/functional/activation.py` wraps them as `Function`s.)
 # `forward` receives raw arrays (NumPy here, CuPy on a GPU: use `xp`), keeps what the
 # backward needs on `self`, and returns the output. `backward` receives dL/dy and returns
 # one gradient per input: dL/dx = dL/dy * dy/dx, and dy/dx = sigmoid(a x).

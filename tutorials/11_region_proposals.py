@@ -152,6 +152,10 @@ by_hand = np.array([[feature_map[r0:r1, c0:c1].max() for c0, c1 in cols] for r0,
 print("pooled by hand:\n", by_hand)
 pooled = ops.roi_pool(feature_map[None, None], [box[None]], out, spatial_scale=scale).numpy()[0, 0]
 assert np.array_equal(pooled, by_hand)
+# `roi_pool` in minivision/reference/roi_pool.py is the library's plain NumPy version of these steps
+with mv.use_reference(True):
+    assert np.array_equal(ops.roi_pool(feature_map[None, None], [box[None]], out, spatial_scale=scale).numpy()[0, 0],
+                          by_hand)
 
 # %% [markdown]
 # The gradient goes back only to the switches (the cell where each bin's maximum was), as

@@ -148,7 +148,7 @@ def test_short_demo_beats_the_stated_floor(tmp_path):
     result = run("demo", "--models", "yolo", "--epochs", "4", "--train-images", "512", "--pictures", "1",
                  "--out", "demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    line = next(l for l in result.stdout.splitlines() if l.startswith("[yolo] validation"))
+    line = next(text for text in result.stdout.splitlines() if text.startswith("[yolo] validation"))
     map50 = float(line.split("map50 ")[1].split(",")[0])
     assert map50 >= 0.1, line
 

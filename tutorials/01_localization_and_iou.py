@@ -49,7 +49,7 @@ assert np.isclose(iou, 50 / 150)
 # Numba kernel that computes the same numbers; the tests hold the two equal.
 
 # %%
-from minivision.reference import boxes as reference_boxes
+from minivision.reference import boxes as reference_boxes  # noqa: E402
 
 assert np.isclose(reference_boxes.box_iou(a, b)[0, 0], iou)
 

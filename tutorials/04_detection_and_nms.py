@@ -67,7 +67,7 @@ kept_by_hand = nms_step_by_step(detections, det_scores, 0.3)
 kept = ops.nms(detections, det_scores, 0.3)
 assert kept.tolist() == kept_by_hand.tolist()
 # the library's readable version of the same loop: `nms` in minivision/reference/nms.py
-from minivision.reference import nms as reference_nms
+from minivision.reference import nms as reference_nms  # noqa: E402
 
 assert reference_nms.nms(detections, det_scores, 0.3).tolist() == kept.tolist()
 print("kept boxes:\n", detections[kept])

@@ -16,7 +16,7 @@ def torch():
 
 @given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4), seed=st.integers(0, 2**16))
 def test_reshape_permute_flatten_match_torch(shape, seed):
-    torch = torch_or_skip()
+    torch_or_skip()
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape)
     perm = tuple(rng.permutation(len(shape)).tolist())

@@ -258,8 +258,8 @@ def test_loss_gradcheck_float64():
     loc, conf = tensor(rng.normal(size=(2, 7, 4))), tensor(rng.normal(size=(2, 7, 4)))
     labels = np.array([[0, 3, 0, 0, 1, 0, 0], [0, 0, 2, 0, 0, 0, 0]])
     targets = rng.normal(size=(2, 7, 4))
-    gradcheck(lambda l, c: multibox_loss(l, c, labels, targets), [loc, conf])
-    gradcheck(lambda l, c: multibox_loss_terms(l, c, labels, targets), [loc, conf])
+    gradcheck(lambda loc_, conf_: multibox_loss(loc_, conf_, labels, targets), [loc, conf])
+    gradcheck(lambda loc_, conf_: multibox_loss_terms(loc_, conf_, labels, targets), [loc, conf])
 
 
 # --------------------------------------------------------------------------- decoding

@@ -33,9 +33,9 @@ def test_bands_with_the_defaults_and_gt_added():
     # batch 100, cap 25: nothing is left out, so the sample is every non-ignored box.
     boxes, labels, targets = sample_proposals(BANDS, GT, np.array([3]), batch_size_per_image=100)
     # foreground: rows 0, 1 and the ground-truth box itself, label 3
-    assert sampled(lambda l: l == 3, boxes, labels) == rows([BANDS[0], BANDS[1], GT[0]])
+    assert sampled(lambda label: label == 3, boxes, labels) == rows([BANDS[0], BANDS[1], GT[0]])
     # background: rows 2, 3, 4 (IoU 0.4, 0.1, 0 are in [0, 0.5))
-    assert sampled(lambda l: l == 0, boxes, labels) == rows(BANDS[2:])
+    assert sampled(lambda label: label == 0, boxes, labels) == rows(BANDS[2:])
     assert len(labels) == 6 and labels.dtype == np.int64
     assert (labels[:3] == 3).all() and (labels[3:] == 0).all()  # foreground first
     assert (targets[3:] == 0).all()  # background regresses nothing
@@ -45,17 +45,17 @@ def test_narrower_bands_ignore_boxes_between_them():
     boxes, labels, _ = sample_proposals(BANDS, GT, np.array([3]), batch_size_per_image=100,
                                         bg_iou_high=0.4, bg_iou_low=0.1)
     # 0.4 is not < 0.4 (ignored); 0.1 >= 0.1 (background); 0 < 0.1 (ignored)
-    assert sampled(lambda l: l == 0, boxes, labels) == rows([BANDS[3]])
-    assert sampled(lambda l: l > 0, boxes, labels) == rows([BANDS[0], BANDS[1], GT[0]])
+    assert sampled(lambda label: label == 0, boxes, labels) == rows([BANDS[3]])
+    assert sampled(lambda label: label > 0, boxes, labels) == rows([BANDS[0], BANDS[1], GT[0]])
     boxes, labels, _ = sample_proposals(BANDS, GT, np.array([3]), batch_size_per_image=100, bg_iou_low=0.2)
     # 0.1 and 0 fall below 0.2: only the 0.4 box is background
-    assert sampled(lambda l: l == 0, boxes, labels) == rows([BANDS[2]])
+    assert sampled(lambda label: label == 0, boxes, labels) == rows([BANDS[2]])
 
 
 def test_fg_iou_above_the_background_band_ignores_the_gap():
     boxes, labels, _ = sample_proposals(BANDS, GT, np.array([3]), batch_size_per_image=100, fg_iou=0.7)
     # 0.8 and the gt (1.0) are foreground; 0.5 is neither >= 0.7 nor < 0.5
-    assert sampled(lambda l: l > 0, boxes, labels) == rows([BANDS[0], GT[0]])
+    assert sampled(lambda label: label > 0, boxes, labels) == rows([BANDS[0], GT[0]])
     assert tuple(BANDS[1]) not in rows(boxes)
     assert len(boxes) == 5  # 2 foreground + 3 background
 

@@ -17,6 +17,7 @@ the blocks. ``--threads`` sets minivision's and PyTorch's thread counts alike.
 With ``--device cuda`` minivision gets CuPy arrays (its bitmask NMS kernel) and torchvision
 CUDA tensors; kept indices are compared on the host (results in boxes_cuda.json).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,12 @@ def numpy_nms(boxes, scores, iou_threshold):
 
 def numpy_batched_nms(boxes, scores, idxs, iou_threshold):
     """``numpy_nms`` class by class, then all kept boxes by decreasing score."""
-    keep = np.concatenate([np.flatnonzero(idxs == c)[numpy_nms(boxes[idxs == c], scores[idxs == c], iou_threshold)]
-                           for c in np.unique(idxs)])
+    keep = np.concatenate(
+        [
+            np.flatnonzero(idxs == c)[numpy_nms(boxes[idxs == c], scores[idxs == c], iou_threshold)]
+            for c in np.unique(idxs)
+        ]
+    )
     return keep[np.lexsort((keep, -scores[keep]))]
 
 
@@ -196,7 +201,11 @@ def roi_case(setup, op_name, rng, repeats, rounds):
     rois = random_rois(shape[0], per_image, image_hw, rng)
     upstream = rng.standard_normal((len(rois), shape[1], out, out)).astype(np.float32)
     mv_x, mv_up = mv.tensor(x, requires_grad=True), mv.tensor(upstream)
-    tv_x, tv_rois, tv_up = torch.tensor(x, requires_grad=True), torch.from_numpy(rois), torch.from_numpy(upstream)
+    tv_x, tv_rois, tv_up = (
+        torch.tensor(x, requires_grad=True),
+        torch.from_numpy(rois),
+        torch.from_numpy(upstream),
+    )
     mv_op, tv_op = getattr(mvops, op), getattr(tvops, op)
 
     def runners(x_in, boxes, up, fn, no_grad):
@@ -213,10 +222,20 @@ def roi_case(setup, op_name, rng, repeats, rounds):
 
     mv_fwd, mv_both = runners(mv_x, rois, mv_up, mv_op, mv.no_grad)
     tv_fwd, tv_both = runners(tv_x, tv_rois, tv_up, tv_op, torch.no_grad)
-    np.testing.assert_array_equal(mv_fwd().numpy(), tv_fwd().numpy(), err_msg=f"{op_name} {setup} forward")
-    np.testing.assert_array_equal(mv_both().numpy(), tv_both().numpy(), err_msg=f"{op_name} {setup} input gradient")
-    row = {"case": f"{op_name}, {setup}", "input": list(shape), "rois": len(rois), "spatial_scale": scale,
-           "output_size": out, "identical": True}
+    np.testing.assert_array_equal(
+        mv_fwd().numpy(), tv_fwd().numpy(), err_msg=f"{op_name} {setup} forward"
+    )
+    np.testing.assert_array_equal(
+        mv_both().numpy(), tv_both().numpy(), err_msg=f"{op_name} {setup} input gradient"
+    )
+    row = {
+        "case": f"{op_name}, {setup}",
+        "input": list(shape),
+        "rois": len(rois),
+        "spatial_scale": scale,
+        "output_size": out,
+        "identical": True,
+    }
     for part, mv_fn, tv_fn in (("forward", mv_fwd, tv_fwd), ("forward_backward", mv_both, tv_both)):
         blocks = [compare(mv_fn, tv_fn, repeats, rounds=1) for _ in range(rounds)]
         row[f"{part}_minivision_s"] = statistics.median(b[0] for b in blocks)
@@ -228,8 +247,10 @@ def roi_case(setup, op_name, rng, repeats, rounds):
 def roi_markdown(rows):
     def cells(row, part):
         ratios = row[f"{part}_block_ratios"]
-        return (f"{row[f'{part}_minivision_s'] * 1e3:.2f} | {row[f'{part}_torchvision_s'] * 1e3:.2f} | "
-                f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
+        return (
+            f"{row[f'{part}_minivision_s'] * 1e3:.2f} | {row[f'{part}_torchvision_s'] * 1e3:.2f} | "
+            f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+        )
 
     lines = [
         "| case | fwd mv ms | fwd tv ms | fwd mv / tv (range) | fwd+bwd mv ms | fwd+bwd tv ms | "
@@ -237,8 +258,10 @@ def roi_markdown(rows):
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
-        lines.append(f"| {row['case']} | {cells(row, 'forward')} | {cells(row, 'forward_backward')} | "
-                     f"{'yes' if row['identical'] else 'NO'} |")
+        lines.append(
+            f"| {row['case']} | {cells(row, 'forward')} | {cells(row, 'forward_backward')} | "
+            f"{'yes' if row['identical'] else 'NO'} |"
+        )
     return "\n".join(lines)
 
 
@@ -270,13 +293,23 @@ def markdown(rows):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9, help="timed runs per case (median reported)")
+    parser.add_argument(
+        "--repeats", type=int, default=9, help="timed runs per case (median reported)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="minivision's and PyTorch's thread count (default: the cores)")
-    parser.add_argument("--roi-rounds", type=int, default=5,
-                        help="alternating blocks of --repeats runs per library for each RoI case")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="minivision's and PyTorch's thread count (default: the cores)",
+    )
+    parser.add_argument(
+        "--roi-rounds",
+        type=int,
+        default=5,
+        help="alternating blocks of --repeats runs per library for each RoI case",
+    )
     parser.add_argument("--roi-only", action="store_true", help="only the RoI cases")
     args = parser.parse_args()
     rng, device = np.random.default_rng(args.seed), Device(args.device)
@@ -284,14 +317,21 @@ def main():
     if torch is not None:
         torch.set_num_threads(args.threads)
 
-    cases = [] if args.roi_only else [
-        *(lambda n=n: nms_case(n, rng, args.repeats, device) for n in (1_000, 5_000, 20_000)),
-        lambda: nms_case(20_000, rng, args.repeats, device, num_classes=80),
-        lambda: iou_case(2_000, 3_000, rng, args.repeats, device),
-    ]
+    cases = (
+        []
+        if args.roi_only
+        else [
+            *(lambda n=n: nms_case(n, rng, args.repeats, device) for n in (1_000, 5_000, 20_000)),
+            lambda: nms_case(20_000, rng, args.repeats, device, num_classes=80),
+            lambda: iou_case(2_000, 3_000, rng, args.repeats, device),
+        ]
+    )
     if tvops is not None and args.device == "cpu":  # the RoI cases compare with torchvision only
-        cases += [lambda s=s, o=o: roi_case(s, o, rng, args.repeats, args.roi_rounds)
-                  for s in ROI_SETUPS for o in ROI_OPS]
+        cases += [
+            lambda s=s, o=o: roi_case(s, o, rng, args.repeats, args.roi_rounds)
+            for s in ROI_SETUPS
+            for o in ROI_OPS
+        ]
     rows = [case() for case in tqdm(cases, desc="bench_boxes", unit="case")]
     box_rows = [row for row in rows if "minivision_s" in row]
     roi_rows = [row for row in rows if "forward_minivision_s" in row]
@@ -314,8 +354,15 @@ def main():
         "minivision_threads": mv.get_num_threads(),
         "device": args.device,
     }
-    path = write_results("boxes.json" if args.device == "cpu" else f"boxes_{args.device}.json", {"environment": environment, "iou_threshold": IOU_THRESHOLD,
-                                        "repeats": args.repeats, "results": rows})
+    path = write_results(
+        "boxes.json" if args.device == "cpu" else f"boxes_{args.device}.json",
+        {
+            "environment": environment,
+            "iou_threshold": IOU_THRESHOLD,
+            "repeats": args.repeats,
+            "results": rows,
+        },
+    )
     print(f"\nwrote {path}")
 
 

@@ -11,6 +11,7 @@ benchmarks/results/layers.json.
 With ``--device cuda`` both libraries run on the GPU (CuPy against PyTorch CUDA/cuDNN, TF32
 off on both sides) and the results go to layers_cuda.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,6 @@ import platform
 
 import numpy as np
 import torch
-
 from timing import compare, synchronizer, write_results
 
 import minivision as mv
@@ -31,14 +31,21 @@ TF = torch.nn.functional
 def _conv(n, c_in, c_out, size, k, stride=1, padding=0):
     shapes = [(n, c_in, size, size), (c_out, c_in, k, k), (c_out,)]
     kw = dict(stride=stride, padding=padding)
-    return shapes, (lambda x, w, b: F.conv2d(x, w, b, **kw)), (lambda x, w, b: TF.conv2d(x, w, b, **kw))
+    return (
+        shapes,
+        (lambda x, w, b: F.conv2d(x, w, b, **kw)),
+        (lambda x, w, b: TF.conv2d(x, w, b, **kw)),
+    )
 
 
 def _conv_transpose(n, c_in, c_out, size, k, stride, padding):
     shapes = [(n, c_in, size, size), (c_in, c_out, k, k), (c_out,)]
     kw = dict(stride=stride, padding=padding)
-    return (shapes, (lambda x, w, b: F.conv_transpose2d(x, w, b, **kw)),
-            (lambda x, w, b: TF.conv_transpose2d(x, w, b, **kw)))
+    return (
+        shapes,
+        (lambda x, w, b: F.conv_transpose2d(x, w, b, **kw)),
+        (lambda x, w, b: TF.conv_transpose2d(x, w, b, **kw)),
+    )
 
 
 def _unpool_case(n, c, size, device):
@@ -48,7 +55,11 @@ def _unpool_case(n, c, size, device):
     _, mv_switches = F.max_pool2d(mv.tensor(x, device=device), 2, return_indices=True)
     _, th_switches = TF.max_pool2d(torch.tensor(x, device=device), 2, return_indices=True)
     shape = [(n, c, size // 2, size // 2)]
-    return (shape, (lambda v: F.max_unpool2d(v, mv_switches, 2)), (lambda v: TF.max_unpool2d(v, th_switches, 2)))
+    return (
+        shape,
+        (lambda v: F.max_unpool2d(v, mv_switches, 2)),
+        (lambda v: TF.max_unpool2d(v, th_switches, 2)),
+    )
 
 
 CASES = {
@@ -59,20 +70,26 @@ CASES = {
     "conv 1x1 N16 256->64 56x56": lambda device: _conv(16, 256, 64, 56, 1),
     "conv_transpose 4x4/2 N8 64->32 64x64": lambda device: _conv_transpose(8, 64, 32, 64, 4, 2, 1),
     "max_pool 2x2 + switches N16 C64 112x112": lambda device: (
-        [(16, 64, 112, 112)], (lambda x: F.max_pool2d(x, 2, return_indices=True)[0]),
-        (lambda x: TF.max_pool2d(x, 2, return_indices=True)[0])),
+        [(16, 64, 112, 112)],
+        (lambda x: F.max_pool2d(x, 2, return_indices=True)[0]),
+        (lambda x: TF.max_pool2d(x, 2, return_indices=True)[0]),
+    ),
     "max_unpool 2x2 N16 C64 56->112": lambda device: _unpool_case(16, 64, 112, device),
     "bilinear 2x N8 C64 112->224": lambda device: (
-        [(8, 64, 112, 112)], (lambda x: F.interpolate(x, scale_factor=2, mode="bilinear")),
-        (lambda x: TF.interpolate(x, scale_factor=2, mode="bilinear"))),
+        [(8, 64, 112, 112)],
+        (lambda x: F.interpolate(x, scale_factor=2, mode="bilinear")),
+        (lambda x: TF.interpolate(x, scale_factor=2, mode="bilinear")),
+    ),
 }
 # GPU only (issue 7's reference shape; too slow to repeat on two CPU cores), and an
 # overlapping pool, whose gradient is the CUDA gather kernel rather than a plain scatter.
 CUDA_CASES = {
     "conv 3x3 N32 64->64 128x128": lambda device: _conv(32, 64, 64, 128, 3, padding=1),
     "max_pool 3x3/2 + switches N16 C64 112x112": lambda device: (
-        [(16, 64, 112, 112)], (lambda x: F.max_pool2d(x, 3, 2, padding=1, return_indices=True)[0]),
-        (lambda x: TF.max_pool2d(x, 3, 2, padding=1, return_indices=True)[0])),
+        [(16, 64, 112, 112)],
+        (lambda x: F.max_pool2d(x, 3, 2, padding=1, return_indices=True)[0]),
+        (lambda x: TF.max_pool2d(x, 3, 2, padding=1, return_indices=True)[0]),
+    ),
 }
 
 
@@ -112,11 +129,20 @@ def _runners(shapes, mv_fn, th_fn, device="cpu"):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating blocks of --repeats runs per library")
-    parser.add_argument("--quick", action="store_true", help="one repeat and one round per timing (a smoke run)")
-    parser.add_argument("--no-mkldnn", action="store_true",
-                        help="time PyTorch without oneDNN (its im2col + GEMM convolution, like minivision's)")
-    parser.add_argument("--no-winograd", action="store_true", help="minivision's 3x3 convolutions through im2col")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating blocks of --repeats runs per library"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="one repeat and one round per timing (a smoke run)"
+    )
+    parser.add_argument(
+        "--no-mkldnn",
+        action="store_true",
+        help="time PyTorch without oneDNN (its im2col + GEMM convolution, like minivision's)",
+    )
+    parser.add_argument(
+        "--no-winograd", action="store_true", help="minivision's 3x3 convolutions through im2col"
+    )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
     torch.backends.mkldnn.enabled = not args.no_mkldnn
@@ -129,26 +155,56 @@ def main(argv=None) -> None:
     cases = {**CASES, **CUDA_CASES} if args.device == "cuda" else CASES
     for name, build in cases.items():
         mv_forward, th_forward, mv_both, th_both = _runners(*build(args.device), device=args.device)
-        timings = [*compare(mv_forward, th_forward, repeats, sync, args.rounds),
-                   *compare(mv_both, th_both, repeats, sync, args.rounds)]
-        row = dict(layer=name, mv_forward_s=timings[0], torch_forward_s=timings[1], mv_forward_backward_s=timings[2],
-                   torch_forward_backward_s=timings[3])
+        timings = [
+            *compare(mv_forward, th_forward, repeats, sync, args.rounds),
+            *compare(mv_both, th_both, repeats, sync, args.rounds),
+        ]
+        row = dict(
+            layer=name,
+            mv_forward_s=timings[0],
+            torch_forward_s=timings[1],
+            mv_forward_backward_s=timings[2],
+            torch_forward_backward_s=timings[3],
+        )
         row["forward_ratio"] = row["mv_forward_s"] / row["torch_forward_s"]
-        row["forward_backward_ratio"] = row["mv_forward_backward_s"] / row["torch_forward_backward_s"]
+        row["forward_backward_ratio"] = (
+            row["mv_forward_backward_s"] / row["torch_forward_backward_s"]
+        )
         rows.append(row)
-    print("| layer | fwd minivision ms | fwd PyTorch ms | fwd ratio "
-          "| fwd+bwd minivision ms | fwd+bwd PyTorch ms | fwd+bwd ratio |")
+    print(
+        "| layer | fwd minivision ms | fwd PyTorch ms | fwd ratio "
+        "| fwd+bwd minivision ms | fwd+bwd PyTorch ms | fwd+bwd ratio |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['layer']} | {1e3 * r['mv_forward_s']:.1f} | {1e3 * r['torch_forward_s']:.1f} | {r['forward_ratio']:.2f} "
-              f"| {1e3 * r['mv_forward_backward_s']:.1f} | {1e3 * r['torch_forward_backward_s']:.1f} "
-              f"| {r['forward_backward_ratio']:.2f} |")
-    meta = dict(numpy=np.__version__, torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                cpu_count=os.cpu_count(), machine=platform.machine(), dtype="float32", repeats=repeats, rounds=args.rounds,
-                minivision_threads=mv.get_num_threads(),
-                torch_mkldnn=torch.backends.mkldnn.enabled, winograd=not args.no_winograd, device=args.device)
-    suffix = "".join(f"_{flag}" for flag, on in (("no_mkldnn", args.no_mkldnn), ("no_winograd", args.no_winograd),
-                                                  (args.device, args.device != "cpu")) if on)
+        print(
+            f"| {r['layer']} | {1e3 * r['mv_forward_s']:.1f} | {1e3 * r['torch_forward_s']:.1f} | {r['forward_ratio']:.2f} "
+            f"| {1e3 * r['mv_forward_backward_s']:.1f} | {1e3 * r['torch_forward_backward_s']:.1f} "
+            f"| {r['forward_backward_ratio']:.2f} |"
+        )
+    meta = dict(
+        numpy=np.__version__,
+        torch=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+        cpu_count=os.cpu_count(),
+        machine=platform.machine(),
+        dtype="float32",
+        repeats=repeats,
+        rounds=args.rounds,
+        minivision_threads=mv.get_num_threads(),
+        torch_mkldnn=torch.backends.mkldnn.enabled,
+        winograd=not args.no_winograd,
+        device=args.device,
+    )
+    suffix = "".join(
+        f"_{flag}"
+        for flag, on in (
+            ("no_mkldnn", args.no_mkldnn),
+            ("no_winograd", args.no_winograd),
+            (args.device, args.device != "cpu"),
+        )
+        if on
+    )
     write_results(f"layers{suffix}.json", dict(meta=meta, results=rows))
 
 

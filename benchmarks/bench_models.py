@@ -15,6 +15,7 @@ minivision splits its work over its own threads and runs BLAS on one thread insi
 (``minivision.threads``; ``MINIVISION_NUM_THREADS`` sets their number); PyTorch keeps its
 defaults. The thread settings are recorded with the results.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,10 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
 from timing import compare, synchronizer, write_results
-from torch_twins_detection import (copy_parameters, faster_rcnn_loss, torch_conv_block, torch_faster_rcnn,
-                                   torch_multibox_loss, torch_ssd)
+from torch_twins_detection import (
+    copy_parameters,
+    faster_rcnn_loss,
+    torch_conv_block,
+    torch_faster_rcnn,
+    torch_multibox_loss,
+    torch_ssd,
+)
 
 import minivision as mv
 from minivision import optim
@@ -42,6 +48,7 @@ from minivision.models.unet import UNet
 from minivision.models.yolo import TINY, YOLOv1, encode_targets, predicted_corners
 from minivision.ops import box_iou
 
+
 # --------------------------------------------------------------------------- PyTorch twins
 def torch_unet(model: UNet):
     """The same U-Net ("same" padding) in PyTorch."""
@@ -49,18 +56,24 @@ def torch_unet(model: UNet):
     from torch import nn as tnn
 
     cfg = model.config
-    widths = [cfg["base_channels"] * 2 ** level for level in range(cfg["depth"] + 1)]
+    widths = [cfg["base_channels"] * 2**level for level in range(cfg["depth"] + 1)]
 
     def double(cin, cout):
-        return tnn.Sequential(torch_conv_block(tnn, cin, cout, batch_norm=cfg["batch_norm"]),
-                              torch_conv_block(tnn, cout, cout, batch_norm=cfg["batch_norm"]))
+        return tnn.Sequential(
+            torch_conv_block(tnn, cin, cout, batch_norm=cfg["batch_norm"]),
+            torch_conv_block(tnn, cout, cout, batch_norm=cfg["batch_norm"]),
+        )
 
     class TorchUNet(tnn.Module):
         def __init__(self):
             super().__init__()
-            self.down = tnn.ModuleList(double(i, o) for i, o in zip([cfg["in_channels"]] + widths[:-2], widths[:-1]))
+            self.down = tnn.ModuleList(
+                double(i, o) for i, o in zip([cfg["in_channels"]] + widths[:-2], widths[:-1])
+            )
             self.bottom = double(widths[-2], widths[-1])
-            self.up = tnn.ModuleList(tnn.ConvTranspose2d(w, w // 2, 2, stride=2) for w in reversed(widths[1:]))
+            self.up = tnn.ModuleList(
+                tnn.ConvTranspose2d(w, w // 2, 2, stride=2) for w in reversed(widths[1:])
+            )
             self.decode = tnn.ModuleList(double(w, w // 2) for w in reversed(widths[1:]))
             self.classifier = tnn.Conv2d(widths[0], cfg["num_classes"], 1)
 
@@ -90,7 +103,7 @@ def torch_fcn(model: FCN):
         return tnn.ConvTranspose2d(classes, classes, 2 * factor, stride=factor, bias=False)
 
     def crop(x, offset, like):
-        return x[:, :, offset:offset + like.shape[2], offset:offset + like.shape[3]]
+        return x[:, :, offset : offset + like.shape[2], offset : offset + like.shape[3]]
 
     class TorchFCN(tnn.Module):
         def __init__(self):
@@ -100,13 +113,16 @@ def torch_fcn(model: FCN):
                 layers = []
                 for width in widths:
                     padding = spec.first_padding if index == 0 and not layers else 1
-                    layers.append(torch_conv_block(tnn, channels, width, 3, padding, spec.batch_norm))
+                    layers.append(
+                        torch_conv_block(tnn, channels, width, 3, padding, spec.batch_norm)
+                    )
                     channels = width
                 stages.append(tnn.Sequential(*layers, tnn.MaxPool2d(2, ceil_mode=True)))
             self.stages = tnn.ModuleList(stages)
             self.fc = tnn.Sequential(
                 torch_conv_block(tnn, channels, spec.fc_width, spec.fc6_kernel, 0, spec.batch_norm),
-                torch_conv_block(tnn, spec.fc_width, spec.fc_width, 1, 0, spec.batch_norm))
+                torch_conv_block(tnn, spec.fc_width, spec.fc_width, 1, 0, spec.batch_norm),
+            )
             self.score_fr = tnn.Conv2d(spec.fc_width, classes, 1)
             self.score_pool4 = tnn.Conv2d(spec.stages[3][-1], classes, 1)
             self.score_pool3 = tnn.Conv2d(spec.stages[2][-1], classes, 1)
@@ -142,8 +158,11 @@ def torch_yolo(model: YOLOv1):
             layers.append(tnn.MaxPool2d(2))
             continue
         kernel, filters, step = item
-        layers += [tnn.Conv2d(channels, filters, kernel, stride=step, padding=kernel // 2, bias=False),
-                   tnn.BatchNorm2d(filters), tnn.LeakyReLU(0.1)]
+        layers += [
+            tnn.Conv2d(channels, filters, kernel, stride=step, padding=kernel // 2, bias=False),
+            tnn.BatchNorm2d(filters),
+            tnn.LeakyReLU(0.1),
+        ]
         channels = filters
     boxes = 5 * cfg["B"]
 
@@ -155,7 +174,9 @@ def torch_yolo(model: YOLOv1):
 
         def forward(self, images):
             raw = self.head(self.backbone(images)).permute(0, 2, 3, 1)
-            return torch.cat([torch.sigmoid(raw[..., :boxes]), torch.softmax(raw[..., boxes:], dim=-1)], dim=-1)
+            return torch.cat(
+                [torch.sigmoid(raw[..., :boxes]), torch.softmax(raw[..., boxes:], dim=-1)], dim=-1
+            )
 
     return TorchYOLO()
 
@@ -168,8 +189,10 @@ def _yolo_loss(net, images, targets, B=2, image_size=64):
     output = net(images)
     n, S = output.shape[:2]
     has_object, goal, labels, corners = encode_targets(targets, S, image_size)
-    preds, probs = output[..., :5 * B].reshape(n, S, S, B, 5), output[..., 5 * B:]
-    guesses = predicted_corners(preds.detach().cpu().numpy()[..., :4].astype(np.float64), image_size)
+    preds, probs = output[..., : 5 * B].reshape(n, S, S, B, 5), output[..., 5 * B :]
+    guesses = predicted_corners(
+        preds.detach().cpu().numpy()[..., :4].astype(np.float64), image_size
+    )
     ious = np.zeros((n, S, S, B))
     for k, i, j in zip(*np.nonzero(has_object)):
         ious[k, i, j] = box_iou(guesses[k, i, j], corners[k, i, j][None])[:, 0]
@@ -179,12 +202,18 @@ def _yolo_loss(net, images, targets, B=2, image_size=64):
     obj, noobj, goal_b = const(responsible), const(~responsible), const(goal[:, :, :, None, :])
     x, y, w, h, confidence = preds.unbind(-1)
     coord = ((x - goal_b[..., 0]) ** 2 + (y - goal_b[..., 1]) ** 2) * obj
-    size = ((w.clamp(min=1e-12).sqrt() - goal_b[..., 2].sqrt()) ** 2
-            + (h.clamp(min=1e-12).sqrt() - goal_b[..., 3].sqrt()) ** 2) * obj
+    size = (
+        (w.clamp(min=1e-12).sqrt() - goal_b[..., 2].sqrt()) ** 2
+        + (h.clamp(min=1e-12).sqrt() - goal_b[..., 3].sqrt()) ** 2
+    ) * obj
     one_hot = np.eye(probs.shape[-1])[labels] * has_object[..., None]
     classes = ((probs - const(one_hot)) ** 2) * const(has_object[..., None])
-    total = (5.0 * (coord.sum() + size.sum()) + ((confidence - const(ious)) ** 2 * obj).sum()
-             + 0.5 * (confidence ** 2 * noobj).sum() + classes.sum())
+    total = (
+        5.0 * (coord.sum() + size.sum())
+        + ((confidence - const(ious)) ** 2 * obj).sum()
+        + 0.5 * (confidence**2 * noobj).sum()
+        + classes.sum()
+    )
     return total / n
 
 
@@ -198,15 +227,15 @@ class Case:
     weights; ``loss_tolerance`` then bounds the two losses' relative difference before timing."""
 
     name: str
-    build: Callable            # () -> minivision model
-    build_torch: Callable      # (minivision model) -> torch.nn.Module
-    torch_loss: Callable       # (torch module, images, targets) -> scalar torch loss
+    build: Callable  # () -> minivision model
+    build_torch: Callable  # (minivision model) -> torch.nn.Module
+    torch_loss: Callable  # (torch module, images, targets) -> scalar torch loss
     mv_loss: Callable = lambda model, images, targets: model.loss(images, targets)  # noqa: E731
-    batch: Callable | None = None     # (batch size) -> (images, targets), else the shared 64x64 batch
-    prepare: Callable | None = None   # (minivision model, batch targets) -> the steps' targets
+    batch: Callable | None = None  # (batch size) -> (images, targets), else the shared 64x64 batch
+    prepare: Callable | None = None  # (minivision model, batch targets) -> the steps' targets
     copy_weights: bool = False
     loss_tolerance: float | None = None
-    requires: str | None = None       # a module the twin needs; the case is skipped without it
+    requires: str | None = None  # a module the twin needs; the case is skipped without it
 
 
 def _segmentation_loss(net, images, targets):
@@ -218,7 +247,13 @@ def _segmentation_loss(net, images, targets):
 
 def shapes_batch(size: int, image_size: int = 64, **options):
     """(images, targets): the first ``size`` Shapes images (1-3 objects) as one batch."""
-    return next(iter(DataLoader(Shapes(size, image_size=image_size, max_objects=3, **options), batch_size=size)))
+    return next(
+        iter(
+            DataLoader(
+                Shapes(size, image_size=image_size, max_objects=3, **options), batch_size=size
+            )
+        )
+    )
 
 
 def _ssd_targets(model, targets):
@@ -244,12 +279,25 @@ CASES = [
     Case("tiny U-Net", lambda: UNet.tiny(3, 64), torch_unet, _segmentation_loss),
     Case("tiny FCN-8s", lambda: FCN.tiny(3, 64), torch_fcn, _segmentation_loss),
     # Batch 2 whatever --batch-size: a VGG16 step at 300x300 takes seconds on 2 cores.
-    Case("SSD300", lambda: SSD("ssd300", num_classes=20), torch_ssd, _torch_ssd_loss,
-         mv_loss=lambda model, images, targets: multibox_loss(*model(images), *targets),
-         batch=lambda _: shapes_batch(2, 300, object_sizes=(30, 200)), prepare=_ssd_targets,
-         copy_weights=True, loss_tolerance=1e-4),
-    Case("tiny Faster R-CNN", lambda: FasterRCNN.tiny(3, 64), torch_faster_rcnn, faster_rcnn_loss,
-         copy_weights=True, requires="torchvision"),
+    Case(
+        "SSD300",
+        lambda: SSD("ssd300", num_classes=20),
+        torch_ssd,
+        _torch_ssd_loss,
+        mv_loss=lambda model, images, targets: multibox_loss(*model(images), *targets),
+        batch=lambda _: shapes_batch(2, 300, object_sizes=(30, 200)),
+        prepare=_ssd_targets,
+        copy_weights=True,
+        loss_tolerance=1e-4,
+    ),
+    Case(
+        "tiny Faster R-CNN",
+        lambda: FasterRCNN.tiny(3, 64),
+        torch_faster_rcnn,
+        faster_rcnn_loss,
+        copy_weights=True,
+        requires="torchvision",
+    ),
 ]
 
 
@@ -289,12 +337,19 @@ def time_case(case: Case, images, targets, steps: int, rounds: int, device: str 
         theirs = case.torch_loss(net, torch_images, targets).item()
         row["loss_relative_difference"] = abs(mine - theirs) / abs(theirs)
         if not row["loss_relative_difference"] <= case.loss_tolerance:
-            raise RuntimeError(f"{case.name}: minivision's loss {mine} and PyTorch's {theirs} differ by more than "
-                               f"{case.loss_tolerance:g} relative: the twin does not compute the same thing")
+            raise RuntimeError(
+                f"{case.name}: minivision's loss {mine} and PyTorch's {theirs} differ by more than "
+                f"{case.loss_tolerance:g} relative: the twin does not compute the same thing"
+            )
     sync = synchronizer(device)
     mv_time, torch_time = compare(mv_step, torch_step, steps, sync, rounds)
-    return {**row, "minivision_s": mv_time, "torch_s": torch_time, "ratio": mv_time / torch_time,
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        **row,
+        "minivision_s": mv_time,
+        "torch_s": torch_time,
+        "ratio": mv_time / torch_time,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def select_cases(patterns) -> list[Case]:
@@ -303,18 +358,28 @@ def select_cases(patterns) -> list[Case]:
         return CASES
     chosen = [case for case in CASES if any(p.lower() in case.name.lower() for p in patterns)]
     if not chosen:
-        raise SystemExit(f"--models {' '.join(patterns)} matches none of {[case.name for case in CASES]}")
+        raise SystemExit(
+            f"--models {' '.join(patterns)} matches none of {[case.name for case in CASES]}"
+        )
     return chosen
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per block (median of all reported)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating blocks of --steps per library")
+    parser.add_argument(
+        "--steps", type=int, default=5, help="timed steps per block (median of all reported)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating blocks of --steps per library"
+    )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--models", nargs="+", metavar="NAME",
-                        help="time only the models whose names contain one of these (case-insensitive)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        metavar="NAME",
+        help="time only the models whose names contain one of these (case-insensitive)",
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -323,25 +388,49 @@ def main(argv=None):
     rows = []
     for case in select_cases(args.models):
         if case.requires is not None and importlib.util.find_spec(case.requires) is None:
-            print(f"skipped {case.name}: its PyTorch twin needs {case.requires}, which is not installed")
+            print(
+                f"skipped {case.name}: its PyTorch twin needs {case.requires}, which is not installed"
+            )
             continue
         rows.append(time_case(case, images, targets, args.steps, args.rounds, args.device))
-    print(f"one training step on {args.device}, median of {args.rounds} x {args.steps} per library, "
-          f"minivision on {mv.get_num_threads()} threads")
-    print(f"{'model':18s} {'batch':>9s} {'params':>9s} {'minivision':>11s} {'PyTorch':>9s} {'ratio':>6s}")
+    print(
+        f"one training step on {args.device}, median of {args.rounds} x {args.steps} per library, "
+        f"minivision on {mv.get_num_threads()} threads"
+    )
+    print(
+        f"{'model':18s} {'batch':>9s} {'params':>9s} {'minivision':>11s} {'PyTorch':>9s} {'ratio':>6s}"
+    )
     for row in rows:
         batch = f"{row['batch']}x{row['image_size']}"
-        print(f"{row['model']:18s} {batch:>9s} {row['parameters']:9d} {row['minivision_s'] * 1e3:9.1f}ms "
-              f"{row['torch_s'] * 1e3:7.1f}ms {row['ratio']:6.2f}")
+        print(
+            f"{row['model']:18s} {batch:>9s} {row['parameters']:9d} {row['minivision_s'] * 1e3:9.1f}ms "
+            f"{row['torch_s'] * 1e3:7.1f}ms {row['ratio']:6.2f}"
+        )
         if "loss_relative_difference" in row:
-            print(f"{'':18s} losses before timing differ by {row['loss_relative_difference']:.1e} relative")
-    environment = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-                   "torch_threads": torch.get_num_threads(), "minivision_threads": mv.get_num_threads(),
-                   "cpus": os.cpu_count(),
-                   "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"), "device": args.device}
+            print(
+                f"{'':18s} losses before timing differ by {row['loss_relative_difference']:.1e} relative"
+            )
+    environment = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "minivision_threads": mv.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "device": args.device,
+    }
     name = "models.json" if args.device == "cpu" else f"models_{args.device}.json"
-    path = write_results(name, {"batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds,
-                                "environment": environment, "results": rows})
+    path = write_results(
+        name,
+        {
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "rounds": args.rounds,
+            "environment": environment,
+            "results": rows,
+        },
+    )
     print(f"wrote {path}")
 
 

@@ -10,6 +10,7 @@ model after a warm-up (``timing.compare``). Prints a Markdown table and writes
 
     PYTHONPATH=. python benchmarks/bench_rcnn.py [--proposals 10 100 1000] [--image-size 64]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,17 +44,36 @@ def main(argv=None) -> None:
     with mv.no_grad():
         for count in tqdm(args.proposals, desc="proposals"):
             boxes = [grid[rng.choice(len(grid), count, replace=count > len(grid))]]
-            slow_s, fast_s = compare(lambda: slow(image, boxes), lambda: fast(image, boxes), args.repeats,
-                                     rounds=args.rounds)
-            rows.append({"proposals": count, "rcnn_ms": 1e3 * slow_s, "fast_rcnn_ms": 1e3 * fast_s,
-                         "speedup": slow_s / fast_s})
+            slow_s, fast_s = compare(
+                lambda: slow(image, boxes),
+                lambda: fast(image, boxes),
+                args.repeats,
+                rounds=args.rounds,
+            )
+            rows.append(
+                {
+                    "proposals": count,
+                    "rcnn_ms": 1e3 * slow_s,
+                    "fast_rcnn_ms": 1e3 * fast_s,
+                    "speedup": slow_s / fast_s,
+                }
+            )
     print("| proposals | R-CNN ms | Fast R-CNN ms | speed-up |")
     print("|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['proposals']:,} | {r['rcnn_ms']:.2f} | {r['fast_rcnn_ms']:.2f} | {r['speedup']:.1f}x |")
-    info = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "numpy": np.__version__,
-            "image_size": args.image_size, "config": slow.config, "repeats": args.repeats, "rounds": args.rounds,
-            "rows": rows}
+        print(
+            f"| {r['proposals']:,} | {r['rcnn_ms']:.2f} | {r['fast_rcnn_ms']:.2f} | {r['speedup']:.1f}x |"
+        )
+    info = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "numpy": np.__version__,
+        "image_size": args.image_size,
+        "config": slow.config,
+        "repeats": args.repeats,
+        "rounds": args.rounds,
+        "rows": rows,
+    }
     print(f"wrote {write_results('rcnn.json', info)}")
 
 

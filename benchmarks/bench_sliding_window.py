@@ -9,6 +9,7 @@ Markdown table and writes ``benchmarks/results/sliding_window.json``.
 
     PYTHONPATH=. python benchmarks/bench_sliding_window.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,12 @@ import numpy as np
 from timing import median_seconds, write_results
 
 import minivision as mv
-from minivision.models.sliding_window import PatchClassifier, classify_windows_naive, to_fully_convolutional
+from minivision.models.sliding_window import (
+    PatchClassifier,
+    classify_windows_naive,
+    to_fully_convolutional,
+)
+
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,17 +43,39 @@ def main(argv=None) -> None:
             naive = classify_windows_naive(model, image, model.window, model.stride)
             dense = fully_conv(mv.tensor(image[None]))[0]
             diff = float(np.abs(naive.numpy() - dense.numpy()).max())
-            naive_ms = 1e3 * median_seconds(lambda: classify_windows_naive(model, image, model.window, model.stride), args.repeats)
-            dense_ms = 1e3 * median_seconds(lambda: fully_conv(mv.tensor(image[None])), args.repeats)
-            rows.append({"image": size, "windows": int(np.prod(naive.shape[1:])), "naive_ms": naive_ms,
-                         "convolutional_ms": dense_ms, "speedup": naive_ms / dense_ms, "max_abs_diff": diff})
+            naive_ms = 1e3 * median_seconds(
+                lambda: classify_windows_naive(model, image, model.window, model.stride),
+                args.repeats,
+            )
+            dense_ms = 1e3 * median_seconds(
+                lambda: fully_conv(mv.tensor(image[None])), args.repeats
+            )
+            rows.append(
+                {
+                    "image": size,
+                    "windows": int(np.prod(naive.shape[1:])),
+                    "naive_ms": naive_ms,
+                    "convolutional_ms": dense_ms,
+                    "speedup": naive_ms / dense_ms,
+                    "max_abs_diff": diff,
+                }
+            )
     print("| image | windows | naive ms | convolutional ms | speed-up | max abs diff |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['image']}x{r['image']} | {r['windows']:,} | {r['naive_ms']:.2f} | {r['convolutional_ms']:.2f} | "
-              f"{r['speedup']:.1f}x | {r['max_abs_diff']:.1e} |")
-    info = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "numpy": np.__version__,
-            "window": model.window, "stride": model.stride, "repeats": args.repeats, "rows": rows}
+        print(
+            f"| {r['image']}x{r['image']} | {r['windows']:,} | {r['naive_ms']:.2f} | {r['convolutional_ms']:.2f} | "
+            f"{r['speedup']:.1f}x | {r['max_abs_diff']:.1e} |"
+        )
+    info = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "numpy": np.__version__,
+        "window": model.window,
+        "stride": model.stride,
+        "repeats": args.repeats,
+        "rows": rows,
+    }
     print(f"wrote {write_results('sliding_window.json', info)}")
 
 

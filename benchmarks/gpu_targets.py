@@ -8,6 +8,7 @@
 - a tiny-YOLO training step at least 10x faster on the GPU than on the CPU (models_cuda.json
   against models.json, both from the same machine).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,22 +30,39 @@ def targets(directory: Path) -> list[dict]:
         limit = 2.5 if row["layer"].startswith("conv") else 1.5 if "pool" in row["layer"] else None
         if limit is not None:
             ratio = row["forward_backward_ratio"]
-            rows.append(dict(what=f"{row['layer']} fwd+bwd / PyTorch", measured=f"{ratio:.2f}",
-                             target=f"<= {limit}", met=ratio <= limit))
+            rows.append(
+                dict(
+                    what=f"{row['layer']} fwd+bwd / PyTorch",
+                    measured=f"{ratio:.2f}",
+                    target=f"<= {limit}",
+                    met=ratio <= limit,
+                )
+            )
     for row in _read(directory, "boxes_cuda.json") or []:
         if "nms" in row["case"] and "torchvision_s" in row:
             ratio = row["minivision_s"] / row["torchvision_s"]
-            rows.append(dict(what=f"{row['case']} / torchvision", measured=f"{ratio:.2f}, identical: "
-                             f"{row['same_as_torchvision']}", target="<= 1.5, identical",
-                             met=ratio <= 1.5 and row["same_as_torchvision"]))
+            rows.append(
+                dict(
+                    what=f"{row['case']} / torchvision",
+                    measured=f"{ratio:.2f}, identical: {row['same_as_torchvision']}",
+                    target="<= 1.5, identical",
+                    met=ratio <= 1.5 and row["same_as_torchvision"],
+                )
+            )
     gpu, cpu = _read(directory, "models_cuda.json"), _read(directory, "models.json")
     if gpu and cpu:
         step = {r["model"]: r["minivision_s"] for r in cpu}
         for row in gpu:
             if row["model"] == "tiny YOLO" and row["model"] in step:
                 speedup = step[row["model"]] / row["minivision_s"]
-                rows.append(dict(what="tiny YOLO step, CPU time / GPU time", measured=f"{speedup:.1f}",
-                                 target=">= 10", met=speedup >= 10))
+                rows.append(
+                    dict(
+                        what="tiny YOLO step, CPU time / GPU time",
+                        measured=f"{speedup:.1f}",
+                        target=">= 10",
+                        met=speedup >= 10,
+                    )
+                )
     return rows
 
 
@@ -56,7 +74,9 @@ def main(argv=None) -> int:
         return 1
     print("| target | measured | wanted | met |\n|---|---:|---|---|")
     for row in rows:
-        print(f"| {row['what']} | {row['measured']} | {row['target']} | {'yes' if row['met'] else 'NO'} |")
+        print(
+            f"| {row['what']} | {row['measured']} | {row['target']} | {'yes' if row['met'] else 'NO'} |"
+        )
     return 0
 
 

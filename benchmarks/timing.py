@@ -1,4 +1,5 @@
 """What every benchmark here shares: a warmed-up median timer and writing its JSON results."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent.parent)
+)  # run from a checkout without installing
 
 from minivision.serialization import atomic_write  # noqa: E402
 
@@ -57,7 +60,9 @@ def median_seconds(fn, repeats: int, synchronize=lambda: None) -> float:
     return timed(fn, repeats, synchronize)[0]
 
 
-def compare(fn_a, fn_b, repeats: int, synchronize=lambda: None, rounds: int = 3) -> tuple[float, float]:
+def compare(
+    fn_a, fn_b, repeats: int, synchronize=lambda: None, rounds: int = 3
+) -> tuple[float, float]:
     """(median seconds of ``fn_a()``, of ``fn_b()``) from ``rounds`` alternating blocks of
     ``repeats`` timed calls each, every block after an untimed call.
 

@@ -8,6 +8,7 @@
   minivision's tiny one (backbone, anchors, RPN head, 4x4 RoI max pooling, two fc layers,
   sampling sizes and thresholds); it draws its own anchor and RoI samples.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,10 @@ def copy_parameters(model, net) -> None:
         for k, (mine, twin) in enumerate(zip(ours, theirs)):
             value = torch.from_numpy(np.ascontiguousarray(to_numpy(mine.data)))
             if tuple(value.shape) != tuple(twin.shape):
-                raise ValueError(f"parameter {k}: minivision's has shape {tuple(value.shape)}, "
-                                 f"the twin's {tuple(twin.shape)}")
+                raise ValueError(
+                    f"parameter {k}: minivision's has shape {tuple(value.shape)}, "
+                    f"the twin's {tuple(twin.shape)}"
+                )
             twin.copy_(value)
 
 
@@ -70,13 +73,25 @@ def torch_ssd(model):
 
     conv4, channels = vgg(VGG16_CONV4_3, model.config["in_channels"])
     conv5, channels = vgg(VGG16_CONV5_3, channels)
-    fc = [tnn.MaxPool2d(3, stride=1, padding=1), tnn.Conv2d(channels, 1024, 3, padding=6, dilation=6), tnn.ReLU(),
-          tnn.Conv2d(1024, 1024, 1), tnn.ReLU()]
-    stages, sources, channels = [tnn.Sequential(*conv4), tnn.Sequential(*conv5, *fc)], [512, 1024], 1024
+    fc = [
+        tnn.MaxPool2d(3, stride=1, padding=1),
+        tnn.Conv2d(channels, 1024, 3, padding=6, dilation=6),
+        tnn.ReLU(),
+        tnn.Conv2d(1024, 1024, 1),
+        tnn.ReLU(),
+    ]
+    stages, sources, channels = (
+        [tnn.Sequential(*conv4), tnn.Sequential(*conv5, *fc)],
+        [512, 1024],
+        1024,
+    )
     for extra in SSD300_EXTRAS:
         layers = []
         for kernel, filters, stride, padding in extra:
-            layers += [tnn.Conv2d(channels, filters, kernel, stride=stride, padding=padding), tnn.ReLU()]
+            layers += [
+                tnn.Conv2d(channels, filters, kernel, stride=stride, padding=padding),
+                tnn.ReLU(),
+            ]
             channels = filters
         stages.append(tnn.Sequential(*layers))
         sources.append(channels)
@@ -87,15 +102,23 @@ def torch_ssd(model):
             self.weight = tnn.Parameter(torch.full((channels,), 20.0))
 
         def forward(self, x):
-            return x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10) * self.weight.view(1, -1, 1, 1)
+            return (
+                x
+                / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10)
+                * self.weight.view(1, -1, 1, 1)
+            )
 
     class TorchSSD(tnn.Module):
         def __init__(self):
             super().__init__()
             self.stages = tnn.Sequential(*stages)
             self.l2norm = L2Norm(sources[0])
-            self.loc = tnn.ModuleList(tnn.Conv2d(c, 4 * a, 3, padding=1) for c, a in zip(sources, SSD300_BOXES))
-            self.conf = tnn.ModuleList(tnn.Conv2d(c, classes * a, 3, padding=1) for c, a in zip(sources, SSD300_BOXES))
+            self.loc = tnn.ModuleList(
+                tnn.Conv2d(c, 4 * a, 3, padding=1) for c, a in zip(sources, SSD300_BOXES)
+            )
+            self.conf = tnn.ModuleList(
+                tnn.Conv2d(c, classes * a, 3, padding=1) for c, a in zip(sources, SSD300_BOXES)
+            )
 
         def forward(self, images):
             n, x, locs, confs = images.shape[0], images, [], []
@@ -123,8 +146,12 @@ def torch_multibox_loss(loc, conf, labels, loc_targets, neg_pos_ratio: float = 3
     n, count, classes = conf.shape
     positive = labels > 0
     num_pos = positive.sum(dim=1)
-    losses = tF.cross_entropy(conf.reshape(-1, classes), labels.reshape(-1), reduction="none").reshape(n, count)
-    ranked = losses.detach().masked_fill(positive, -float("inf"))  # positives rank after every negative
+    losses = tF.cross_entropy(
+        conf.reshape(-1, classes), labels.reshape(-1), reduction="none"
+    ).reshape(n, count)
+    ranked = losses.detach().masked_fill(
+        positive, -float("inf")
+    )  # positives rank after every negative
     order = ranked.argsort(dim=1, descending=True, stable=True)
     rank = order.argsort(dim=1)
     num_neg = torch.minimum((num_pos.double() * neg_pos_ratio).floor().long(), count - num_pos)
@@ -176,12 +203,16 @@ def torch_faster_rcnn(model):
 
     (pre_train, pre_test), (post_train, post_test) = spec["pre_nms"], spec["post_nms"]
     net = TorchFasterRCNN(
-        backbone, rpn_anchor_generator=AnchorGenerator((sizes,), (ASPECT_RATIOS,)),
-        rpn_pre_nms_top_n_train=pre_train, rpn_pre_nms_top_n_test=pre_test,
-        rpn_post_nms_top_n_train=post_train, rpn_post_nms_top_n_test=post_test,
+        backbone,
+        rpn_anchor_generator=AnchorGenerator((sizes,), (ASPECT_RATIOS,)),
+        rpn_pre_nms_top_n_train=pre_train,
+        rpn_pre_nms_top_n_test=pre_test,
+        rpn_post_nms_top_n_train=post_train,
+        rpn_post_nms_top_n_test=post_test,
         box_head=TwoMLPHead(channels * pool * pool, spec["hidden"]),
         box_predictor=FastRCNNPredictor(spec["hidden"], cfg["num_classes"] + 1),
-        box_batch_size_per_image=spec["rois_per_image"])
+        box_batch_size_per_image=spec["rois_per_image"],
+    )
     # FasterRCNN's constructor accepts only RoIAlign poolers and its own resizing transform
     net.transform, net.roi_heads.box_roi_pool = AsGiven(), RoIPool()
     return net
@@ -191,7 +222,11 @@ def faster_rcnn_loss(net, images, targets):
     """The sum of torchvision's four training losses (RPN objectness and boxes, head classes and boxes)."""
     import torch
 
-    torch_targets = [{"boxes": torch.from_numpy(np.asarray(t["boxes"], np.float32)).to(images.device),
-                      "labels": torch.from_numpy(np.asarray(t["labels"], np.int64)).to(images.device)}
-                     for t in targets]
+    torch_targets = [
+        {
+            "boxes": torch.from_numpy(np.asarray(t["boxes"], np.float32)).to(images.device),
+            "labels": torch.from_numpy(np.asarray(t["labels"], np.int64)).to(images.device),
+        }
+        for t in targets
+    ]
     return sum(net(images, torch_targets).values())

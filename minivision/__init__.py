@@ -5,18 +5,41 @@
 ``mv.functional``, optimizers in ``mv.optim``, ``mv.gradcheck`` for checking gradients.
 ``mv.use_reference(True)`` runs every op through its readable reference (``mv.reference``).
 """
+
 import logging
 
 from minivision import functional, metrics, nn, ops, optim
 from minivision.backend import cuda_available, manual_seed
-from minivision.dispatch import reference_enabled, use_reference
 from minivision.creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
+from minivision.dispatch import reference_enabled, use_reference
 from minivision.functional.math import (
-    abs, add, clamp, clip, div, exp, log, matmul, maximum, minimum, mul, neg, pow, sqrt, sub, where,
+    abs,
+    add,
+    clamp,
+    clip,
+    div,
+    exp,
+    log,
+    matmul,
+    maximum,
+    minimum,
+    mul,
+    neg,
+    pow,
+    sqrt,
+    sub,
+    where,
 )
 from minivision.functional.reduce import argmax, argmin, max, mean, min, sum
 from minivision.functional.shape import (
-    cat, flatten, permute, reshape, squeeze, stack, transpose, unsqueeze,
+    cat,
+    flatten,
+    permute,
+    reshape,
+    squeeze,
+    stack,
+    transpose,
+    unsqueeze,
 )
 from minivision.gradcheck import GradcheckError, GradcheckReport, gradcheck, rel_error
 from minivision.serialization import load, save

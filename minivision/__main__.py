@@ -1,4 +1,5 @@
 """``python -m minivision``: the same as the ``minivision`` command."""
+
 import sys
 
 from minivision.cli import main

@@ -2,6 +2,7 @@
 
 The same operations in the same order and dtype as ``optim.Adam``'s array code, so the same result.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,6 +30,18 @@ def adam_step(p, grad, m, v, weight_decay, beta1, beta2, step_size, bias2_sqrt, 
     """One Adam step in place on the C-contiguous CuPy arrays p, m, v (one dtype) given ``grad``."""
     xp = get_array_module(p)
     scalar = p.dtype.type
-    _cuda.launch(ADAM_SOURCE, "adam", p.dtype, p.size, p, xp.ascontiguousarray(grad, dtype=p.dtype), m, v,
-                 np.int32(bool(weight_decay)),
-                 *(scalar(c) for c in (weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, step_size, bias2_sqrt, eps)))
+    _cuda.launch(
+        ADAM_SOURCE,
+        "adam",
+        p.dtype,
+        p.size,
+        p,
+        xp.ascontiguousarray(grad, dtype=p.dtype),
+        m,
+        v,
+        np.int32(bool(weight_decay)),
+        *(
+            scalar(c)
+            for c in (weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, step_size, bias2_sqrt, eps)
+        ),
+    )

@@ -21,6 +21,7 @@ order.
 CUDA there (tests/cuda_emulation.py), which runs every kernel's source and its Python
 wrapper on NumPy arrays without a GPU.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,7 +52,9 @@ def kernel(source: str, name: str, dtype):
     """The compiled kernel ``name`` of ``source`` for arrays of ``dtype`` (float32 or float64)."""
     scalar = SCALARS.get(np.dtype(dtype).name)
     if scalar is None:
-        raise TypeError(f"CUDA kernel {name}: dtype must be float32 or float64, got {np.dtype(dtype)}")
+        raise TypeError(
+            f"CUDA kernel {name}: dtype must be float32 or float64, got {np.dtype(dtype)}"
+        )
     key = (compiler, source, name, scalar)
     if key not in _compiled:
         _compiled[key] = compiler(f"typedef {scalar} T;\n{PRELUDE}\n{source}", name, OPTIONS)

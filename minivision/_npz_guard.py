@@ -6,6 +6,7 @@ So ``read_npz`` first reads the zip's directory and each entry's ``.npy`` header
 hundred bytes each), checks that every header's size is exactly what its entry holds and
 that the whole archive stays under a limit, and only then reads the arrays.
 """
+
 from __future__ import annotations
 
 import lzma
@@ -43,7 +44,10 @@ def read_npz(path: str, max_bytes: int) -> list[tuple[str, np.ndarray]]:
                 entries, archive_size = archive.infolist(), os.fstat(file.fileno()).st_size
                 sizes = [_entry_size(path, archive, entry, archive_size) for entry in entries]
                 _check_total(path, entries, sizes, max_bytes)
-                return [(entry.filename[: -len(".npy")], _read_array(path, archive, entry)) for entry in entries]
+                return [
+                    (entry.filename[: -len(".npy")], _read_array(path, archive, entry))
+                    for entry in entries
+                ]
         except _CORRUPT as exc:
             reason = f"the zip archive is truncated, corrupt or of an unsupported kind ({type(exc).__name__}: {exc})"
             raise _unreadable(path, reason) from None
@@ -55,7 +59,9 @@ def _check_signature(path, head: bytes) -> None:
     for magic, what in _OTHER_FORMATS.items():
         if head.startswith(magic):
             raise _unreadable(path, what)
-    raise _unreadable(path, f"it is not a zip archive (it starts with {head!r}, a .npz starts with b'PK')")
+    raise _unreadable(
+        path, f"it is not a zip archive (it starts with {head!r}, a .npz starts with b'PK')"
+    )
 
 
 def _entry_size(path, archive: zipfile.ZipFile, entry: zipfile.ZipInfo, archive_size: int) -> int:
@@ -67,13 +73,20 @@ def _entry_size(path, archive: zipfile.ZipFile, entry: zipfile.ZipInfo, archive_
     if entry.flag_bits & 0x1:
         raise _unreadable(path, f"entry {name!r} is encrypted")
     if entry.header_offset + entry.compress_size > archive_size or (
-            entry.compress_type == zipfile.ZIP_STORED and entry.compress_size != entry.file_size):
-        raise _unreadable(path, f"entry {name!r} declares {entry.file_size} bytes stored in {entry.compress_size}, "
-                               f"which does not fit the {archive_size}-byte archive")
+        entry.compress_type == zipfile.ZIP_STORED and entry.compress_size != entry.file_size
+    ):
+        raise _unreadable(
+            path,
+            f"entry {name!r} declares {entry.file_size} bytes stored in {entry.compress_size}, "
+            f"which does not fit the {archive_size}-byte archive",
+        )
     with archive.open(entry) as member:
         try:
             version = np.lib.format.read_magic(member)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }
             if version not in read_header:
                 raise ValueError(f".npy version {version[0]}.{version[1]}, expected 1.0 or 2.0")
             shape, _, dtype = read_header[version](member)
@@ -81,12 +94,18 @@ def _entry_size(path, archive: zipfile.ZipFile, entry: zipfile.ZipInfo, archive_
             raise _unreadable(path, f"entry {name!r} has no valid .npy header ({exc})") from None
         header_size = member.tell()
     if dtype.hasobject:
-        raise _unreadable(path, f"entry {name!r} holds Python objects (dtype {dtype}); "
-                                "only numeric and text arrays are loaded")
+        raise _unreadable(
+            path,
+            f"entry {name!r} holds Python objects (dtype {dtype}); "
+            "only numeric and text arrays are loaded",
+        )
     size = math.prod(shape) * dtype.itemsize  # Python ints: no overflow whatever the header claims
     if size != entry.file_size - header_size:
-        raise _unreadable(path, f"entry {name!r}: its header declares shape {shape} of {dtype} ({size:,} bytes), "
-                               f"but the entry holds {entry.file_size - header_size:,} bytes of data")
+        raise _unreadable(
+            path,
+            f"entry {name!r}: its header declares shape {shape} of {dtype} ({size:,} bytes), "
+            f"but the entry holds {entry.file_size - header_size:,} bytes of data",
+        )
     return size
 
 
@@ -94,9 +113,11 @@ def _check_total(path, entries, sizes: list[int], max_bytes: int) -> None:
     total = sum(sizes)
     if total > max_bytes:
         largest = max(range(len(entries)), key=sizes.__getitem__)
-        raise ValueError(f"load: {path!r} would take {total:,} bytes in memory (entry {entries[largest].filename!r}: "
-                         f"{sizes[largest]:,}), over the limit of max_bytes={max_bytes:,}; "
-                         "pass a larger max_bytes to load it if you trust the file")
+        raise ValueError(
+            f"load: {path!r} would take {total:,} bytes in memory (entry {entries[largest].filename!r}: "
+            f"{sizes[largest]:,}), over the limit of max_bytes={max_bytes:,}; "
+            "pass a larger max_bytes to load it if you trust the file"
+        )
 
 
 def _read_array(path, archive: zipfile.ZipFile, entry: zipfile.ZipInfo) -> np.ndarray:

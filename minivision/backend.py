@@ -5,6 +5,7 @@ source runs on NumPy arrays (device ``"cpu"``) and CuPy arrays (device ``"cuda"`
 CuPy is optional: it is imported only when a CUDA device is asked for or a CuPy array
 is seen, and its absence is reported with an error that says how to install it.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -4,6 +4,7 @@ in one ``.npz`` (written atomically by ``mv.save``, read without pickle).
 Arrays go under ``model/<name>`` and ``optimizer/<param index>/<key>``; everything else
 (epoch, history, hyper-parameters, RNG state, the caller's ``meta``) is one JSON string.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,17 @@ from minivision.serialization import load, save
 _META = "meta.json"
 
 
-def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch: int = 0, history=(), meta=None) -> None:
+def save_checkpoint(
+    path, model, optimizer=None, scheduler=None, epoch: int = 0, history=(), meta=None
+) -> None:
     """Write everything needed to resume training after ``epoch`` epochs."""
     arrays = {f"model/{name}": t for name, t in model.state_dict().items()}
-    info = {"epoch": int(epoch), "history": list(history), "meta": meta or {}, "rng": backend.get_rng_state()}
+    info = {
+        "epoch": int(epoch),
+        "history": list(history),
+        "meta": meta or {},
+        "rng": backend.get_rng_state(),
+    }
     if optimizer is not None:
         state = optimizer.state_dict()
         scalars = {}
@@ -43,16 +51,20 @@ def read_checkpoint(path, max_bytes: int | None = None) -> tuple[dict, dict, dic
     could have written is a one-line ValueError naming the file and the key."""
     arrays = load(path, max_bytes=max_bytes)
     if _META not in arrays:
-        raise ValueError(f"{path!s} is a .npz file but not a minivision checkpoint (no {_META!r} entry)")
+        raise ValueError(
+            f"{path!s} is a .npz file but not a minivision checkpoint (no {_META!r} entry)"
+        )
     info = _parse_info(path, arrays.pop(_META).numpy())
-    model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    model_state = {k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")}
     optimizer_state = None
     if "optimizer" in info:
         per_param: dict = {}
         for key, value in arrays.items():
             if key.startswith("optimizer/"):
                 match = re.fullmatch(r"optimizer/([0-9]+)/(.+)", key)
-                _expect(path, match, f"entry {key!r}", "named optimizer/<parameter index>/<name>", key)
+                _expect(
+                    path, match, f"entry {key!r}", "named optimizer/<parameter index>/<name>", key
+                )
                 per_param.setdefault(int(match[1]), {})[match[2]] = value.data
         for index, scalars in info["optimizer"]["scalars"].items():
             per_param.setdefault(int(index), {}).update(scalars)
@@ -63,8 +75,13 @@ def read_checkpoint(path, max_bytes: int | None = None) -> tuple[dict, dict, dic
 def _parse_info(path, text: np.ndarray) -> dict:
     """The checkpoint's JSON info, checked against what ``save_checkpoint`` writes, so that
     nothing downstream meets a value of the wrong kind."""
-    _expect(path, text.dtype.kind == "U" and text.ndim == 0, f"entry {_META!r}", "one text string",
-            f"{text.dtype} array of shape {text.shape}")
+    _expect(
+        path,
+        text.dtype.kind == "U" and text.ndim == 0,
+        f"entry {_META!r}",
+        "one text string",
+        f"{text.dtype} array of shape {text.shape}",
+    )
     try:
         info = json.loads(str(text))
     except json.JSONDecodeError as exc:
@@ -78,28 +95,66 @@ def _parse_info(path, text: np.ndarray) -> dict:
     for i, record in enumerate(history):
         _expect(path, isinstance(record, dict), _at("history", i), "an object of numbers", record)
         for key, value in record.items():
-            _expect(path, _is_int(value) or isinstance(value, float), _at("history", i, key), "a number", value)
+            _expect(
+                path,
+                _is_int(value) or isinstance(value, float),
+                _at("history", i, key),
+                "a number",
+                value,
+            )
     _expect(path, isinstance(info["meta"], dict), _at("meta"), "an object", info["meta"])
-    _expect(path, _is_rng_state(info["rng"]), _at("rng"), "a generator state from backend.get_rng_state()",
-            info["rng"])
+    _expect(
+        path,
+        _is_rng_state(info["rng"]),
+        _at("rng"),
+        "a generator state from backend.get_rng_state()",
+        info["rng"],
+    )
     if "optimizer" in info:
         _check_optimizer(path, info["optimizer"])
     if "scheduler_epoch" in info:
-        _expect(path, _is_int(info["scheduler_epoch"]), _at("scheduler_epoch"), "an integer", info["scheduler_epoch"])
+        _expect(
+            path,
+            _is_int(info["scheduler_epoch"]),
+            _at("scheduler_epoch"),
+            "an integer",
+            info["scheduler_epoch"],
+        )
     return info
 
 
 def _check_optimizer(path, optimizer) -> None:
-    _expect(path, isinstance(optimizer, dict) and {"param_groups", "scalars"} <= optimizer.keys(), _at("optimizer"),
-            "an object with 'param_groups' and 'scalars'", optimizer)
+    _expect(
+        path,
+        isinstance(optimizer, dict) and {"param_groups", "scalars"} <= optimizer.keys(),
+        _at("optimizer"),
+        "an object with 'param_groups' and 'scalars'",
+        optimizer,
+    )
     groups, scalars = optimizer["param_groups"], optimizer["scalars"]
-    _expect(path, isinstance(groups, list), _at("optimizer", "param_groups"), "a list of objects", groups)
+    _expect(
+        path,
+        isinstance(groups, list),
+        _at("optimizer", "param_groups"),
+        "a list of objects",
+        groups,
+    )
     for i, group in enumerate(groups):
-        _expect(path, isinstance(group, dict), _at("optimizer", "param_groups", i), "an object", group)
+        _expect(
+            path, isinstance(group, dict), _at("optimizer", "param_groups", i), "an object", group
+        )
     _expect(path, isinstance(scalars, dict), _at("optimizer", "scalars"), "an object", scalars)
     for index, entry in scalars.items():
-        _expect(path, re.fullmatch("[0-9]+", index), _at("optimizer", "scalars"), "keyed by parameter indices", index)
-        _expect(path, isinstance(entry, dict), _at("optimizer", "scalars", index), "an object", entry)
+        _expect(
+            path,
+            re.fullmatch("[0-9]+", index),
+            _at("optimizer", "scalars"),
+            "keyed by parameter indices",
+            index,
+        )
+        _expect(
+            path, isinstance(entry, dict), _at("optimizer", "scalars", index), "an object", entry
+        )
 
 
 def _is_int(value) -> bool:

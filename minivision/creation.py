@@ -1,4 +1,5 @@
 """Tensor factories (zeros, ones, rand, randn, arange, ..._like), on "cpu" or "cuda"."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,15 +15,22 @@ def _shape(size) -> tuple:
 
 
 def zeros(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False) -> Tensor:
-    return Tensor(xp_for_device(device).zeros(_shape(size), dtype=dtype), requires_grad=requires_grad)
+    return Tensor(
+        xp_for_device(device).zeros(_shape(size), dtype=dtype), requires_grad=requires_grad
+    )
 
 
 def ones(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False) -> Tensor:
-    return Tensor(xp_for_device(device).ones(_shape(size), dtype=dtype), requires_grad=requires_grad)
+    return Tensor(
+        xp_for_device(device).ones(_shape(size), dtype=dtype), requires_grad=requires_grad
+    )
 
 
 def full(size, fill_value, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False) -> Tensor:
-    return Tensor(xp_for_device(device).full(_shape((size,)), fill_value, dtype=dtype), requires_grad=requires_grad)
+    return Tensor(
+        xp_for_device(device).full(_shape((size,)), fill_value, dtype=dtype),
+        requires_grad=requires_grad,
+    )
 
 
 def zeros_like(input: Tensor, requires_grad=False) -> Tensor:
@@ -36,14 +44,19 @@ def ones_like(input: Tensor, requires_grad=False) -> Tensor:
 def rand(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False) -> Tensor:
     """Uniform on [0, 1), drawn from the generator ``mv.manual_seed`` seeds (the same numbers on every device)."""
     xp = xp_for_device(device)
-    return Tensor(xp.asarray(random_generator().random(_shape(size)).astype(dtype)), requires_grad=requires_grad)
+    return Tensor(
+        xp.asarray(random_generator().random(_shape(size)).astype(dtype)),
+        requires_grad=requires_grad,
+    )
 
 
 def randn(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False) -> Tensor:
     """Standard normal, drawn from the generator ``mv.manual_seed`` seeds (the same numbers on every device)."""
     xp = xp_for_device(device)
-    return Tensor(xp.asarray(random_generator().standard_normal(_shape(size)).astype(dtype)),
-                  requires_grad=requires_grad)
+    return Tensor(
+        xp.asarray(random_generator().standard_normal(_shape(size)).astype(dtype)),
+        requires_grad=requires_grad,
+    )
 
 
 def arange(start, end=None, step=1, dtype=None, device="cpu") -> Tensor:

@@ -14,6 +14,7 @@ follow the thread that called the op. Whether a fast path may take an array is d
 here too: Numba computes float32 and float64 NumPy arrays, the CUDA kernels float32 and
 float64 CuPy arrays; other arrays (float16) take the op's array-library code.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,8 +32,10 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 def _read_environment() -> bool:
     value = os.environ.get(ENVIRONMENT_VARIABLE, "").strip().lower()
     if value not in _TRUE + _FALSE:
-        raise ValueError(f"{ENVIRONMENT_VARIABLE} must be one of {', '.join(map(repr, _TRUE + _FALSE))}, "
-                         f"got {os.environ[ENVIRONMENT_VARIABLE]!r}")
+        raise ValueError(
+            f"{ENVIRONMENT_VARIABLE} must be one of {', '.join(map(repr, _TRUE + _FALSE))}, "
+            f"got {os.environ[ENVIRONMENT_VARIABLE]!r}"
+        )
     return value in _TRUE
 
 
@@ -92,7 +95,11 @@ def _is_cupy_array(array) -> bool:
 def numba_kernels_apply(array) -> bool:
     """Whether an op's Numba kernels take ``array``: a NumPy float32 or float64 array, with
     Numba installed. Other arrays (CuPy's, NumPy float16) take the op's ``xp`` path."""
-    return NUMBA_AVAILABLE and isinstance(array, np.ndarray) and array.dtype in (np.float32, np.float64)
+    return (
+        NUMBA_AVAILABLE
+        and isinstance(array, np.ndarray)
+        and array.dtype in (np.float32, np.float64)
+    )
 
 
 def cuda_kernels_apply(array) -> bool:

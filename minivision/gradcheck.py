@@ -4,6 +4,7 @@
 both sides see the same random upstream gradient ``g`` (never all ones, so a backward
 that sums where it should not is caught), i.e. they differentiate L(x) = <g, fn(x)>.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,7 +42,9 @@ def _outputs(result) -> list:
     outs = list(result) if isinstance(result, (tuple, list)) else [result]
     for i, out in enumerate(outs):
         if not isinstance(out, Tensor):
-            raise TypeError(f"gradcheck: fn must return a Tensor or a tuple of Tensors, output {i} is {type(out).__name__}")
+            raise TypeError(
+                f"gradcheck: fn must return a Tensor or a tuple of Tensors, output {i} is {type(out).__name__}"
+            )
     return outs
 
 
@@ -52,8 +55,15 @@ def _objective(fn, inputs, upstream) -> float:
     return float(sum((out.data.astype(np.float64) * g).sum() for out, g in zip(outs, upstream)))
 
 
-def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
-              fast: bool = False, seed: int = 0) -> GradcheckReport:
+def gradcheck(
+    fn,
+    inputs,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    fast: bool = False,
+    seed: int = 0,
+) -> GradcheckReport:
     """Check ``fn``'s backward against central differences.
 
     fn: takes the inputs, returns a Tensor or tuple of Tensors. inputs: a Tensor or a
@@ -71,7 +81,9 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     if not checked:
         raise ValueError("gradcheck: inputs hold no floating-point Tensor to check")
     inputs = [
-        Tensor(t.data.astype(np.float64), requires_grad=i in checked) if isinstance(t, Tensor) and t.dtype.kind == "f" else t
+        Tensor(t.data.astype(np.float64), requires_grad=i in checked)
+        if isinstance(t, Tensor) and t.dtype.kind == "f"
+        else t
         for i, t in enumerate(inputs)
     ]
     rng = np.random.default_rng(seed)
@@ -84,7 +96,9 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     analytic = {}
     for i in checked:
         grad = inputs[i].grad
-        analytic[i] = np.zeros(inputs[i].shape) if grad is None else to_numpy(grad.data).astype(np.float64)
+        analytic[i] = (
+            np.zeros(inputs[i].shape) if grad is None else to_numpy(grad.data).astype(np.float64)
+        )
     if fast:
         return _check_direction(fn, inputs, checked, analytic, upstream, eps, atol, rtol, rng)
     report = GradcheckReport()
@@ -123,7 +137,9 @@ def _compare(i, shape, analytic, numeric, atol, rtol) -> float:
     return float(rel.max(initial=0.0))
 
 
-def _check_direction(fn, inputs, checked, analytic, upstream, eps, atol, rtol, rng) -> GradcheckReport:
+def _check_direction(
+    fn, inputs, checked, analytic, upstream, eps, atol, rtol, rng
+) -> GradcheckReport:
     """Compare <grad, v> with (L(x + eps v) - L(x - eps v)) / 2 eps for one random unit v."""
     directions = {i: rng.standard_normal(inputs[i].shape) for i in checked}
     norm = np.sqrt(sum((d * d).sum() for d in directions.values()))

@@ -16,6 +16,7 @@ The probes cost a few tenths of a second. Sizes so large that the batch alone ca
 refused before any probe runs. ``MINIVISION_MEMORY_LIMIT`` (bytes, or with a K/M/G suffix)
 sets the memory a run may use instead of what the machine has free.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,13 +45,17 @@ _SUFFIXES = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 def parse_bytes(text: str, name: str) -> int:
     """'1500000', '512M', '2G' -> bytes; a ValueError naming ``name`` otherwise."""
     cleaned = str(text).strip().upper().removesuffix("B").removesuffix("I")
-    number, suffix = (cleaned[:-1], cleaned[-1]) if cleaned and cleaned[-1] in _SUFFIXES else (cleaned, "")
+    number, suffix = (
+        (cleaned[:-1], cleaned[-1]) if cleaned and cleaned[-1] in _SUFFIXES else (cleaned, "")
+    )
     try:
         value = float(number) * _SUFFIXES[suffix]
     except ValueError:
         value = float("nan")
     if not math.isfinite(value) or value < 1:
-        raise ValueError(f"{name} must be a positive number of bytes such as 2G or 512M, got {text!r}")
+        raise ValueError(
+            f"{name} must be a positive number of bytes such as 2G or 512M, got {text!r}"
+        )
     return int(value)
 
 
@@ -97,11 +102,15 @@ class MemoryPlan:
 
     def describe(self) -> str:
         if not self.probed:
-            return (f"at least {format_bytes(self.total)} (its batch of {self.batch_size} images "
-                    f"{format_bytes(self.batch_size * self.per_image)}, data index {format_bytes(self.indices)})")
-        return (f"about {format_bytes(self.total)} (weights {format_bytes(self.weights)}, "
-                f"batch of {self.batch_size} {format_bytes(self.batch_size * self.per_image)}, "
-                f"workspace {format_bytes(self.workspace)}, data index {format_bytes(self.indices)})")
+            return (
+                f"at least {format_bytes(self.total)} (its batch of {self.batch_size} images "
+                f"{format_bytes(self.batch_size * self.per_image)}, data index {format_bytes(self.indices)})"
+            )
+        return (
+            f"about {format_bytes(self.total)} (weights {format_bytes(self.weights)}, "
+            f"batch of {self.batch_size} {format_bytes(self.batch_size * self.per_image)}, "
+            f"workspace {format_bytes(self.workspace)}, data index {format_bytes(self.indices)})"
+        )
 
 
 def _probe(model, training: bool) -> tuple[int, int]:
@@ -151,8 +160,16 @@ def _measure(model_class, num_classes: int, training: bool) -> tuple[int, int, i
     return small, large, _nbytes(model), _nbytes(model_class.tiny(num_classes, 2 * PROBE_SIZE))
 
 
-def plan_run(model_class, num_classes: int, image_size: int, batch_size: int, *, training: bool,
-             num_images: int = 0, cheap_only: bool = False) -> MemoryPlan:
+def plan_run(
+    model_class,
+    num_classes: int,
+    image_size: int,
+    batch_size: int,
+    *,
+    training: bool,
+    num_images: int = 0,
+    cheap_only: bool = False,
+) -> MemoryPlan:
     """The plan of a training step (``training``) or an evaluation step of the tiny
     ``model_class`` at ``image_size`` and ``batch_size``; ``num_images`` training images.
     ``cheap_only``: only what needs no probe (the images and the index), the rest 0."""
@@ -162,12 +179,20 @@ def plan_run(model_class, num_classes: int, image_size: int, batch_size: int, *,
         return MemoryPlan(batch_size, 0, indices, 0, image, probed=False)
     small, large, weights_small, weights_large = _measure(model_class, num_classes, training)
     # a model whose step works on fixed-size crops (R-CNN) says so: then only its images grow
-    area = (image_size / PROBE_SIZE) ** 2 if getattr(model_class, "step_memory_grows_with_area", True) else 1.0
+    area = (
+        (image_size / PROBE_SIZE) ** 2
+        if getattr(model_class, "step_memory_grows_with_area", True)
+        else 1.0
+    )
     step_per_image = max(large - small, 0) / (PROBE_BATCHES[1] - PROBE_BATCHES[0]) * area
     # the fixed part is scaled with the area too: part of it is per-image work done once
     workspace = max(small - PROBE_BATCHES[0] * step_per_image / area, 0) * max(area, 1.0)
     # the weights: a constant part plus a part that grows with the image's area (a fully
     # connected layer after the convolutions, as in the localizer)
     weights_per_area = (weights_large - weights_small) / (3 * PROBE_SIZE**2)
-    weights = int(weights_small + weights_per_area * (image_size**2 - PROBE_SIZE**2)) * (4 if training else 1)
-    return MemoryPlan(batch_size, weights, indices, int(SAFETY * workspace), int(SAFETY * step_per_image) + image)
+    weights = int(weights_small + weights_per_area * (image_size**2 - PROBE_SIZE**2)) * (
+        4 if training else 1
+    )
+    return MemoryPlan(
+        batch_size, weights, indices, int(SAFETY * workspace), int(SAFETY * step_per_image) + image
+    )

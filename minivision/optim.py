@@ -3,6 +3,7 @@
 Each optimizer keeps ``param_groups`` (a list of dicts holding "params" and the
 hyper-parameters) so a schedule can change ``lr`` per group, as in PyTorch.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,9 @@ class Optimizer:
             group = {**hyper, **group, "params": list(group["params"])}
             for p in group["params"]:
                 if not isinstance(p, Tensor) or not p.requires_grad:
-                    raise TypeError(f"{type(self).__name__} optimizes Tensors that require grad, got {p!r:.60}")
+                    raise TypeError(
+                        f"{type(self).__name__} optimizes Tensors that require grad, got {p!r:.60}"
+                    )
             self.param_groups.append(group)
         self.state: dict = {}
 
@@ -60,8 +63,12 @@ class Optimizer:
         position over all groups (positions, not identities, survive a restart)."""
         params = [p for group in self.param_groups for p in group["params"]]
         return {
-            "param_groups": [{k: v for k, v in group.items() if k != "params"} for group in self.param_groups],
-            "state": {i: dict(self.state[id(p)]) for i, p in enumerate(params) if id(p) in self.state},
+            "param_groups": [
+                {k: v for k, v in group.items() if k != "params"} for group in self.param_groups
+            ],
+            "state": {
+                i: dict(self.state[id(p)]) for i, p in enumerate(params) if id(p) in self.state
+            },
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -69,20 +76,30 @@ class Optimizer:
         entry is checked against its parameter before anything changes: a state that could not
         have come from this optimizer is a one-line ValueError naming the parameter and key."""
         if not isinstance(state_dict, dict) or not {"param_groups", "state"} <= state_dict.keys():
-            raise ValueError("optimizer state must be a dict with 'param_groups' and 'state' (what state_dict() "
-                             f"returns), got {type(state_dict).__name__}"
-                             + (f" with keys {sorted(state_dict)}" if isinstance(state_dict, dict) else ""))
+            raise ValueError(
+                "optimizer state must be a dict with 'param_groups' and 'state' (what state_dict() "
+                f"returns), got {type(state_dict).__name__}"
+                + (f" with keys {sorted(state_dict)}" if isinstance(state_dict, dict) else "")
+            )
         groups = state_dict["param_groups"]
         if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
-            raise ValueError(f"optimizer state's 'param_groups' must be a list of dicts, got {groups!r:.60}")
+            raise ValueError(
+                f"optimizer state's 'param_groups' must be a list of dicts, got {groups!r:.60}"
+            )
         for i, (group, saved) in enumerate(zip(self.param_groups, groups)):
             unknown = sorted(k for k in saved if k == "params" or k not in group)
             if unknown:
-                raise ValueError(f"optimizer state's param_groups[{i}] has keys {unknown} this optimizer does not take")
+                raise ValueError(
+                    f"optimizer state's param_groups[{i}] has keys {unknown} this optimizer does not take"
+                )
         if not isinstance(state_dict["state"], dict):
-            raise ValueError(f"optimizer state's 'state' must be a dict, got {type(state_dict['state']).__name__}")
+            raise ValueError(
+                f"optimizer state's 'state' must be a dict, got {type(state_dict['state']).__name__}"
+            )
         if len(groups) != len(self.param_groups):
-            raise ValueError(f"optimizer state has {len(groups)} parameter groups, this optimizer {len(self.param_groups)}")
+            raise ValueError(
+                f"optimizer state has {len(groups)} parameter groups, this optimizer {len(self.param_groups)}"
+            )
         params = [p for group in self.param_groups for p in group["params"]]
         state = {}
         for index, entry in state_dict["state"].items():
@@ -90,8 +107,10 @@ class Optimizer:
             self._check_entry(index, entry, p)
             # each parameter's buffers on its own device, wherever they were saved from, and copied:
             # steps update them in place, which must not reach the caller's (or another optimizer's) arrays
-            state[id(p)] = {k: to_device(v, p.device).copy() if self.state_keys[k] == "array" else v
-                            for k, v in entry.items()}
+            state[id(p)] = {
+                k: to_device(v, p.device).copy() if self.state_keys[k] == "array" else v
+                for k, v in entry.items()
+            }
         for group, saved in zip(self.param_groups, groups):
             group.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()})
         self.state = state
@@ -101,7 +120,9 @@ class Optimizer:
         """The position ``index`` (an int or a string of digits) names, checked to be one of ``count``."""
         position = int(index) if isinstance(index, numbers.Integral) or str(index).isdigit() else -1
         if not 0 <= position < count:
-            raise ValueError(f"optimizer state names parameter {index!r}, expected an index from 0 to {count - 1}")
+            raise ValueError(
+                f"optimizer state names parameter {index!r}, expected an index from 0 to {count - 1}"
+            )
         return position
 
     def _check_entry(self, index, entry, p: Tensor) -> None:
@@ -110,18 +131,28 @@ class Optimizer:
         if not isinstance(entry, dict):
             raise ValueError(f"{where} must be a dict, got {type(entry).__name__}")
         if entry and entry.keys() != self.state_keys.keys():
-            raise ValueError(f"{where} has keys {sorted(entry)}, expected {sorted(self.state_keys)} or none")
+            raise ValueError(
+                f"{where} has keys {sorted(entry)}, expected {sorted(self.state_keys)} or none"
+            )
         for key, value in entry.items():
             if self.state_keys[key] == "count":
                 if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
-                    raise ValueError(f"{where}: {key!r} must be a non-negative integer, got {value!r}")
+                    raise ValueError(
+                        f"{where}: {key!r} must be a non-negative integer, got {value!r}"
+                    )
             elif not (isinstance(value, np.ndarray) or device_of(value) == "cuda"):
-                raise ValueError(f"{where}: {key!r} must be a NumPy or CuPy array, got {type(value).__name__}")
+                raise ValueError(
+                    f"{where}: {key!r} must be a NumPy or CuPy array, got {type(value).__name__}"
+                )
             elif value.dtype.kind != "f":
-                raise ValueError(f"{where}: {key!r} must be a floating-point array, got dtype {value.dtype}")
+                raise ValueError(
+                    f"{where}: {key!r} must be a floating-point array, got dtype {value.dtype}"
+                )
             elif tuple(value.shape) != tuple(p.shape):
-                raise ValueError(f"{where}: {key!r} has shape {tuple(value.shape)}, expected the parameter's "
-                                 f"shape {tuple(p.shape)}")
+                raise ValueError(
+                    f"{where}: {key!r} has shape {tuple(value.shape)}, expected the parameter's "
+                    f"shape {tuple(p.shape)}"
+                )
 
 
 class SGD(Optimizer):
@@ -129,11 +160,20 @@ class SGD(Optimizer):
 
     state_keys = {"momentum_buffer": "array"}
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False):
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ):
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
-        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
+        super().__init__(
+            params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay
+        )
         for group in self.param_groups:
             group.setdefault("nesterov", nesterov)
 
@@ -158,7 +198,14 @@ class Adam(Optimizer):
 
     state_keys = {"step": "count", "exp_avg": "array", "exp_avg_sq": "array"}
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
         if not all(0 <= b < 1 for b in betas):
             raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
         super().__init__(params, lr=lr, eps=eps, weight_decay=weight_decay)
@@ -176,10 +223,21 @@ class Adam(Optimizer):
         m, v = state["exp_avg"], state["exp_avg_sq"]
         step_size = group["lr"] / (1 - beta1 ** state["step"])
         bias2_sqrt = math.sqrt(1 - beta2 ** state["step"])
-        if cuda_kernels_apply(p.data) and all(a.flags.c_contiguous and a.dtype == p.dtype
-                                              for a in (m, v, p.data)):
-            _adam_cuda.adam_step(p.data, grad, m, v, group["weight_decay"], beta1, beta2, step_size, bias2_sqrt,
-                                 group["eps"])
+        if cuda_kernels_apply(p.data) and all(
+            a.flags.c_contiguous and a.dtype == p.dtype for a in (m, v, p.data)
+        ):
+            _adam_cuda.adam_step(
+                p.data,
+                grad,
+                m,
+                v,
+                group["weight_decay"],
+                beta1,
+                beta2,
+                step_size,
+                bias2_sqrt,
+                group["eps"],
+            )
             return
         if group["weight_decay"]:
             grad = grad + group["weight_decay"] * p.data
@@ -197,7 +255,9 @@ class LRScheduler:
 
     def __init__(self, optimizer: Optimizer):
         self.optimizer = optimizer
-        self.base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
+        self.base_lrs = [
+            group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups
+        ]
         self.last_epoch = 0
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
@@ -235,4 +295,7 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer)
 
     def lr_at(self, base_lr, epoch):
-        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+        return (
+            self.eta_min
+            + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+        )

@@ -6,6 +6,7 @@ temporary files of writes that were killed are removed by the next write in that
 ``load`` reads only numeric and text arrays, and refuses, before reading any data, an
 archive that would take more than ``MAX_LOAD_BYTES`` of memory (see ``_npz_guard``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,13 +48,17 @@ def atomic_write(path, write) -> None:
     folder, suffix = os.path.dirname(os.path.abspath(path)), os.path.splitext(path)[1]
     _remove_abandoned_temp_files(folder, suffix)
     fd, tmp = _locked_temp_file(folder, suffix)
-    lock = os.dup(fd) if fcntl else None  # shares the lock, which stays held until the rename is done
+    lock = (
+        os.dup(fd) if fcntl else None
+    )  # shares the lock, which stays held until the rename is done
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _default_file_mode())  # mkstemp makes it private (0600); give it the usual mode
+        os.chmod(
+            tmp, _default_file_mode()
+        )  # mkstemp makes it private (0600); give it the usual mode
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -80,7 +85,9 @@ def _locked_temp_file(folder: str, suffix: str) -> tuple[int, str]:
         # removed it and still hold it; the lock waits for that, then the file must still be ours.
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:  # a file system without locks: the file stays unlocked, and nothing is cleaned up there
+        except (
+            OSError
+        ):  # a file system without locks: the file stays unlocked, and nothing is cleaned up there
             return fd, tmp
         try:
             if os.path.samestat(os.fstat(fd), os.stat(tmp)):
@@ -117,14 +124,18 @@ def _remove_abandoned_temp_files(folder: str, suffix: str) -> None:
 def save(obj, path) -> None:
     """Write a mapping of names to Tensors, arrays or numbers (e.g. a ``state_dict()``)."""
     if not hasattr(obj, "items"):
-        raise TypeError(f"save expects a mapping of names to tensors (e.g. model.state_dict()), got {type(obj).__name__}")
+        raise TypeError(
+            f"save expects a mapping of names to tensors (e.g. model.state_dict()), got {type(obj).__name__}"
+        )
     arrays = {}
     for name, value in obj.items():
         if not isinstance(name, str):
             raise TypeError(f"save: keys must be strings, got {name!r}")
         array = to_numpy(value.data if isinstance(value, Tensor) else value)
         if array.dtype == object:
-            raise TypeError(f"save: value of {name!r} is not numeric (dtype object); only arrays can be saved")
+            raise TypeError(
+                f"save: value of {name!r} is not numeric (dtype object); only arrays can be saved"
+            )
         arrays[name] = array
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -136,13 +147,21 @@ def load(path, device="cpu", max_bytes: int | None = None) -> "OrderedDict[str, 
     is refused before any of its data is read; so is anything that is not a ``.npz`` of
     numeric or text arrays, with a ValueError naming the file and what it is."""
     path = os.fspath(path)
-    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
-        raise ValueError(f"load: max_bytes must be a positive integer number of bytes, got {max_bytes!r}")
+    if max_bytes is not None and (
+        isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1
+    ):
+        raise ValueError(
+            f"load: max_bytes must be a positive integer number of bytes, got {max_bytes!r}"
+        )
     if not os.path.exists(path):
         raise FileNotFoundError(f"load: no file at {path!r}")
     try:
         arrays = read_npz(path, MAX_LOAD_BYTES if max_bytes is None else max_bytes)
     except OSError as exc:  # a folder, or a file this user may not read
-        raise ValueError(f"load: {path!r} is not a readable minivision .npz file ({exc.strerror})") from None
+        raise ValueError(
+            f"load: {path!r} is not a readable minivision .npz file ({exc.strerror})"
+        ) from None
     # numbers go to ``device``; text (a checkpoint's meta.json) stays on the host, CuPy has no strings
-    return OrderedDict((name, Tensor(to_device(a, device) if a.dtype.kind in "biuf" else a)) for name, a in arrays)
+    return OrderedDict(
+        (name, Tensor(to_device(a, device) if a.dtype.kind in "biuf" else a)) for name, a in arrays
+    )

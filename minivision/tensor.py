@@ -9,6 +9,7 @@ the gradient reaching each node, and stores it in ``.grad`` of the leaves.
 Ops are written as ``Function`` subclasses whose ``forward`` and ``backward`` work on raw
 arrays; ``minivision.functional`` holds them and binds them as Tensor methods/operators.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -163,7 +164,9 @@ class Tensor:
                 f"only floating-point tensors can require gradients, got dtype {self.dtype}"
             )
         if not requires_grad and not self.is_leaf:
-            raise RuntimeError("requires_grad can only be switched off on a leaf tensor; use detach()")
+            raise RuntimeError(
+                "requires_grad can only be switched off on a leaf tensor; use detach()"
+            )
         self.requires_grad = bool(requires_grad)
         return self
 
@@ -230,7 +233,9 @@ def _run_backward(root: Tensor, grad) -> None:
         if node_grad is None:
             continue
         if node.is_leaf or node._retains_grad:
-            node.grad = Tensor(node_grad) if node.grad is None else Tensor(node.grad.data + node_grad)
+            node.grad = (
+                Tensor(node_grad) if node.grad is None else Tensor(node.grad.data + node_grad)
+            )
         if node.is_leaf:
             continue
         ctx = node._ctx
@@ -307,8 +312,10 @@ def tensor(data, dtype=None, device="cpu", requires_grad: bool = False) -> Tenso
     """
     if isinstance(data, Tensor):
         data = data.data
-    dtype = np.dtype(dtype) if dtype is not None else (
-        data.dtype if _is_array(data) else _default_dtype_for(data)
+    dtype = (
+        np.dtype(dtype)
+        if dtype is not None
+        else (data.dtype if _is_array(data) else _default_dtype_for(data))
     )
     if _is_array(data):  # NumPy or CuPy: straight to the device (no round trip through the host)
         moved = to_device(data, device)
@@ -351,4 +358,3 @@ def as_tensor_like(value, like: Tensor) -> Tensor:
         get_array_module(like.data, value)  # raises a clear error on mixed devices
         return Tensor(value)
     return Tensor(xp.asarray(value))
-

@@ -16,6 +16,7 @@ process (through threadpoolctl), since minivision's own products are already spl
 the workers; without threadpoolctl everything stays on one thread. Importing minivision
 changes nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,12 @@ def _default_threads() -> int:
         try:
             return _checked(int(value), "MINIVISION_NUM_THREADS")
         except ValueError as exc:
-            raise ValueError(f"MINIVISION_NUM_THREADS must be a positive integer, got {value!r}") from exc
-    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+            raise ValueError(
+                f"MINIVISION_NUM_THREADS must be a positive integer, got {value!r}"
+            ) from exc
+    cores = (
+        os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    )
     return max(1, len(cores))
 
 
@@ -79,7 +84,10 @@ def _limit_blas() -> bool:
             _blas_limited = False
         else:
             threadpool_limits(limits=1, user_api="blas")
-            log.debug("BLAS limited to one thread; minivision splits its work over %d threads", get_num_threads())
+            log.debug(
+                "BLAS limited to one thread; minivision splits its work over %d threads",
+                get_num_threads(),
+            )
             _blas_limited = True
     return _blas_limited
 
@@ -94,8 +102,9 @@ def _pool() -> ThreadPoolExecutor | None:
     if not _limit_blas() or get_num_threads() == 1 or getattr(_inside, "active", False):
         return None
     if _executor is None:
-        _executor = ThreadPoolExecutor(get_num_threads(), thread_name_prefix="minivision",
-                                       initializer=_mark_worker)
+        _executor = ThreadPoolExecutor(
+            get_num_threads(), thread_name_prefix="minivision", initializer=_mark_worker
+        )
     return _executor
 
 
@@ -124,8 +133,11 @@ def batch_parts(array, max_parts: int | None = None, axis: int = 0) -> list[slic
     count = array.shape[axis]
     if not isinstance(array, np.ndarray):
         return [slice(0, count)]
-    parts = min(get_num_threads(), max(1, array.nbytes // MIN_PART_BYTES),
-                count if max_parts is None else max_parts)
+    parts = min(
+        get_num_threads(),
+        max(1, array.nbytes // MIN_PART_BYTES),
+        count if max_parts is None else max_parts,
+    )
     return split(count, parts)
 
 

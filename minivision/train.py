@@ -6,6 +6,7 @@ is written atomically. ``resume=True`` continues from that checkpoint exactly wh
 uninterrupted run would be (same weights, optimizer state, data order and RNG), and a
 non-finite loss stops training with the last good checkpoint left in place.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,20 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def fit(model, loader, optimizer, loss_fn, epochs: int, *, scheduler=None, evaluate=None,
-        checkpoint=None, resume: bool = False, progress: bool = True, meta=None) -> list[dict]:
+def fit(
+    model,
+    loader,
+    optimizer,
+    loss_fn,
+    epochs: int,
+    *,
+    scheduler=None,
+    evaluate=None,
+    checkpoint=None,
+    resume: bool = False,
+    progress: bool = True,
+    meta=None,
+) -> list[dict]:
     """Train ``model`` for ``epochs`` epochs; return the history, one dict per epoch.
 
     loss_fn(model, batch) -> scalar Tensor. evaluate(model, epoch) -> dict of metrics
@@ -43,7 +56,9 @@ def fit(model, loader, optimizer, loss_fn, epochs: int, *, scheduler=None, evalu
             history, start = info["history"], info["epoch"]
             log.info("resumed from %s after epoch %d", checkpoint, start)
     for epoch in range(start, epochs):
-        mean_loss = _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, progress, checkpoint)
+        mean_loss = _train_one_epoch(
+            model, loader, optimizer, loss_fn, epoch, epochs, progress, checkpoint
+        )
         record = {"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"]}
         if scheduler is not None:
             scheduler.step()
@@ -51,7 +66,12 @@ def fit(model, loader, optimizer, loss_fn, epochs: int, *, scheduler=None, evalu
             model.eval()
             record.update(evaluate(model, epoch + 1))
         history.append(record)
-        log.info("epoch %d/%d: %s", epoch + 1, epochs, ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
+        log.info(
+            "epoch %d/%d: %s",
+            epoch + 1,
+            epochs,
+            ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"),
+        )
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, history, meta)
     return history
@@ -70,7 +90,9 @@ def _train_one_step(model, batch, optimizer, loss_fn) -> float:
     return value
 
 
-def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, progress, checkpoint) -> float:
+def _train_one_epoch(
+    model, loader, optimizer, loss_fn, epoch, epochs, progress, checkpoint
+) -> float:
     model.train()
     if hasattr(loader, "set_epoch"):
         loader.set_epoch(epoch)  # the data order depends on the epoch alone, so resuming repeats it
@@ -79,7 +101,11 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, progress,
     for step, batch in enumerate(bar):
         value = _train_one_step(model, batch, optimizer, loss_fn)
         if not math.isfinite(value):
-            kept = f"the last good checkpoint is {checkpoint}" if checkpoint and os.path.exists(checkpoint) else "no checkpoint was written"
+            kept = (
+                f"the last good checkpoint is {checkpoint}"
+                if checkpoint and os.path.exists(checkpoint)
+                else "no checkpoint was written"
+            )
             raise TrainingDiverged(
                 f"loss became {value} at epoch {epoch + 1}, step {step + 1}; training stopped and {kept}. "
                 "Try a lower learning rate."
@@ -87,5 +113,7 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, progress,
         total, count = total + value, count + 1
         bar.set_postfix(loss=f"{total / count:.4f}")
     if count == 0:
-        raise ValueError("the loader yielded no batch; is the dataset empty or drop_last too strict?")
+        raise ValueError(
+            "the loader yielded no batch; is the dataset empty or drop_last too strict?"
+        )
     return total / count

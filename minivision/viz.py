@@ -4,15 +4,16 @@ Each function returns a matplotlib ``Figure`` (built without pyplot, so no windo
 global state) and, given ``path``, also saves it as a PNG (written atomically).
 matplotlib is imported on first use: ``import minivision`` does not need it.
 """
+
 from __future__ import annotations
 
 import os
 
 import numpy as np
 
+from minivision.data.voc import voc_colormap
 from minivision.serialization import atomic_write
 from minivision.tensor import to_host
-from minivision.data.voc import voc_colormap
 
 
 def require_matplotlib(purpose: str = "minivision.viz draws") -> None:
@@ -21,7 +22,9 @@ def require_matplotlib(purpose: str = "minivision.viz draws") -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError as exc:
-        raise ImportError(f"{purpose} with matplotlib, which is not installed: pip install 'minivision[viz]'") from exc
+        raise ImportError(
+            f"{purpose} with matplotlib, which is not installed: pip install 'minivision[viz]'"
+        ) from exc
 
 
 def _figure(width=5.0, height=5.0):
@@ -77,15 +80,29 @@ def draw_boxes(image, boxes, labels=None, scores=None, class_names=None, title=N
     for i, (x1, y1, x2, y2) in enumerate(boxes):
         label = int(labels[i]) if labels is not None else 0
         colour = colours[label % 256]
-        ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2))
+        ax.add_patch(
+            Rectangle(
+                (x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2
+            )
+        )
         caption = []
         if labels is not None:
-            caption.append(class_names[label] if class_names is not None and label < len(class_names) else str(label))
+            caption.append(
+                class_names[label]
+                if class_names is not None and label < len(class_names)
+                else str(label)
+            )
         if scores is not None:
             caption.append(f"{scores[i]:.2f}")
         if caption:
-            ax.text(x1 - 0.5, y1 - 1.5, " ".join(caption), color="white", fontsize=8,
-                    bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+            ax.text(
+                x1 - 0.5,
+                y1 - 1.5,
+                " ".join(caption),
+                color="white",
+                fontsize=8,
+                bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"},
+            )
     ax.set_axis_off()
     if title:
         ax.set_title(title)
@@ -121,8 +138,10 @@ def mask_rows(images, truths, predictions, model_name: str = "prediction", capti
     """One row per image: the image, its true (H, W) label mask and the predicted one, in the
     VOC palette, columns titled "image", "truth" and ``model_name``; ``caption`` under the grid."""
     if not len(images) == len(truths) == len(predictions):
-        raise ValueError(f"need as many truths and predictions as images, got {len(images)}, {len(truths)} "
-                         f"and {len(predictions)}")
+        raise ValueError(
+            f"need as many truths and predictions as images, got {len(images)}, {len(truths)} "
+            f"and {len(predictions)}"
+        )
     rows = len(images)
     fig = _figure(7.5, 2.6 * rows)
     for row, (image, truth, predicted) in enumerate(zip(images, truths, predictions)):
@@ -148,7 +167,13 @@ def score_heatmap(image, scores, title=None, path=None):
     ax = fig.add_subplot()
     ax.imshow(rgb, interpolation="nearest")
     h, w = rgb.shape[:2]
-    shown = ax.imshow(scores, cmap="inferno", alpha=0.6, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="nearest")
+    shown = ax.imshow(
+        scores,
+        cmap="inferno",
+        alpha=0.6,
+        extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+        interpolation="nearest",
+    )
     fig.colorbar(shown, ax=ax, fraction=0.046)
     ax.set_axis_off()
     if title:

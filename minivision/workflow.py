@@ -5,6 +5,7 @@ Data specs: ``shapes`` and ``digits`` (synthetic, generated on the fly: train sp
 val split seed 1), ``voc:PATH`` (a VOC folder; images resized to ``image_size`` squares)
 and ``coco:ANNOTATIONS.json`` (images in an ``images`` folder beside the file).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,15 @@ import numpy as np
 import minivision as mv
 from minivision import optim
 from minivision.checkpoint import read_checkpoint
-from minivision.data import COCODetection, DataLoader, DigitsOnCanvas, Shapes, VOCDetection, VOCSegmentation, transforms
+from minivision.data import (
+    COCODetection,
+    DataLoader,
+    DigitsOnCanvas,
+    Shapes,
+    VOCDetection,
+    VOCSegmentation,
+    transforms,
+)
 from minivision.data._image import resize_bilinear, resize_nearest
 from minivision.memory_plan import available_memory, format_bytes, plan_run
 from minivision.models import RECIPES, model_class
@@ -30,18 +39,33 @@ class UsageError(ValueError):
     """A mistake in what the user asked for (a bad data spec, a foreign checkpoint)."""
 
 
-def make_dataset(spec: str, split: str, image_size: int, task: str = "detection", max_objects: int = 1,
-                 num_images: int = VAL_IMAGES, object_sizes=None):
+def make_dataset(
+    spec: str,
+    split: str,
+    image_size: int,
+    task: str = "detection",
+    max_objects: int = 1,
+    num_images: int = VAL_IMAGES,
+    object_sizes=None,
+):
     """The dataset a ``--data`` spec names, for one split ("train" or "val"). ``object_sizes``:
     Shapes' (smallest, largest) object side as fractions of ``image_size`` (None: its default)."""
     kind, _, path = spec.partition(":")
     seed = 0 if split == "train" else 1
     if kind == "shapes" and not path:
         sizes = None if object_sizes is None else tuple(f * image_size for f in object_sizes)
-        return Shapes(num_images, image_size=image_size, min_objects=1, max_objects=max_objects, seed=seed,
-                      object_sizes=sizes)
+        return Shapes(
+            num_images,
+            image_size=image_size,
+            min_objects=1,
+            max_objects=max_objects,
+            seed=seed,
+            object_sizes=sizes,
+        )
     if kind == "digits" and not path:
-        return DigitsOnCanvas(num_images, canvas_size=image_size, min_objects=1, max_objects=max_objects, seed=seed)
+        return DigitsOnCanvas(
+            num_images, canvas_size=image_size, min_objects=1, max_objects=max_objects, seed=seed
+        )
     resize = transforms.Resize(image_size)
     if kind == "voc" and path:
         reader = VOCSegmentation if task == "segmentation" else VOCDetection
@@ -49,10 +73,14 @@ def make_dataset(spec: str, split: str, image_size: int, task: str = "detection"
     if kind == "coco" and path and task == "detection":
         if not Path(path).is_file():
             what = "a folder" if Path(path).is_dir() else "not there"
-            raise UsageError(f"--data coco:PATH must name the annotations .json file (images are read from the "
-                             f"'images' folder beside it), got {path!r}, which is {what}")
+            raise UsageError(
+                f"--data coco:PATH must name the annotations .json file (images are read from the "
+                f"'images' folder beside it), got {path!r}, which is {what}"
+            )
         return COCODetection(Path(path).parent / "images", path, transform=resize)
-    raise UsageError(f"--data must be shapes, digits, voc:PATH or (detection only) coco:ANNOTATIONS.json, got {spec!r}")
+    raise UsageError(
+        f"--data must be shapes, digits, voc:PATH or (detection only) coco:ANNOTATIONS.json, got {spec!r}"
+    )
 
 
 def loader(dataset, batch_size: int, shuffle: bool) -> DataLoader:
@@ -68,7 +96,9 @@ def _check_fits(what: str, plan_of, options: str, device: str) -> None:
         if plan.total > available:
             fits = plan.largest_batch(available) if plan.probed else 0
             advice = f"--batch-size {fits} fits" if fits >= 1 else f"lower {options}"
-            raise UsageError(f"{what} needs {plan.describe()} but {format_bytes(available)} is {source}; {advice}")
+            raise UsageError(
+                f"{what} needs {plan.describe()} but {format_bytes(available)} is {source}; {advice}"
+            )
 
 
 def _check_option(name: str, value, low, high=None) -> None:
@@ -81,48 +111,110 @@ def _training_options(name: str, epochs, batch_size, lr, train_images, image_siz
     """The options of a training run, each unset (None) one from the model's recipe, each
     range-checked."""
     recipe = RECIPES[name]
-    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "train_images": train_images,
-               "image_size": image_size}
+    options = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "train_images": train_images,
+        "image_size": image_size,
+    }
     options = {k: getattr(recipe, k) if v is None else v for k, v in options.items()}
-    for option, low, high in (("epochs", 1, None), ("batch_size", 1, None), ("train_images", 1, None),
-                              ("image_size", 1, MAX_IMAGE_SIZE)):
+    for option, low, high in (
+        ("epochs", 1, None),
+        ("batch_size", 1, None),
+        ("train_images", 1, None),
+        ("image_size", 1, MAX_IMAGE_SIZE),
+    ):
         _check_option("--" + option.replace("_", "-"), options[option], low, high)
     if not (np.isfinite(options["lr"]) and options["lr"] >= 0):
         raise UsageError(f"--lr must be a finite number >= 0, got {options['lr']}")
     return options
 
 
-def plan_training(name: str, data: str, *, epochs=None, batch_size=None, lr=None, train_images=None,
-                  image_size=None, device: str = "cpu"):
+def plan_training(
+    name: str,
+    data: str,
+    *,
+    epochs=None,
+    batch_size=None,
+    lr=None,
+    train_images=None,
+    image_size=None,
+    device: str = "cpu",
+):
     """Check a training run's options and memory plan without building or training anything;
     return (options, training set, validation set). Unset (None) options come from the recipe."""
     cls = model_class(name)
     recipe = RECIPES[name]
     options = _training_options(name, epochs, batch_size, lr, train_images, image_size)
     image_size = options["image_size"]
-    train_set = make_dataset(data, "train", image_size, cls.task, recipe.max_objects, options["train_images"],
-                             recipe.object_sizes)
-    val_set = make_dataset(data, "val", image_size, cls.task, recipe.max_objects, object_sizes=recipe.object_sizes)
+    train_set = make_dataset(
+        data,
+        "train",
+        image_size,
+        cls.task,
+        recipe.max_objects,
+        options["train_images"],
+        recipe.object_sizes,
+    )
+    val_set = make_dataset(
+        data, "val", image_size, cls.task, recipe.max_objects, object_sizes=recipe.object_sizes
+    )
     batch_size = options["batch_size"]
-    _check_fits(f"training {name} at --image-size {image_size} with --batch-size {batch_size}",
-                lambda cheap: plan_run(cls, train_set.num_classes, image_size, batch_size, training=True,
-                                       num_images=len(train_set), cheap_only=cheap),
-                "--batch-size, --image-size or --train-images", device)
+    _check_fits(
+        f"training {name} at --image-size {image_size} with --batch-size {batch_size}",
+        lambda cheap: plan_run(
+            cls,
+            train_set.num_classes,
+            image_size,
+            batch_size,
+            training=True,
+            num_images=len(train_set),
+            cheap_only=cheap,
+        ),
+        "--batch-size, --image-size or --train-images",
+        device,
+    )
     return options, train_set, val_set
 
 
-def train_model(name: str, data: str, out, *, epochs=None, batch_size=None, lr=None, train_images=None,
-                image_size=None, device: str = "cpu", resume: bool = False, progress: bool = True,
-                seed: int = 0):
+def train_model(
+    name: str,
+    data: str,
+    out,
+    *,
+    epochs=None,
+    batch_size=None,
+    lr=None,
+    train_images=None,
+    image_size=None,
+    device: str = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+    seed: int = 0,
+):
     """Train a registered model's tiny configuration; write ``out/checkpoint.npz`` after
     every epoch. Unset (None) hyper-parameters come from the model's recipe; ``seed`` fixes
     the initial weights (and dropout), so a run repeats exactly on the CPU. The options and
     the memory plan are checked before anything is built (``plan_training``).
     Returns (model, history, validation loader)."""
     cls = model_class(name)
-    options, train_set, val_set = plan_training(name, data, epochs=epochs, batch_size=batch_size, lr=lr,
-                                                train_images=train_images, image_size=image_size, device=device)
-    epochs, batch_size, lr, image_size = options["epochs"], options["batch_size"], options["lr"], options["image_size"]
+    options, train_set, val_set = plan_training(
+        name,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        train_images=train_images,
+        image_size=image_size,
+        device=device,
+    )
+    epochs, batch_size, lr, image_size = (
+        options["epochs"],
+        options["batch_size"],
+        options["lr"],
+        options["image_size"],
+    )
     os.makedirs(out, exist_ok=True)
     mv.manual_seed(seed)
     model = cls.tiny(train_set.num_classes, image_size).to(device)
@@ -134,10 +226,19 @@ def train_model(name: str, data: str, out, *, epochs=None, batch_size=None, lr=N
         return m.loss(images.to(device), targets)
 
     meta = make_meta(name, model, data, train_set.class_names, RECIPES[name].max_objects)
-    history = fit(model, loader(train_set, batch_size, shuffle=True), opt, loss_fn, epochs,
-                  scheduler=optim.CosineAnnealingLR(opt, epochs),
-                  evaluate=lambda m, epoch: evaluate_model(m, _on_device(val_loader, device)),
-                  checkpoint=os.path.join(out, "checkpoint.npz"), resume=resume, progress=progress, meta=meta)
+    history = fit(
+        model,
+        loader(train_set, batch_size, shuffle=True),
+        opt,
+        loss_fn,
+        epochs,
+        scheduler=optim.CosineAnnealingLR(opt, epochs),
+        evaluate=lambda m, epoch: evaluate_model(m, _on_device(val_loader, device)),
+        checkpoint=os.path.join(out, "checkpoint.npz"),
+        resume=resume,
+        progress=progress,
+        meta=meta,
+    )
     return model, history, val_loader
 
 
@@ -152,10 +253,17 @@ def load_trained(checkpoint, device: str = "cpu", batch_size: int = 1):
     meta is checked first, then the memory plan of evaluating ``batch_size`` images."""
     state, _, info = read_checkpoint(checkpoint)
     meta = check_meta(info.get("meta"), checkpoint)
-    cls, classes, size = model_class(meta["model"]), len(meta["class_names"]), meta["config"]["image_size"]
-    _check_fits(f"evaluating {meta['model']} at image size {size} with batch size {batch_size}",
-                lambda cheap: plan_run(cls, classes, size, batch_size, training=False, cheap_only=cheap),
-                "--batch-size", device)
+    cls, classes, size = (
+        model_class(meta["model"]),
+        len(meta["class_names"]),
+        meta["config"]["image_size"],
+    )
+    _check_fits(
+        f"evaluating {meta['model']} at image size {size} with batch size {batch_size}",
+        lambda cheap: plan_run(cls, classes, size, batch_size, training=False, cheap_only=cheap),
+        "--batch-size",
+        device,
+    )
     model = cls.tiny(classes, size)
     config_matches(model, meta, checkpoint)
     model.load_state_dict(state)
@@ -165,9 +273,17 @@ def load_trained(checkpoint, device: str = "cpu", batch_size: int = 1):
 def evaluate_checkpoint(checkpoint, data=None, batch_size: int = 32, device: str = "cpu") -> dict:
     """Metrics of a trained checkpoint on the validation split of ``data`` (default: its own)."""
     model, meta = load_trained(checkpoint, device, batch_size)
-    dataset = make_dataset(data or meta["data"], "val", model.config["image_size"], model.task,
-                           meta.get("max_objects", 1), object_sizes=RECIPES[meta["model"]].object_sizes)
-    return evaluate_model(model, _on_device(loader(dataset, batch_size, False), device), progress=True)
+    dataset = make_dataset(
+        data or meta["data"],
+        "val",
+        model.config["image_size"],
+        model.task,
+        meta.get("max_objects", 1),
+        object_sizes=RECIPES[meta["model"]].object_sizes,
+    )
+    return evaluate_model(
+        model, _on_device(loader(dataset, batch_size, False), device), progress=True
+    )
 
 
 def predict_image(model, image, device: str = "cpu"):
@@ -193,6 +309,12 @@ def draw_prediction(model, image, result, class_names, path, title=None, min_sco
         return viz.overlay_mask(image, result, title=title, path=path)
     names = ["background"] + list(class_names)
     shown = result["scores"] >= min_score
-    return viz.draw_boxes(image, result["boxes"][shown], result["labels"][shown], result["scores"][shown], names,
-                          title=title, path=path)
-
+    return viz.draw_boxes(
+        image,
+        result["boxes"][shown],
+        result["labels"][shown],
+        result["scores"][shown],
+        names,
+        title=title,
+        path=path,
+    )

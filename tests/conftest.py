@@ -1,12 +1,17 @@
 """Shared test settings: a hypothesis profile sized for 2 CPU cores, and GPU marking."""
+
 import os
 import sys
 from pathlib import Path
 
-if os.environ.get("MINIVISION_CUPY_STANDIN") == "1":  # the GPU tests on the CPU (tests/cupy_standin/cupy)
+if (
+    os.environ.get("MINIVISION_CUPY_STANDIN") == "1"
+):  # the GPU tests on the CPU (tests/cupy_standin/cupy)
     _STANDIN = str(Path(__file__).resolve().parent / "cupy_standin")
     sys.path.insert(0, _STANDIN)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_STANDIN, os.environ.get("PYTHONPATH")]))  # subprocesses
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [_STANDIN, os.environ.get("PYTHONPATH")])
+    )  # subprocesses
 
 import numpy as np
 import pytest
@@ -20,8 +25,11 @@ settings.register_profile(
     derandomize=True,
     # MINIVISION_HYPOTHESIS_SHRINK=0: report a failing example as found (grading a copy whose
     # code raises NotImplementedError needs no smallest example)
-    phases=[phase for phase in Phase
-            if phase is not Phase.shrink or os.environ.get("MINIVISION_HYPOTHESIS_SHRINK", "1") != "0"],
+    phases=[
+        phase
+        for phase in Phase
+        if phase is not Phase.shrink or os.environ.get("MINIVISION_HYPOTHESIS_SHRINK", "1") != "0"
+    ],
 )
 settings.load_profile("ci")
 
@@ -49,6 +57,6 @@ def device(request):
 
 @pytest.fixture(params=[pytest.param("cuda", marks=pytest.mark.gpu)])
 def gpu(request):
-    """"cuda", for tests that compare the GPU with the CPU (the CPU is their reference)."""
+    """ "cuda", for tests that compare the GPU with the CPU (the CPU is their reference)."""
     _skip_without_cuda()
     return request.param

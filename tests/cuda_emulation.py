@@ -28,6 +28,7 @@ reach are let go, and exp and log round as glibc's (CUDA's differ by an ulp or t
 kernel using them would match the CPU here to the bit but not on a GPU. sqrt and division
 round as on a GPU (IEEE, NVRTC's defaults).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -44,8 +45,12 @@ import threading
 import numpy as np
 
 C_TYPES = {
-    np.dtype(np.float32): "float", np.dtype(np.float64): "double", np.dtype(np.int32): "int",
-    np.dtype(np.int64): "long long", np.dtype(np.uint64): "unsigned long long", np.dtype(np.uint32): "unsigned int",
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+    np.dtype(np.int32): "int",
+    np.dtype(np.int64): "long long",
+    np.dtype(np.uint64): "unsigned long long",
+    np.dtype(np.uint32): "unsigned int",
     np.dtype(np.bool_): "bool",
 }
 
@@ -179,11 +184,15 @@ def _c_type(arg) -> str:
     """The C type CuPy passes for a launch argument: ``T*`` for an array, ``T`` for a NumPy scalar."""
     if isinstance(arg, np.ndarray):
         if not arg.flags.c_contiguous:
-            raise ValueError(f"a kernel argument of shape {arg.shape} is not C-contiguous; a kernel sees only its pointer")
+            raise ValueError(
+                f"a kernel argument of shape {arg.shape} is not C-contiguous; a kernel sees only its pointer"
+            )
         return C_TYPES[arg.dtype] + "*"
     if isinstance(arg, np.generic):
         return C_TYPES[arg.dtype]
-    raise TypeError(f"pass NumPy arrays or NumPy scalars to a kernel, so the C type is explicit; got {type(arg).__name__}")
+    raise TypeError(
+        f"pass NumPy arrays or NumPy scalars to a kernel, so the C type is explicit; got {type(arg).__name__}"
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -206,7 +215,9 @@ def nvrtc_check(source: str, name: str, options: tuple) -> None:
     """Compile ``source`` with NVRTC for compute capability 9.0 (H100/H200); raise with its log on failure."""
     lib = _nvrtc()
     program = ctypes.c_void_p()
-    if lib.nvrtcCreateProgram(ctypes.byref(program), source.encode(), f"{name}.cu".encode(), 0, None, None):
+    if lib.nvrtcCreateProgram(
+        ctypes.byref(program), source.encode(), f"{name}.cu".encode(), 0, None, None
+    ):
         raise RuntimeError(f"NVRTC could not create a program for {name}")
     flags = [b"--gpu-architecture=compute_90", *(o.encode() for o in options)]
     status = lib.nvrtcCompileProgram(program, len(flags), (ctypes.c_char_p * len(flags))(*flags))
@@ -224,7 +235,7 @@ class EmulatedKernel:
 
     def __init__(self, source: str, name: str, options: tuple = (), *, both_orders: bool = True):
         if not re.search(rf'extern "C" __global__ void {name}\s*\(', source):
-            raise ValueError(f"kernel {name} is not declared extern \"C\" __global__ in its source")
+            raise ValueError(f'kernel {name} is not declared extern "C" __global__ in its source')
         if nvrtc_available():
             nvrtc_check(source, name, options)
         self.source, self.name, self.orders = source, name, (0, 1) if both_orders else (0,)
@@ -233,26 +244,51 @@ class EmulatedKernel:
     def _library(self, types: tuple):
         if types not in self._libraries:
             checks = "\n".join(
-                f'static_assert(matches<std::tuple_element_t<{k}, declared>, {t}>(), '
+                f"static_assert(matches<std::tuple_element_t<{k}, declared>, {t}>(), "
                 f'"NAME: argument {k} is passed as {t}, the kernel declares another type");'
-                for k, t in enumerate(types))
-            arguments = ", ".join(f"({t})a[{k}]" if t.endswith("*") else f"*({t}*)a[{k}]" for k, t in enumerate(types))
-            launcher = (LAUNCHER.replace("CHECKS", checks).replace("ARGUMENTS", arguments)
-                        .replace("COUNT", str(len(types))).replace("SYNCS", str(int("__syncthreads" in self.source)))
-                        .replace("NAME", self.name))
-            code = PRELUDE + "#line 1\n" + self.source + launcher  # __LINE__ and g++'s errors count from the source
+                for k, t in enumerate(types)
+            )
+            arguments = ", ".join(
+                f"({t})a[{k}]" if t.endswith("*") else f"*({t}*)a[{k}]" for k, t in enumerate(types)
+            )
+            launcher = (
+                LAUNCHER.replace("CHECKS", checks)
+                .replace("ARGUMENTS", arguments)
+                .replace("COUNT", str(len(types)))
+                .replace("SYNCS", str(int("__syncthreads" in self.source)))
+                .replace("NAME", self.name)
+            )
+            code = (
+                PRELUDE + "#line 1\n" + self.source + launcher
+            )  # __LINE__ and g++'s errors count from the source
             digest = hashlib.sha1(code.encode()).hexdigest()[:16]
             library = _BUILD / f"{digest}.so"
             if not library.exists():
                 _BUILD.mkdir(exist_ok=True)
-                with tempfile.TemporaryDirectory(dir=_BUILD) as work:  # then one atomic rename: no half-written library
+                with tempfile.TemporaryDirectory(
+                    dir=_BUILD
+                ) as work:  # then one atomic rename: no half-written library
                     cpp, built = pathlib.Path(work, "kernel.cpp"), pathlib.Path(work, "kernel.so")
                     cpp.write_text(code)
-                    compiled = subprocess.run([shutil.which("g++") or "g++", "-std=c++20", "-O1", "-shared", "-fPIC",
-                                               "-w", str(cpp), "-o", str(built)],
-                                              capture_output=True, text=True)
+                    compiled = subprocess.run(
+                        [
+                            shutil.which("g++") or "g++",
+                            "-std=c++20",
+                            "-O1",
+                            "-shared",
+                            "-fPIC",
+                            "-w",
+                            str(cpp),
+                            "-o",
+                            str(built),
+                        ],
+                        capture_output=True,
+                        text=True,
+                    )
                     if compiled.returncode:
-                        raise RuntimeError(f"g++ failed on kernel {self.name}:\n{compiled.stderr[-4000:]}")
+                        raise RuntimeError(
+                            f"g++ failed on kernel {self.name}:\n{compiled.stderr[-4000:]}"
+                        )
                     os.replace(built, library)
             self._libraries[types] = ctypes.CDLL(str(library))
         return self._libraries[types]
@@ -260,21 +296,39 @@ class EmulatedKernel:
     def __call__(self, grid, block, args, shared_mem=0):
         grid, block = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
         # CUDA's launch limits: a launch outside them fails on a GPU ("invalid configuration")
-        if not (1 <= grid[0] < 2**31 and all(1 <= g <= 65535 for g in grid[1:]) and min(block) >= 1
-                and block[0] * block[1] * block[2] <= 1024):
+        if not (
+            1 <= grid[0] < 2**31
+            and all(1 <= g <= 65535 for g in grid[1:])
+            and min(block) >= 1
+            and block[0] * block[1] * block[2] <= 1024
+        ):
             raise ValueError(f"{self.name}: no GPU launches grid {grid} with blocks {block}")
         library = self._library(tuple(_c_type(a) for a in args))
-        scalars = [np.array(a) if isinstance(a, np.generic) else None for a in args]  # kept alive during the call
+        scalars = [
+            np.array(a) if isinstance(a, np.generic) else None for a in args
+        ]  # kept alive during the call
         runs = []
         for backwards in self.orders:  # each on its own copies of the arrays
-            guarded = {id(a): _Guarded(a) for a in args if isinstance(a, np.ndarray)}  # one per array, passed twice or not
-            pointers = (ctypes.c_void_p * len(args))(*(
-                guarded[id(a)].pointer if isinstance(a, np.ndarray) else s.ctypes.data for a, s in zip(args, scalars)))
-            with _ONE_LAUNCH_AT_A_TIME:  # the grid's built-ins are globals; minivision's worker threads may both launch
-                diverged_at = library.launch(pointers, *(ctypes.c_uint(v) for v in grid + block), ctypes.c_int(backwards))
+            guarded = {
+                id(a): _Guarded(a) for a in args if isinstance(a, np.ndarray)
+            }  # one per array, passed twice or not
+            pointers = (ctypes.c_void_p * len(args))(
+                *(
+                    guarded[id(a)].pointer if isinstance(a, np.ndarray) else s.ctypes.data
+                    for a, s in zip(args, scalars)
+                )
+            )
+            with (
+                _ONE_LAUNCH_AT_A_TIME
+            ):  # the grid's built-ins are globals; minivision's worker threads may both launch
+                diverged_at = library.launch(
+                    pointers, *(ctypes.c_uint(v) for v in grid + block), ctypes.c_int(backwards)
+                )
             if diverged_at:
-                raise RuntimeError(f"{self.name}: the threads of a block wait at different __syncthreads "
-                                   f"(one at line {diverged_at} of its source)")
+                raise RuntimeError(
+                    f"{self.name}: the threads of a block wait at different __syncthreads "
+                    f"(one at line {diverged_at} of its source)"
+                )
             runs.append(guarded)
         for k, a in enumerate(args):
             if isinstance(a, np.ndarray):
@@ -282,8 +336,10 @@ class EmulatedKernel:
                 for result in results:
                     result.check_bands(f"{self.name}: argument {k}")
                 if len({result.inside.tobytes() for result in results}) > 1:
-                    raise RuntimeError(f"{self.name}: argument {k} depends on the order the threads run in: a data race "
-                                       f"(two threads write one element, or one reads another's without a barrier)")
+                    raise RuntimeError(
+                        f"{self.name}: argument {k} depends on the order the threads run in: a data race "
+                        f"(two threads write one element, or one reads another's without a barrier)"
+                    )
                 results[0].copy_back()
 
 
@@ -298,20 +354,29 @@ class _Guarded:
         self.array = array
         band = self.BAND // array.itemsize
         self.buffer = np.empty(array.size + 2 * band, array.dtype)
-        self.buffer.view(np.uint8)[:] = 0xFF  # all bits set: a NaN for floats, -1 or the maximum for integers
+        self.buffer.view(np.uint8)[:] = (
+            0xFF  # all bits set: a NaN for floats, -1 or the maximum for integers
+        )
         self.poison = self.buffer[:band].copy()
-        self.inside = self.buffer[band:band + array.size]
+        self.inside = self.buffer[band : band + array.size]
         self.inside[:] = array.reshape(-1)
         self.pointer = self.inside.ctypes.data
 
     def check_bands(self, what: str) -> None:
         band = len(self.poison)
-        for side, region in (("before its start", self.buffer[:band]), ("past its end", self.buffer[band + self.array.size:])):
+        for side, region in (
+            ("before its start", self.buffer[:band]),
+            ("past its end", self.buffer[band + self.array.size :]),
+        ):
             if region.tobytes() != self.poison.tobytes():
-                raise RuntimeError(f"{what} (shape {self.array.shape}) was written out of bounds, {side}")
+                raise RuntimeError(
+                    f"{what} (shape {self.array.shape}) was written out of bounds, {side}"
+                )
 
     def copy_back(self) -> None:
-        if self.inside.tobytes() != self.array.tobytes():  # inputs stay untouched (they may be read-only)
+        if (
+            self.inside.tobytes() != self.array.tobytes()
+        ):  # inputs stay untouched (they may be read-only)
             self.array.reshape(-1)[:] = self.inside
 
 

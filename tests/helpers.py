@@ -1,5 +1,6 @@
 """Helpers for parity tests against PyTorch (skipped cleanly where torch is missing), and
 for loading the benchmark scripts."""
+
 import importlib.util
 import os
 from pathlib import Path
@@ -9,11 +10,18 @@ import pytest
 
 import minivision as mv
 
-
 # Parity tests run on each of these: the "cuda" case moves both libraries' inputs to the GPU
 # (PyTorch CUDA as the reference) and is selected by ``pytest -m gpu``.
-DEVICES = ["cpu", pytest.param("cuda", marks=[
-    pytest.mark.gpu, pytest.mark.skipif(not mv.cuda_available(), reason="needs CuPy and a CUDA GPU")])]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not mv.cuda_available(), reason="needs CuPy and a CUDA GPU"),
+        ],
+    ),
+]
 
 
 def torch_or_skip():
@@ -33,7 +41,9 @@ def assert_close(actual, expected, rtol=1e-7, atol=1e-9, what="value"):
         actual = actual.detach().numpy() if hasattr(actual, "detach") else actual.numpy()
     if hasattr(expected, "detach"):
         expected = expected.detach().cpu().numpy()
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol, err_msg=what)
+    np.testing.assert_allclose(
+        np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol, err_msg=what
+    )
 
 
 def check_parity(mv_fn, torch_fn, arrays, rng, rtol=1e-7, atol=1e-9, device="cpu"):

@@ -1,4 +1,5 @@
 """Backend dispatch: NumPy by default, CuPy optional with clear errors."""
+
 import builtins
 import sys
 
@@ -32,7 +33,9 @@ def test_missing_cupy_gives_an_install_hint(monkeypatch):
     monkeypatch.delitem(sys.modules, "cupy", raising=False)
     monkeypatch.setattr(builtins, "__import__", no_cupy)
     monkeypatch.setattr(backend.importlib, "import_module", lambda name: no_cupy(name))
-    with pytest.raises(RuntimeError, match=r"device 'cuda' needs CuPy, which is not installed.*minivision\[gpu\]"):
+    with pytest.raises(
+        RuntimeError, match=r"device 'cuda' needs CuPy, which is not installed.*minivision\[gpu\]"
+    ):
         backend.xp_for_device("cuda")
     assert backend.cuda_available() is False
 
@@ -72,7 +75,9 @@ def test_manual_seed_makes_draws_repeatable():
     np.testing.assert_array_equal(a, mv.randn(3).numpy())
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("cupy") is not None, reason="CuPy is installed here")
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("cupy") is not None, reason="CuPy is installed here"
+)
 def test_moving_to_cuda_without_cupy_is_explained():
     import minivision as mv
 

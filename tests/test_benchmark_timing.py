@@ -1,4 +1,5 @@
 """The benchmarks' shared timer: alternating blocks, each after an untimed call, and medians."""
+
 import pytest
 
 from tests.helpers import benchmark_module
@@ -17,12 +18,17 @@ def test_compare_alternates_blocks_each_after_an_untimed_call(timing, monkeypatc
     def make(name):
         def fn():
             calls.append(name)
-            for _ in range(durations[name] - 1):  # each extra clock reading in between stretches the call
+            for _ in range(
+                durations[name] - 1
+            ):  # each extra clock reading in between stretches the call
                 next(clock)
+
         return fn
 
     a, b = timing.compare(make("a"), make("b"), repeats=2, rounds=3)
-    assert calls == (["a"] * 3 + ["b"] * 3) * 3  # per round: warm-up + 2 timed calls of each, a first
+    assert (
+        calls == (["a"] * 3 + ["b"] * 3) * 3
+    )  # per round: warm-up + 2 timed calls of each, a first
     assert (a, b) == (1, 3)
 
 

@@ -1,4 +1,5 @@
 """benchmarks/compare_detectors.py: COCO mAP on a size range, and a tiny run of the whole table."""
+
 import importlib.util
 import json
 import math
@@ -30,8 +31,13 @@ def detectors():
 #   0.90 on L, 0.85 a small box [20,0,30,10] on nothing, 0.80 on S, 0.70 a large box [0,0,40,40]
 #   on nothing (IoU with S: 100/1600, below 0.5).
 SCENE = (
-    [image([[50, 50, 90, 90], [20, 0, 30, 10], [0, 0, 10, 10], [0, 0, 40, 40]], labels=[1, 1, 1, 1],
-           scores=[0.9, 0.85, 0.8, 0.7])],
+    [
+        image(
+            [[50, 50, 90, 90], [20, 0, 30, 10], [0, 0, 10, 10], [0, 0, 40, 40]],
+            labels=[1, 1, 1, 1],
+            scores=[0.9, 0.85, 0.8, 0.7],
+        )
+    ],
     [image([[0, 0, 10, 10], [50, 50, 90, 90], [0, 50, 40, 90]], labels=[1, 1, 2])],
 )
 
@@ -60,9 +66,16 @@ def test_whole_range_hand_worked(detectors):
 def test_range_limits_are_included(detectors, side, small, large):
     # a perfect detection of one object whose side is exactly a limit: it counts in that range,
     # and the other range has no object (NaN)
-    scene = [image([[0, 0, side, side]], labels=[1], scores=[0.9])], [image([[0, 0, side, side]], labels=[1])]
-    assert detectors.coco_map_in_range(*scene, *detectors.SIZE_RANGES["small"]) == pytest.approx(small, nan_ok=True)
-    assert detectors.coco_map_in_range(*scene, *detectors.SIZE_RANGES["large"]) == pytest.approx(large, nan_ok=True)
+    scene = (
+        [image([[0, 0, side, side]], labels=[1], scores=[0.9])],
+        [image([[0, 0, side, side]], labels=[1])],
+    )
+    assert detectors.coco_map_in_range(*scene, *detectors.SIZE_RANGES["small"]) == pytest.approx(
+        small, nan_ok=True
+    )
+    assert detectors.coco_map_in_range(*scene, *detectors.SIZE_RANGES["large"]) == pytest.approx(
+        large, nan_ok=True
+    )
 
 
 def test_bad_range_is_refused(detectors):
@@ -73,23 +86,41 @@ def test_bad_range_is_refused(detectors):
 @st.composite
 def scenes(draw):
     """A few images of random boxes (sides 1-60), labels 0-2, some ground truth difficult."""
+
     def boxes(count):
-        corners = draw(st.lists(st.tuples(*[st.floats(0, 100)] * 2, *[st.floats(1, 60)] * 2),
-                                min_size=count, max_size=count))
+        corners = draw(
+            st.lists(
+                st.tuples(*[st.floats(0, 100)] * 2, *[st.floats(1, 60)] * 2),
+                min_size=count,
+                max_size=count,
+            )
+        )
         return [[x, y, x + w, y + h] for x, y, w, h in corners]
 
     predictions, targets = [], []
     for _ in range(draw(st.integers(1, 3))):
         num_gt, num_det = draw(st.integers(0, 4)), draw(st.integers(0, 6))
         labels = st.lists(st.integers(0, 2), min_size=num_gt, max_size=num_gt)
-        targets.append(image(boxes(num_gt), labels=draw(labels),
-                             difficult=draw(st.lists(st.booleans(), min_size=num_gt, max_size=num_gt))))
+        targets.append(
+            image(
+                boxes(num_gt),
+                labels=draw(labels),
+                difficult=draw(st.lists(st.booleans(), min_size=num_gt, max_size=num_gt)),
+            )
+        )
         # detections partly copies of the ground truth, so that some match
-        det_boxes = boxes(num_det) + [list(b) for b in targets[-1]["boxes"][: draw(st.integers(0, num_gt))]]
+        det_boxes = boxes(num_det) + [
+            list(b) for b in targets[-1]["boxes"][: draw(st.integers(0, num_gt))]
+        ]
         count = len(det_boxes)
         labels_drawn = draw(st.lists(st.integers(0, 2), min_size=count, max_size=count))
-        predictions.append(image(det_boxes, labels=labels_drawn,
-                                 scores=draw(st.lists(st.floats(0, 1), min_size=count, max_size=count))))
+        predictions.append(
+            image(
+                det_boxes,
+                labels=labels_drawn,
+                scores=draw(st.lists(st.floats(0, 1), min_size=count, max_size=count)),
+            )
+        )
     return predictions, targets
 
 
@@ -104,7 +135,7 @@ def pycocotools_range_map(predictions, targets, low, high):
     """pycocotools' bbox mAP (100 detections) over the area range [low², high²]."""
     from tests.metrics.test_coco_parity import coco_evaluation
 
-    evaluation = coco_evaluation(predictions, targets, (low ** 2, min(high, 1e5) ** 2))
+    evaluation = coco_evaluation(predictions, targets, (low**2, min(high, 1e5) ** 2))
     precision = evaluation.eval["precision"][:, :, :, 0, -1]  # the one area range, 100 detections
     return float(precision[precision > -1].mean()) if (precision > -1).any() else math.nan
 
@@ -118,22 +149,45 @@ def test_range_map_equals_pycocotools_area_range(detectors, seed, low, high):
     rng = np.random.default_rng(seed)
     predictions, targets = random_scene(rng, num_images=int(rng.integers(3, 12)))
     expected = pycocotools_range_map(predictions, targets, low, high)
-    assert detectors.coco_map_in_range(predictions, targets, low, high) == pytest.approx(expected, abs=1e-6,
-                                                                                        nan_ok=True)
+    assert detectors.coco_map_in_range(predictions, targets, low, high) == pytest.approx(
+        expected, abs=1e-6, nan_ok=True
+    )
 
 
 def test_tiny_run_writes_every_column(detectors, tmp_path, monkeypatch):
     import timing
 
     monkeypatch.setattr(timing, "RESULTS", tmp_path)
-    rows = detectors.main(["--models", "localizer", "ssd", "--epochs", "1", "--train-images", "16",
-                         "--val-images", "8", "--no-progress"])
+    rows = detectors.main(
+        [
+            "--models",
+            "localizer",
+            "ssd",
+            "--epochs",
+            "1",
+            "--train-images",
+            "16",
+            "--val-images",
+            "8",
+            "--no-progress",
+        ]
+    )
     written = json.loads((tmp_path / "detectors.json").read_text())
-    assert [row["model"] for row in written["results"]] == ["localizer", "ssd"] == [row["model"] for row in rows]
+    assert (
+        [row["model"] for row in written["results"]]
+        == ["localizer", "ssd"]
+        == [row["model"] for row in rows]
+    )
     for row in written["results"]:
         assert set(detectors.COLUMNS) <= set(row)
-        numbers = [row[column] for column in detectors.COLUMNS if column not in ("model", "boxes_per_image")]
-        assert all(isinstance(value, (int, float)) and math.isfinite(value) for value in numbers), row
+        numbers = [
+            row[column]
+            for column in detectors.COLUMNS
+            if column not in ("model", "boxes_per_image")
+        ]
+        assert all(isinstance(value, (int, float)) and math.isfinite(value) for value in numbers), (
+            row
+        )
         assert row["epochs"] == 1 and row["train_images"] == 16
         assert all(0 <= row[key] <= 1 for key in ("map50", "coco_map", "map_small", "map_large"))
         assert row["train_minutes"] > 0 and row["images_per_s"] > 0 and row["parameters"] > 0

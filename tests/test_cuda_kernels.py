@@ -5,6 +5,7 @@ and run through its Python wrapper on NumPy arrays. Where the CPU and the GPU ke
 the same arithmetic in the same order (switches, NMS, IoU, col2im's sums), the results
 must be equal to the bit. The last tests route whole ops through the GPU kernels.
 """
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -14,11 +15,10 @@ import minivision as mv
 import minivision.functional as F
 from minivision import _cuda, optim
 from minivision.dispatch import numba_kernels_apply
-from minivision.functional import _im2col_cuda, _norm_cuda, _pool_cuda
+from minivision.functional import _im2col_cuda, _norm_cuda, _norm_kernels, _pool_cuda, _pool_fast
 from minivision.functional import _winograd as winograd
 from minivision.functional import im2col as im2col_module
 from minivision.functional import norm as norm_module
-from minivision.functional import _norm_kernels, _pool_fast
 from minivision.functional._geometry import Windows, output_hw
 from minivision.models import MODELS
 from minivision.ops import _cpu_kernels, _cuda_kernels, _nms_cuda
@@ -36,10 +36,18 @@ def emulated(monkeypatch):
 def windows_cases(draw, pooling=False):
     """A window geometry, an input (N, C, H, W) it fits and, for im2col, a band of output rows."""
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    win = Windows(kernel, (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
-                  tuple(draw(st.integers(0, k // 2 if pooling else k)) for k in kernel),
-                  (draw(st.integers(1, 2)), draw(st.integers(1, 2))))
-    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    win = Windows(
+        kernel,
+        (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        tuple(draw(st.integers(0, k // 2 if pooling else k)) for k in kernel),
+        (draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+    )
+    shape = (
+        draw(st.integers(1, 3)),
+        draw(st.integers(1, 3)),
+        draw(st.integers(1, 9)),
+        draw(st.integers(1, 9)),
+    )
     reach = [d * (k - 1) + 1 for k, d in zip(win.kernel, win.dilation)]
     assume(all(n + 2 * p >= r for n, p, r in zip(shape[2:], win.padding, reach)))
     out_hw = output_hw("test", shape, *win, ceil_mode=pooling and draw(st.booleans()))
@@ -59,17 +67,25 @@ def _data(shape, dtype, seed, ties=False):
 def test_im2col_equals_the_cpu(case, seed):
     win, shape, out_hw, rows, dtype = case
     x = _data(shape, dtype, seed)
-    np.testing.assert_array_equal(_im2col_cuda.im2col(x, win, rows, out_hw[1]),
-                                  im2col_module.im2col(x, win, rows, out_hw[1]))
+    np.testing.assert_array_equal(
+        _im2col_cuda.im2col(x, win, rows, out_hw[1]), im2col_module.im2col(x, win, rows, out_hw[1])
+    )
 
 
 @given(windows_cases(), st.integers(0, 2**16))
 def test_col2im_equals_the_cpu_to_the_bit(case, seed):
     win, shape, out_hw, rows, dtype = case
     band = rows.stop - rows.start
-    cols = _data((shape[1] * win.kernel[0] * win.kernel[1], shape[0] * band * out_hw[1]), dtype, seed)
-    windows = cols.reshape(shape[1], *win.kernel, shape[0], band, out_hw[1]).transpose(3, 0, 1, 2, 4, 5)
-    expected, got = _data(shape, dtype, seed + 1), _data(shape, dtype, seed + 1)  # both add onto the same values
+    cols = _data(
+        (shape[1] * win.kernel[0] * win.kernel[1], shape[0] * band * out_hw[1]), dtype, seed
+    )
+    windows = cols.reshape(shape[1], *win.kernel, shape[0], band, out_hw[1]).transpose(
+        3, 0, 1, 2, 4, 5
+    )
+    expected, got = (
+        _data(shape, dtype, seed + 1),
+        _data(shape, dtype, seed + 1),
+    )  # both add onto the same values
     im2col_module.col2im_add(expected, windows, win, rows)
     _im2col_cuda.col2im_add(got, windows, win, rows)
     np.testing.assert_array_equal(got, expected)
@@ -104,13 +120,17 @@ def test_max_pool_switches_and_gradient_equal_the_cpu(case, seed, special):
     # switch lies outside the window; max_pool2d marks such windows so that no device sends it a
     # gradient, and the raw kernels compared here are fed none.
     grad[_pool_fast.max_pool2d(np.zeros(shape, dtype), win, out_hw)[0] == -np.inf] = 0
-    np.testing.assert_array_equal(_pool_cuda.max_pool_backward(grad, switches, win, shape),
-                                  _pool_fast.max_pool2d_backward(grad, switches, shape))
+    np.testing.assert_array_equal(
+        _pool_cuda.max_pool_backward(grad, switches, win, shape),
+        _pool_fast.max_pool2d_backward(grad, switches, shape),
+    )
 
 
 def test_unpool_scatter_and_gather_equal_the_cpu(rng):
     values = rng.standard_normal((2, 3, 4, 5))
-    index = np.stack([rng.permutation(7 * 9)[:20] for _ in range(6)]).reshape(2, 3, 4, 5)  # distinct per plane
+    index = np.stack([rng.permutation(7 * 9)[:20] for _ in range(6)]).reshape(
+        2, 3, 4, 5
+    )  # distinct per plane
     scattered = _pool_cuda.scatter(values, index, (2, 3, 7, 9))
     np.testing.assert_array_equal(scattered, _pool_fast.max_unpool2d(values, index, (2, 3, 7, 9)))
     np.testing.assert_array_equal(_pool_cuda.gather(scattered, index), values)
@@ -118,28 +138,40 @@ def test_unpool_scatter_and_gather_equal_the_cpu(rng):
 
 # ----------------------------------------------------------------- batch norm
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(3, 2, 5, 7), (6, 3), (4, 3, 9, 11)])  # the last: more values than threads
+@pytest.mark.parametrize(
+    "shape", [(3, 2, 5, 7), (6, 3), (4, 3, 9, 11)]
+)  # the last: more values than threads
 def test_batch_norm_kernels_equal_the_cpu(shape, dtype, rng):
     x, grad = (rng.standard_normal(shape).astype(dtype) + 2 for _ in range(2))
     vectors = [rng.standard_normal(shape[1]).astype(dtype) for _ in range(5)]
     mean, var = _norm_cuda.moments(x)
     expected_mean, expected_var = _norm_kernels.moments(x)
-    precision = dict(rtol=1e-6 if dtype == np.float32 else 1e-13, atol=0)  # float64 sums in another order
+    precision = dict(
+        rtol=1e-6 if dtype == np.float32 else 1e-13, atol=0
+    )  # float64 sums in another order
     assert mean.dtype == var.dtype == dtype
     np.testing.assert_allclose(mean, expected_mean, **precision)
     np.testing.assert_allclose(var, expected_var, **precision)
-    for got, expected in zip(_norm_cuda.gradient_sums(grad, x, *vectors[:2]),
-                             _norm_kernels.gradient_sums(grad, x, *vectors[:2])):
+    for got, expected in zip(
+        _norm_cuda.gradient_sums(grad, x, *vectors[:2]),
+        _norm_kernels.gradient_sums(grad, x, *vectors[:2]),
+    ):
         np.testing.assert_allclose(got, expected, **precision)
-    np.testing.assert_array_equal(_norm_cuda.affine(x, *vectors[:2]), _norm_kernels.affine(x, *vectors[:2]))
-    np.testing.assert_array_equal(_norm_cuda.input_gradient(grad, x, *vectors),
-                                  _norm_kernels.input_gradient(grad, x, *vectors))
+    np.testing.assert_array_equal(
+        _norm_cuda.affine(x, *vectors[:2]), _norm_kernels.affine(x, *vectors[:2])
+    )
+    np.testing.assert_array_equal(
+        _norm_cuda.input_gradient(grad, x, *vectors),
+        _norm_kernels.input_gradient(grad, x, *vectors),
+    )
 
 
 # ----------------------------------------------------------------- boxes
 def _boxes(rng, n, dtype):
     corner = rng.uniform(0, 60, (n, 2))
-    boxes = np.concatenate([corner, corner + rng.uniform(0, 30, (n, 2))], axis=1).round(1)  # rounded: exact ties
+    boxes = np.concatenate([corner, corner + rng.uniform(0, 30, (n, 2))], axis=1).round(
+        1
+    )  # rounded: exact ties
     boxes[::11, 2] = boxes[::11, 0]  # zero width
     return boxes.astype(dtype)
 
@@ -168,10 +200,15 @@ def test_nms_keeps_the_cpu_indices(grouped, threshold, rng):
     boxes = _boxes(rng, n, np.float32)
     scores = rng.integers(0, 20, n).astype(np.float32)  # many equal scores
     groups = rng.integers(0, 3, n) if grouped else None
-    expected = (mv.ops.batched_nms(boxes, scores, groups, threshold) if grouped
-                else mv.ops.nms(boxes, scores, threshold))
+    expected = (
+        mv.ops.batched_nms(boxes, scores, groups, threshold)
+        if grouped
+        else mv.ops.nms(boxes, scores, threshold)
+    )
     order = np.argsort(-scores, kind="stable")
-    got = _nms_cuda.nms(boxes, order, np.zeros(n, np.int64) if groups is None else groups, threshold)
+    got = _nms_cuda.nms(
+        boxes, order, np.zeros(n, np.int64) if groups is None else groups, threshold
+    )
     np.testing.assert_array_equal(got, expected)
 
 
@@ -179,7 +216,9 @@ def test_nms_keeps_the_cpu_indices(grouped, threshold, rng):
 def _route_to_gpu_kernels(monkeypatch, on=True, modules=(im2col_module, _pool_fast, norm_module)):
     """Make ``modules`` send NumPy float arrays to their CUDA kernels (emulated), or not (``on=False``)."""
     for module in modules:
-        monkeypatch.setattr(module, "cuda_kernels_apply", lambda array: on and numba_kernels_apply(array))
+        monkeypatch.setattr(
+            module, "cuda_kernels_apply", lambda array: on and numba_kernels_apply(array)
+        )
 
 
 @pytest.fixture
@@ -191,16 +230,33 @@ def gpu_kernels(monkeypatch):
 
 OPS = {
     "conv2d 3x3": (lambda x, w: F.conv2d(x, w, padding=1), (2, 3, 6, 7), (4, 3, 3, 3)),
-    "conv2d 3x3/2 dilated": (lambda x, w: F.conv2d(x, w, stride=2, padding=2, dilation=2), (2, 3, 7, 7), (4, 3, 3, 3)),
-    "conv_transpose2d 3x3/2": (lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1),
-                               (2, 4, 4, 5), (4, 3, 3, 3)),
-    "batch_norm (training)": (lambda x, w: F.batch_norm(x, None, None, w.reshape(3), None, training=True),
-                              (2, 3, 2, 1), (3, 1, 1, 1)),
-    "max_pool2d 3x3/2 (overlapping)": (lambda x, w: F.max_pool2d(x * w.sum(), 3, 2, padding=1, ceil_mode=True),
-                                       (2, 3, 7, 6), (1, 1, 1, 1)),
+    "conv2d 3x3/2 dilated": (
+        lambda x, w: F.conv2d(x, w, stride=2, padding=2, dilation=2),
+        (2, 3, 7, 7),
+        (4, 3, 3, 3),
+    ),
+    "conv_transpose2d 3x3/2": (
+        lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1),
+        (2, 4, 4, 5),
+        (4, 3, 3, 3),
+    ),
+    "batch_norm (training)": (
+        lambda x, w: F.batch_norm(x, None, None, w.reshape(3), None, training=True),
+        (2, 3, 2, 1),
+        (3, 1, 1, 1),
+    ),
+    "max_pool2d 3x3/2 (overlapping)": (
+        lambda x, w: F.max_pool2d(x * w.sum(), 3, 2, padding=1, ceil_mode=True),
+        (2, 3, 7, 6),
+        (1, 1, 1, 1),
+    ),
     "max_pool2d 2x2 then unpool": (
-        lambda x, w: F.max_unpool2d(*F.max_pool2d(x * w.sum(), 2, return_indices=True), 2, output_size=x.shape[2:]),
-        (2, 3, 7, 6), (1, 1, 1, 1)),
+        lambda x, w: F.max_unpool2d(
+            *F.max_pool2d(x * w.sum(), 2, return_indices=True), 2, output_size=x.shape[2:]
+        ),
+        (2, 3, 7, 6),
+        (1, 1, 1, 1),
+    ),
 }
 
 
@@ -213,7 +269,9 @@ def test_ops_on_the_gpu_kernels_match_and_pass_gradcheck(name, gpu_kernels, rng)
     got = fn(*inputs).numpy()
     with pytest.MonkeyPatch.context() as cpu:
         _route_to_gpu_kernels(cpu, on=False)
-        np.testing.assert_allclose(got, fn(mv.tensor(x), mv.tensor(w)).numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            got, fn(mv.tensor(x), mv.tensor(w)).numpy(), rtol=1e-12, atol=1e-12
+        )
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -230,14 +288,21 @@ def test_tiny_models_on_the_gpu_kernels_give_the_cpu_loss_and_gradients(name, mo
         model = MODELS[name].tiny(3, 64)
         loss = model.loss(images, targets)
         loss.backward()
-        results.append({"loss": np.array(loss.item()), **{n: p.grad.numpy() for n, p in model.named_parameters()}})
+        results.append(
+            {
+                "loss": np.array(loss.item()),
+                **{n: p.grad.numpy() for n, p in model.named_parameters()},
+            }
+        )
     for key, expected in results[0].items():
         np.testing.assert_array_equal(results[1][key], expected, err_msg=f"{name} {key}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
-def test_the_adam_kernel_steps_like_the_array_code_to_the_bit(weight_decay, dtype, monkeypatch, rng):
+def test_the_adam_kernel_steps_like_the_array_code_to_the_bit(
+    weight_decay, dtype, monkeypatch, rng
+):
     start = rng.standard_normal((5, 7)).astype(dtype)
     finals = []
     for on_gpu_kernels in (False, True):
@@ -259,32 +324,48 @@ def test_a_grid_too_small_for_the_work_strides_over_all_of_it(monkeypatch, rng):
     monkeypatch.setattr(_cuda, "MAX_BLOCKS", 1)
     win = Windows((3, 3), (2, 2), (1, 1), (1, 1))
     x = rng.standard_normal((2, 3, 9, 8))
-    np.testing.assert_array_equal(_im2col_cuda.im2col(x, win, slice(0, 5), 4), im2col_module.im2col(x, win, slice(0, 5), 4))
-    windows = rng.standard_normal((3 * 9, 2 * 5 * 4)).reshape(3, 3, 3, 2, 5, 4).transpose(3, 0, 1, 2, 4, 5)
+    np.testing.assert_array_equal(
+        _im2col_cuda.im2col(x, win, slice(0, 5), 4), im2col_module.im2col(x, win, slice(0, 5), 4)
+    )
+    windows = (
+        rng.standard_normal((3 * 9, 2 * 5 * 4))
+        .reshape(3, 3, 3, 2, 5, 4)
+        .transpose(3, 0, 1, 2, 4, 5)
+    )
     expected, got = x.copy(), x.copy()
     im2col_module.col2im_add(expected, windows, win, slice(0, 5))
     _im2col_cuda.col2im_add(got, windows, win, slice(0, 5))
     np.testing.assert_array_equal(got, expected)
     values, switches = _pool_cuda.max_pool_switches(x, win, (5, 4))
     np.testing.assert_array_equal(switches, _pool_fast.max_pool2d(x, win, (5, 4))[1])
-    np.testing.assert_array_equal(_pool_cuda.max_pool_backward(values, switches, win, x.shape),
-                                  _pool_fast.max_pool2d_backward(values, switches, x.shape))
+    np.testing.assert_array_equal(
+        _pool_cuda.max_pool_backward(values, switches, win, x.shape),
+        _pool_fast.max_pool2d_backward(values, switches, x.shape),
+    )
 
 
 def test_empty_inputs_launch_nothing(rng):
     """A GPU refuses a grid of no blocks (the emulator too): wrappers return early instead."""
     assert _norm_cuda.moments(np.zeros((2, 0, 3)))[0].shape == (0,)
-    assert _norm_cuda.gradient_sums(np.zeros((2, 0, 3)), np.zeros((2, 0, 3)), np.zeros(0), np.zeros(0))[1].shape == (0,)
-    assert _nms_cuda.nms(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, np.int64), 0.5).shape == (0,)
+    assert _norm_cuda.gradient_sums(
+        np.zeros((2, 0, 3)), np.zeros((2, 0, 3)), np.zeros(0), np.zeros(0)
+    )[1].shape == (0,)
+    assert _nms_cuda.nms(
+        np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, np.int64), 0.5
+    ).shape == (0,)
     assert _cuda_kernels.iou_matrix(np.zeros((0, 4)), np.zeros((3, 4))).shape == (0, 3)
 
 
 # ----------------------------------------------------------------- the emulator's own checks
 def test_a_wrong_argument_type_fails_to_launch():
-    kernel = EmulatedKernel(f"typedef float T;\n{_cuda.PRELUDE}\n" + r"""
+    kernel = EmulatedKernel(
+        f"typedef float T;\n{_cuda.PRELUDE}\n"
+        + r"""
 extern "C" __global__ void fill(const long long count, const int value, T* out) {
     FOR_EACH(k, count) out[k] = value;
-}""", "fill")
+}""",
+        "fill",
+    )
     out = np.zeros(5, np.float32)
     kernel((1,), (8,), (np.int64(5), np.int32(3), out))
     np.testing.assert_array_equal(out, 3)
@@ -300,17 +381,21 @@ extern "C" __global__ void fill(const long long count, const int value, T* out) 
 
 
 def test_a_block_syncs_as_one_and_threads_at_different_barriers_are_reported():
-    kernel = EmulatedKernel(r"""
+    kernel = EmulatedKernel(
+        r"""
 extern "C" __global__ void reverse(const int* x, int* out) {  // through shared memory: needs the barrier
     __shared__ int staged[64];
     staged[threadIdx.x] = x[blockIdx.x * blockDim.x + threadIdx.x];
     __syncthreads();
     out[blockIdx.x * blockDim.x + threadIdx.x] = staged[blockDim.x - 1 - threadIdx.x];
-}""", "reverse")
+}""",
+        "reverse",
+    )
     x, out = np.arange(128, dtype=np.int32), np.zeros(128, np.int32)
     kernel((2,), (64,), (x, out))
     np.testing.assert_array_equal(out, np.concatenate([x[:64][::-1], x[64:][::-1]]))
-    diverging = EmulatedKernel(r"""
+    diverging = EmulatedKernel(
+        r"""
 extern "C" __global__ void halves(int* out) {
     if (threadIdx.x < 3) {
         __syncthreads();
@@ -319,21 +404,33 @@ extern "C" __global__ void halves(int* out) {
         __syncthreads();
         out[threadIdx.x] = 2;
     }
-}""", "halves")
-    with pytest.raises(RuntimeError, match="halves: the threads of a block wait at different __syncthreads "
-                                           r"\(one at line 7 of its source\)"):
+}""",
+        "halves",
+    )
+    with pytest.raises(
+        RuntimeError,
+        match="halves: the threads of a block wait at different __syncthreads "
+        r"\(one at line 7 of its source\)",
+    ):
         diverging((1,), (8,), (np.zeros(8, np.int32),))
 
 
 def test_accesses_out_of_bounds_are_reported_or_poisoned():
-    shift = EmulatedKernel(f"typedef float T;\n{_cuda.PRELUDE}\n" + r"""
+    shift = EmulatedKernel(
+        f"typedef float T;\n{_cuda.PRELUDE}\n"
+        + r"""
 extern "C" __global__ void shift(const long long count, const int by, const T* x, T* out) {
     FOR_EACH(k, count) out[k + by] = x[k - by];
-}""", "shift")
+}""",
+        "shift",
+    )
     x, out = np.arange(6, dtype=np.float32), np.zeros(6, np.float32)
     shift((1,), (8,), (np.int64(6), np.int32(0), x, out))
     np.testing.assert_array_equal(out, x)
-    with pytest.raises(RuntimeError, match=r"shift: argument 3 \(shape \(6,\)\) was written out of bounds, past its end"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"shift: argument 3 \(shape \(6,\)\) was written out of bounds, past its end",
+    ):
         shift((1,), (8,), (np.int64(6), np.int32(1), x, out))
     with pytest.raises(RuntimeError, match="argument 3 .* before its start"):
         shift((1,), (8,), (np.int64(6), np.int32(-1), x, out))
@@ -344,12 +441,18 @@ extern "C" __global__ void shift(const long long count, const int by, const T* x
 
 
 def test_results_that_depend_on_the_threads_order_are_reported_as_a_race():
-    source = f"typedef float T;\n{_cuda.PRELUDE}\n" + r"""
+    source = (
+        f"typedef float T;\n{_cuda.PRELUDE}\n"
+        + r"""
 extern "C" __global__ void last_wins(const long long count, const T* x, T* out) {
     FOR_EACH(k, count) out[k / 4] = x[k];  // four threads write each element
 }"""
+    )
     x, out = np.arange(8, dtype=np.float32), np.zeros(2, np.float32)
-    with pytest.raises(RuntimeError, match="last_wins: argument 2 depends on the order the threads run in: a data race"):
+    with pytest.raises(
+        RuntimeError,
+        match="last_wins: argument 2 depends on the order the threads run in: a data race",
+    ):
         EmulatedKernel(source, "last_wins")((1,), (8,), (np.int64(8), x, out))
     EmulatedKernel(source, "last_wins", both_orders=False)((1,), (8,), (np.int64(8), x, out))
     assert out.tolist() == [3, 7]  # one order, no check: the last thread in order wins
@@ -359,4 +462,6 @@ def test_nvrtc_rejects_what_cupy_could_not_compile():
     if not cuda_emulation.nvrtc_available():
         pytest.skip("the nvidia-cuda-nvrtc wheel is not installed (Linux x86_64 only)")
     with pytest.raises(RuntimeError, match='identifier "INFINITY" is undefined'):
-        cuda_emulation.nvrtc_check('extern "C" __global__ void f(float* x) { x[0] = INFINITY; }', "f", ())
+        cuda_emulation.nvrtc_check(
+            'extern "C" __global__ void f(float* x) { x[0] = INFINITY; }', "f", ()
+        )

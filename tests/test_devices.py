@@ -2,6 +2,7 @@
 
 On a machine without CuPy the "cuda" cases skip; ``pytest -m gpu`` runs exactly them.
 """
+
 import numpy as np
 import pytest
 
@@ -35,8 +36,13 @@ def test_conv_pool_unpool_agree_with_the_cpu(device, rng):
 
 def test_module_trains_and_saves_on_device(device, rng, tmp_path):
     mv.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(4 * 8 * 8, 2)).to(device)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 8 * 8, 2),
+    ).to(device)
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     x = mv.tensor(rng.standard_normal((4, 3, 8, 8)).astype(np.float32), device=device)
     y = mv.tensor(np.array([0, 1, 0, 1]), device=device)
@@ -80,7 +86,11 @@ def test_mixing_a_cpu_and_a_gpu_tensor_names_both_devices(gpu):
 
 def test_box_iou_equals_the_cpu_to_the_bit(device, rng):
     corner = rng.uniform(0, 50, (40, 2))
-    boxes = np.concatenate([corner, corner + rng.uniform(0, 20, (40, 2))], axis=1).round(1).astype(np.float32)
+    boxes = (
+        np.concatenate([corner, corner + rng.uniform(0, 20, (40, 2))], axis=1)
+        .round(1)
+        .astype(np.float32)
+    )
     xp = mv.backend.xp_for_device(device)
     got = ops.box_iou(xp.asarray(boxes), xp.asarray(boxes[:25]))
     np.testing.assert_array_equal(mv.backend.to_numpy(got), ops.box_iou(boxes, boxes[:25]))
@@ -101,8 +111,11 @@ def test_one_seed_draws_the_same_numbers_on_every_device(gpu):
     for where in ("cpu", gpu):
         mv.manual_seed(3)
         layer = nn.Conv2d(3, 4, 3).to(where)
-        draws[where] = [mv.randn(4, 5, device=where).numpy(), layer.weight.numpy(),
-                        F.dropout(mv.ones(200, device=where), 0.5).numpy()]
+        draws[where] = [
+            mv.randn(4, 5, device=where).numpy(),
+            layer.weight.numpy(),
+            F.dropout(mv.ones(200, device=where), 0.5).numpy(),
+        ]
     for got, expected in zip(draws[gpu], draws["cpu"]):
         np.testing.assert_array_equal(got, expected)
 
@@ -115,12 +128,18 @@ def test_checkpoint_and_optimizer_state_cross_devices(gpu, tmp_path):
     (model(mv.ones(4, 3, device=gpu)).sum()).backward()
     opt.step()
     save_checkpoint(tmp_path / "c.npz", model, opt, epoch=1)
-    loaded = mv.load(tmp_path / "c.npz", device=gpu)  # numbers to the GPU, the checkpoint's text stays
+    loaded = mv.load(
+        tmp_path / "c.npz", device=gpu
+    )  # numbers to the GPU, the checkpoint's text stays
     assert loaded["model/weight"].device == gpu
     cpu_opt = optim.Adam(nn.Linear(3, 2).parameters(), lr=0.1)
     cpu_opt.load_state_dict(opt.state_dict())  # GPU buffers into a CPU optimizer
-    assert all(mv.backend.device_of(v) == "cpu" for entry in cpu_opt.state.values() for v in entry.values()
-               if hasattr(v, "shape"))
+    assert all(
+        mv.backend.device_of(v) == "cpu"
+        for entry in cpu_opt.state.values()
+        for v in entry.values()
+        if hasattr(v, "shape")
+    )
 
 
 def test_sliding_windows_on_the_gpu_match_the_cpu(gpu, rng):
@@ -132,7 +151,11 @@ def test_sliding_windows_on_the_gpu_match_the_cpu(gpu, rng):
     expected = sw.classify_windows_naive(model, image, 18, 4).numpy()
     model.to(gpu)
     xp = mv.backend.xp_for_device(gpu)
-    np.testing.assert_allclose(sw.classify_windows_naive(model, xp.asarray(image), 18, 4).numpy(), expected,
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        sw.classify_windows_naive(model, xp.asarray(image), 18, 4).numpy(),
+        expected,
+        rtol=1e-4,
+        atol=1e-5,
+    )
     fully_convolutional = sw.to_fully_convolutional(model)
     assert fully_convolutional(mv.tensor(image[None], device=gpu)).device == gpu

@@ -1,4 +1,5 @@
 """The reference switch (``minivision.dispatch``) and a minivision without Numba."""
+
 import json
 import subprocess
 import sys
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 
 import minivision as mv
-import minivision.nn as nn
 import minivision.functional as F
+import minivision.nn as nn
 from tests.helpers import subprocess_env
 
 
@@ -45,11 +46,18 @@ def test_use_reference_names_what_it_was_given():
 
 def _probe(value: str) -> subprocess.CompletedProcess:
     code = "import minivision as mv; print(mv.reference_enabled())"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env=subprocess_env(MINIVISION_REFERENCE=value))
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(MINIVISION_REFERENCE=value),
+    )
 
 
-@pytest.mark.parametrize("value, expected", [("1", "True"), ("on", "True"), ("0", "False"), ("", "False")])
+@pytest.mark.parametrize(
+    "value, expected", [("1", "True"), ("on", "True"), ("0", "False"), ("", "False")]
+)
 def test_the_environment_variable_sets_the_switch_at_import(value, expected):
     result = _probe(value)
     assert result.returncode == 0, result.stderr
@@ -124,8 +132,13 @@ print(json.dumps({"numba": NUMBA_AVAILABLE, "out": y.numpy().ravel().tolist(),
 
 
 def test_minivision_imports_and_computes_without_numba():
-    result = subprocess.run([sys.executable, "-c", _WITHOUT_NUMBA], capture_output=True, text=True, timeout=300,
-                            env=subprocess_env())
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_NUMBA],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(),
+    )
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout.strip().splitlines()[-1])
     x = mv.tensor(np.random.default_rng(0).normal(size=(2, 3, 8, 8)), requires_grad=True)

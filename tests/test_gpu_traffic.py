@@ -1,6 +1,7 @@
 """What a training step asks of the GPU besides its kernels: copies to the host, each of which
 waits for the GPU to finish all it was given. The CuPy stand-in (tests/cupy_standin) counts
 them, so these tests run in the stand-in run (``MINIVISION_CUPY_STANDIN=1 pytest -m gpu``)."""
+
 import sys
 
 import pytest

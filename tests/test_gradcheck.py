@@ -1,4 +1,5 @@
 """gradcheck catches wrong backwards, names the element, and passes correct ones."""
+
 import numpy as np
 import pytest
 
@@ -31,7 +32,9 @@ class _SumInsteadOfUpstream(Function):
 
 def test_gradcheck_reports_the_planted_wrong_element(rng):
     x = mv.Tensor(rng.standard_normal((2, 3)) + 2.0, requires_grad=True)
-    with pytest.raises(mv.GradcheckError, match=r"input 0 \(shape \(2, 3\)\) at element \(1, 1\).*1 of 6 elements"):
+    with pytest.raises(
+        mv.GradcheckError, match=r"input 0 \(shape \(2, 3\)\) at element \(1, 1\).*1 of 6 elements"
+    ):
         mv.gradcheck(_CubeWithOneWrongElement.apply, [x])
 
 

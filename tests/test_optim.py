@@ -1,4 +1,5 @@
 """Optimizers and schedules follow PyTorch's trajectories step for step."""
+
 import numpy as np
 import pytest
 
@@ -30,37 +31,53 @@ def _quadratic_trajectories(make_ours, make_theirs, steps=20, schedule=None):
         assert_close(ours, theirs, rtol=1e-10, atol=1e-12, what=f"parameters after step {step + 1}")
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"lr": 0.01},
-    {"lr": 0.01, "momentum": 0.9},
-    {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 0.1},
-    {"lr": 0.01, "momentum": 0.5, "dampening": 0.3},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"lr": 0.01},
+        {"lr": 0.01, "momentum": 0.9},
+        {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 0.1},
+        {"lr": 0.01, "momentum": 0.5, "dampening": 0.3},
+    ],
+)
 def test_sgd_matches_torch(kwargs):
     torch = torch_or_skip()
-    _quadratic_trajectories(lambda p: optim.SGD(p, **kwargs), lambda p: torch.optim.SGD(p, **kwargs))
+    _quadratic_trajectories(
+        lambda p: optim.SGD(p, **kwargs), lambda p: torch.optim.SGD(p, **kwargs)
+    )
 
 
-@pytest.mark.parametrize("kwargs", [{"lr": 0.05}, {"lr": 0.05, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}])
+@pytest.mark.parametrize(
+    "kwargs", [{"lr": 0.05}, {"lr": 0.05, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}]
+)
 def test_adam_matches_torch(kwargs):
     torch = torch_or_skip()
-    _quadratic_trajectories(lambda p: optim.Adam(p, **kwargs), lambda p: torch.optim.Adam(p, **kwargs))
+    _quadratic_trajectories(
+        lambda p: optim.Adam(p, **kwargs), lambda p: torch.optim.Adam(p, **kwargs)
+    )
 
 
 def test_step_lr_matches_torch():
     torch = torch_or_skip()
     _quadratic_trajectories(
-        lambda p: optim.SGD(p, lr=0.02, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.02, momentum=0.9),
-        schedule=lambda a, b: (optim.StepLR(a, 6, gamma=0.5), torch.optim.lr_scheduler.StepLR(b, 6, gamma=0.5)),
+        lambda p: optim.SGD(p, lr=0.02, momentum=0.9),
+        lambda p: torch.optim.SGD(p, lr=0.02, momentum=0.9),
+        schedule=lambda a, b: (
+            optim.StepLR(a, 6, gamma=0.5),
+            torch.optim.lr_scheduler.StepLR(b, 6, gamma=0.5),
+        ),
     )
 
 
 def test_cosine_schedule_matches_torch():
     torch = torch_or_skip()
     _quadratic_trajectories(
-        lambda p: optim.Adam(p, lr=0.05), lambda p: torch.optim.Adam(p, lr=0.05),
-        schedule=lambda a, b: (optim.CosineAnnealingLR(a, 15, eta_min=0.001),
-                               torch.optim.lr_scheduler.CosineAnnealingLR(b, 15, eta_min=0.001)),
+        lambda p: optim.Adam(p, lr=0.05),
+        lambda p: torch.optim.Adam(p, lr=0.05),
+        schedule=lambda a, b: (
+            optim.CosineAnnealingLR(a, 15, eta_min=0.001),
+            torch.optim.lr_scheduler.CosineAnnealingLR(b, 15, eta_min=0.001),
+        ),
     )
 
 
@@ -97,14 +114,19 @@ def test_optimizer_bad_arguments():
 # ----------------------------------------------------------------- load_state_dict
 def _trained(make):
     """An optimizer over two parameters (shapes (3,) and (2, 2)) after one step, and its state."""
-    params = [mv.tensor([1.0, 2.0, 3.0], requires_grad=True), mv.tensor(np.ones((2, 2)), requires_grad=True)]
+    params = [
+        mv.tensor([1.0, 2.0, 3.0], requires_grad=True),
+        mv.tensor(np.ones((2, 2)), requires_grad=True),
+    ]
     opt = make(params)
     (params[0].sum() + (params[1] * params[1]).sum()).backward()
     opt.step()
     return opt, opt.state_dict()
 
 
-@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9), lambda p: optim.Adam(p, lr=0.1)])
+@pytest.mark.parametrize(
+    "make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9), lambda p: optim.Adam(p, lr=0.1)]
+)
 def test_load_state_dict_restores_the_trajectory(make):
     opt, state = _trained(make)
     params = opt.param_groups[0]["params"]
@@ -119,15 +141,29 @@ def test_load_state_dict_restores_the_trajectory(make):
         np.testing.assert_array_equal(q.numpy(), p.numpy())
 
 
-@pytest.mark.parametrize("make,key", [(lambda p: optim.SGD(p, lr=0.1, momentum=0.9), "momentum_buffer"),
-                                      (lambda p: optim.Adam(p, lr=0.1), "exp_avg_sq")])
+@pytest.mark.parametrize(
+    "make,key",
+    [
+        (lambda p: optim.SGD(p, lr=0.1, momentum=0.9), "momentum_buffer"),
+        (lambda p: optim.Adam(p, lr=0.1), "exp_avg_sq"),
+    ],
+)
 def test_load_state_dict_rejects_a_buffer_of_the_wrong_shape_dtype_or_type(make, key):
     opt, state = _trained(make)
     before = {i: dict(entry) for i, entry in state["state"].items()}
     cases = [
-        (np.zeros(3), rf"parameter 1: '{key}' has shape \(3,\), expected the parameter's shape \(2, 2\)"),
-        (np.zeros((2, 2), dtype=np.int64), rf"parameter 1: '{key}' must be a floating-point array, got dtype int64"),
-        ([[0.0, 0.0], [0.0, 0.0]], rf"parameter 1: '{key}' must be a NumPy or CuPy array, got list"),
+        (
+            np.zeros(3),
+            rf"parameter 1: '{key}' has shape \(3,\), expected the parameter's shape \(2, 2\)",
+        ),
+        (
+            np.zeros((2, 2), dtype=np.int64),
+            rf"parameter 1: '{key}' must be a floating-point array, got dtype int64",
+        ),
+        (
+            [[0.0, 0.0], [0.0, 0.0]],
+            rf"parameter 1: '{key}' must be a NumPy or CuPy array, got list",
+        ),
     ]
     for bad, message in cases:
         state["state"][1] = {**before[1], key: bad}
@@ -143,27 +179,44 @@ def test_load_state_dict_rejects_a_missing_parameter_wrong_keys_and_a_bad_step()
         opt.load_state_dict({**state, "state": {2: entry}})
     with pytest.raises(ValueError, match=r"names parameter 'first', expected an index from 0 to 1"):
         opt.load_state_dict({**state, "state": {"first": entry}})
-    with pytest.raises(ValueError, match=r"parameter 0 has keys \['exp_avg', 'step'\], expected "
-                                         r"\['exp_avg', 'exp_avg_sq', 'step'\] or none"):
+    with pytest.raises(
+        ValueError,
+        match=r"parameter 0 has keys \['exp_avg', 'step'\], expected "
+        r"\['exp_avg', 'exp_avg_sq', 'step'\] or none",
+    ):
         opt.load_state_dict({**state, "state": {0: {"step": 1, "exp_avg": entry["exp_avg"]}}})
-    with pytest.raises(ValueError, match=r"parameter 0: 'step' must be a non-negative integer, got 1.5"):
+    with pytest.raises(
+        ValueError, match=r"parameter 0: 'step' must be a non-negative integer, got 1.5"
+    ):
         opt.load_state_dict({**state, "state": {0: {**entry, "step": 1.5}}})
     with pytest.raises(ValueError, match=r"state for parameter 0 must be a dict, got list"):
         opt.load_state_dict({**state, "state": {0: [entry]}})
     sgd, sgd_state = _trained(lambda p: optim.SGD(p, lr=0.1, momentum=0.9))
-    with pytest.raises(ValueError, match=r"parameter 0 has keys \['exp_avg', 'exp_avg_sq', 'step'\], expected "
-                                         r"\['momentum_buffer'\] or none"):
+    with pytest.raises(
+        ValueError,
+        match=r"parameter 0 has keys \['exp_avg', 'exp_avg_sq', 'step'\], expected "
+        r"\['momentum_buffer'\] or none",
+    ):
         sgd.load_state_dict({**sgd_state, "state": {0: entry}})
 
 
-@pytest.mark.parametrize("state, message", [
-    ([], r"optimizer state must be a dict with 'param_groups' and 'state' .* got list"),
-    ({"state": {}}, r"got dict with keys \['state'\]"),
-    ({"param_groups": [1], "state": {}}, r"'param_groups' must be a list of dicts, got \[1\]"),
-    ({"param_groups": [{"params": [0]}], "state": {}}, r"param_groups\[0\] has keys \['params'\]"),
-    ({"param_groups": [{"lr": 0.1, "colour": 1}], "state": {}}, r"param_groups\[0\] has keys \['colour'\]"),
-    ({"param_groups": [{"lr": 0.1}], "state": []}, r"'state' must be a dict, got list"),
-])
+@pytest.mark.parametrize(
+    "state, message",
+    [
+        ([], r"optimizer state must be a dict with 'param_groups' and 'state' .* got list"),
+        ({"state": {}}, r"got dict with keys \['state'\]"),
+        ({"param_groups": [1], "state": {}}, r"'param_groups' must be a list of dicts, got \[1\]"),
+        (
+            {"param_groups": [{"params": [0]}], "state": {}},
+            r"param_groups\[0\] has keys \['params'\]",
+        ),
+        (
+            {"param_groups": [{"lr": 0.1, "colour": 1}], "state": {}},
+            r"param_groups\[0\] has keys \['colour'\]",
+        ),
+        ({"param_groups": [{"lr": 0.1}], "state": []}, r"'state' must be a dict, got list"),
+    ],
+)
 def test_load_state_dict_rejects_a_malformed_state(state, message):
     w = mv.nn.Parameter(np.ones((2, 2)))
     opt = optim.SGD([w], lr=0.5, momentum=0.9)

@@ -1,4 +1,5 @@
 """Each model's recipe reaches its data: the image size and Shapes' object sizes."""
+
 import pytest
 
 from minivision.models import RECIPES
@@ -20,7 +21,11 @@ def test_an_image_size_given_scales_the_objects_with_it():
 
 def test_other_recipes_keep_64_pixels_and_shapes_default_sizes():
     options, train_set, _ = plan_training("yolo", "shapes", train_images=8)
-    assert options["image_size"] == 64 and train_set.image_size == 64 and train_set.object_sizes is None
+    assert (
+        options["image_size"] == 64
+        and train_set.image_size == 64
+        and train_set.object_sizes is None
+    )
 
 
 def test_an_image_size_out_of_range_is_refused():

@@ -1,5 +1,6 @@
 """mv.load on files that are not what they claim (wrong format, lying sizes, zip bombs),
 and atomic_write's clean-up of temporary files left by killed writes."""
+
 import io
 import os
 import signal
@@ -24,7 +25,11 @@ def _npy_bytes(shape, dtype="<f8", data=b"", version=(1, 0)):
     """An .npy file whose header declares ``shape`` of ``dtype``, followed by ``data``."""
     buf = io.BytesIO()
     header = {"descr": dtype, "fortran_order": False, "shape": shape}
-    write = np.lib.format.write_array_header_1_0 if version == (1, 0) else np.lib.format.write_array_header_2_0
+    write = (
+        np.lib.format.write_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.write_array_header_2_0
+    )
     write(buf, header)
     return buf.getvalue() + data
 
@@ -38,8 +43,10 @@ def _zip(path, entries, compression=zipfile.ZIP_STORED):
 
 def _refuse_reading_data(monkeypatch):
     """Make any read of array data fail the test: refusals must come from the headers alone."""
+
     def read_array(*args, **kwargs):
         raise AssertionError("array data was read before the archive was refused")
+
     monkeypatch.setattr(np.lib.format, "read_array", read_array)
 
 
@@ -49,30 +56,41 @@ def _one_line(excinfo):
 
 # --- what the file is -------------------------------------------------------------------
 
+
 def test_npy_file_is_named_as_such(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros(3))
-    with pytest.raises(ValueError, match=r"'.*x\.npy' is not a readable minivision \.npz file: it is a \.npy array "
-                                         r"file, not a \.npz archive \(load it with numpy\.load\)") as excinfo:
+    with pytest.raises(
+        ValueError,
+        match=r"'.*x\.npy' is not a readable minivision \.npz file: it is a \.npy array "
+        r"file, not a \.npz archive \(load it with numpy\.load\)",
+    ) as excinfo:
         mv.load(tmp_path / "x.npy")
     _one_line(excinfo)
 
 
 def test_png_is_named_as_such(tmp_path):
     (tmp_path / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    with pytest.raises(ValueError, match=r"x\.png' is not a readable minivision \.npz file: it is a PNG image"):
+    with pytest.raises(
+        ValueError, match=r"x\.png' is not a readable minivision \.npz file: it is a PNG image"
+    ):
         mv.load(tmp_path / "x.png")
 
 
 def test_random_bytes_are_not_a_zip_archive(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"\x00\x01garbage and more")
-    with pytest.raises(ValueError, match=r"x\.npz' is not a readable minivision \.npz file: it is not a zip archive "
-                                         r"\(it starts with b'\\x00\\x01garbag', a .npz starts with b'PK'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"x\.npz' is not a readable minivision \.npz file: it is not a zip archive "
+        r"\(it starts with b'\\x00\\x01garbag', a .npz starts with b'PK'\)",
+    ):
         mv.load(tmp_path / "x.npz")
 
 
 def test_a_folder_is_not_a_file(tmp_path):
     (tmp_path / "d.npz").mkdir()
-    with pytest.raises(ValueError, match=r"d\.npz' is not a readable minivision \.npz file \(Is a directory\)"):
+    with pytest.raises(
+        ValueError, match=r"d\.npz' is not a readable minivision \.npz file \(Is a directory\)"
+    ):
         mv.load(tmp_path / "d.npz")
 
 
@@ -80,8 +98,11 @@ def test_truncated_archive(tmp_path):
     path = tmp_path / "w.npz"
     mv.save({"w": mv.ones(1000)}, path)
     path.write_bytes(path.read_bytes()[:3000])  # the zip's directory is at the end, now gone
-    with pytest.raises(ValueError, match=r"w\.npz' is not a readable minivision \.npz file: the zip archive is "
-                                         r"truncated, corrupt or of an unsupported kind \(BadZipFile") as excinfo:
+    with pytest.raises(
+        ValueError,
+        match=r"w\.npz' is not a readable minivision \.npz file: the zip archive is "
+        r"truncated, corrupt or of an unsupported kind \(BadZipFile",
+    ) as excinfo:
         mv.load(path)
     _one_line(excinfo)
 
@@ -92,7 +113,9 @@ def test_corrupt_data_fails_the_zip_checksum(tmp_path):
     raw = bytearray(path.read_bytes())
     raw[1000] ^= 0xFF  # inside the array's data
     path.write_bytes(bytes(raw))
-    with pytest.raises(ValueError, match=r"truncated, corrupt or of an unsupported kind \(BadZipFile: Bad CRC-32"):
+    with pytest.raises(
+        ValueError, match=r"truncated, corrupt or of an unsupported kind \(BadZipFile: Bad CRC-32"
+    ):
         mv.load(path)
 
 
@@ -100,8 +123,11 @@ def test_object_dtype_is_refused_without_unpickling(tmp_path, monkeypatch):
     path = tmp_path / "p.npz"
     np.savez(path, fine=np.zeros(2), bad=np.array([{"a": 1}], dtype=object))
     _refuse_reading_data(monkeypatch)
-    with pytest.raises(ValueError, match=r"p\.npz' is not a readable minivision \.npz file: entry 'bad\.npy' holds "
-                                         r"Python objects \(dtype object\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"p\.npz' is not a readable minivision \.npz file: entry 'bad\.npy' holds "
+        r"Python objects \(dtype object\)",
+    ):
         mv.load(path)
 
 
@@ -116,19 +142,29 @@ def test_entry_that_is_not_an_array(tmp_path):
 
 # --- sizes -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
-def test_header_claiming_a_huge_array_is_refused_before_allocating(tmp_path, monkeypatch, compression):
-    path = _zip(tmp_path / "lie.npz", {"w.npy": _npy_bytes((10**6, 10**6), data=bytes(64))}, compression)
+def test_header_claiming_a_huge_array_is_refused_before_allocating(
+    tmp_path, monkeypatch, compression
+):
+    path = _zip(
+        tmp_path / "lie.npz", {"w.npy": _npy_bytes((10**6, 10**6), data=bytes(64))}, compression
+    )
     _refuse_reading_data(monkeypatch)
-    with pytest.raises(ValueError, match=r"lie\.npz' is not a readable minivision \.npz file: entry 'w\.npy': its "
-                                         r"header declares shape \(1000000, 1000000\) of float64 "
-                                         r"\(8,000,000,000,000 bytes\), but the entry holds 64 bytes of data"):
+    with pytest.raises(
+        ValueError,
+        match=r"lie\.npz' is not a readable minivision \.npz file: entry 'w\.npy': its "
+        r"header declares shape \(1000000, 1000000\) of float64 "
+        r"\(8,000,000,000,000 bytes\), but the entry holds 64 bytes of data",
+    ):
         mv.load(path)
 
 
 def test_header_claiming_less_than_the_data_is_refused(tmp_path):
     path = _zip(tmp_path / "lie.npz", {"w.npy": _npy_bytes((2,), data=bytes(80))})
-    with pytest.raises(ValueError, match=r"declares shape \(2,\) of float64 \(16 bytes\), but the entry holds 80"):
+    with pytest.raises(
+        ValueError, match=r"declares shape \(2,\) of float64 \(16 bytes\), but the entry holds 80"
+    ):
         mv.load(path)
 
 
@@ -136,19 +172,25 @@ def _patch_central_directory(path, field_offset, value):
     """Overwrite one 4-byte size field of the (single) entry in the zip's central directory."""
     raw = bytearray(path.read_bytes())
     at = raw.rindex(b"PK\x01\x02") + field_offset
-    raw[at:at + 4] = struct.pack("<I", value)
+    raw[at : at + 4] = struct.pack("<I", value)
     path.write_bytes(bytes(raw))
 
 
-@pytest.mark.parametrize("field_offset, value, declared", [(24, 10**9, "1000000000 bytes stored in 208"),
-                                                           (20, 10**9, "208 bytes stored in 1000000000")])
-def test_zip_directory_sizes_that_do_not_fit_are_refused(tmp_path, monkeypatch, field_offset, value, declared):
+@pytest.mark.parametrize(
+    "field_offset, value, declared",
+    [(24, 10**9, "1000000000 bytes stored in 208"), (20, 10**9, "208 bytes stored in 1000000000")],
+)
+def test_zip_directory_sizes_that_do_not_fit_are_refused(
+    tmp_path, monkeypatch, field_offset, value, declared
+):
     """24: the uncompressed size, 20: the compressed size, of a stored (uncompressed) entry."""
     path = tmp_path / "w.npz"
     np.savez(path, w=np.zeros(10))  # a 128-byte header and 80 bytes of data
     _patch_central_directory(path, field_offset, value)
     _refuse_reading_data(monkeypatch)
-    with pytest.raises(ValueError, match=rf"entry 'w\.npy' declares {declared}, which does not fit the \d+-byte"):
+    with pytest.raises(
+        ValueError, match=rf"entry 'w\.npy' declares {declared}, which does not fit the \d+-byte"
+    ):
         mv.load(path)
 
 
@@ -157,11 +199,15 @@ def test_compressed_archive_over_the_limit_is_refused_before_reading(tmp_path, m
     path = tmp_path / "bomb.npz"
     np.savez_compressed(path, small=np.ones(3), big=np.zeros(10**6))
     assert path.stat().st_size < 20_000
-    np.testing.assert_array_equal(mv.load(path, max_bytes=8_000_024)["big"].numpy(), np.zeros(10**6))  # at the limit
+    np.testing.assert_array_equal(
+        mv.load(path, max_bytes=8_000_024)["big"].numpy(), np.zeros(10**6)
+    )  # at the limit
     _refuse_reading_data(monkeypatch)
-    with pytest.raises(ValueError, match=r"bomb\.npz' would take 8,000,024 bytes in memory \(entry 'big\.npy': "
-                                         r"8,000,000\), over the limit of max_bytes=8,000,023; pass a larger max_bytes"
-                       ) as excinfo:
+    with pytest.raises(
+        ValueError,
+        match=r"bomb\.npz' would take 8,000,024 bytes in memory \(entry 'big\.npy': "
+        r"8,000,000\), over the limit of max_bytes=8,000,023; pass a larger max_bytes",
+    ) as excinfo:
         mv.load(path, max_bytes=8_000_023)
     _one_line(excinfo)
 
@@ -177,9 +223,17 @@ def test_default_limit_is_read_when_load_is_called(tmp_path, monkeypatch):
 
 # --- what still loads ----------------------------------------------------------------------
 
-@given(array=hnp.arrays(st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.bool_, np.complex64, "<U5"]),
-                        hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)),
-       fortran=st.booleans(), compressed=st.booleans())
+
+@given(
+    array=hnp.arrays(
+        st.sampled_from(
+            [np.float32, np.float64, np.int64, np.uint8, np.bool_, np.complex64, "<U5"]
+        ),
+        hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
+    ),
+    fortran=st.booleans(),
+    compressed=st.booleans(),
+)
 def test_any_numeric_or_text_array_round_trips(tmp_path_factory, array, fortran, compressed):
     path = tmp_path_factory.mktemp("npz") / "a.npz"
     array = np.asfortranarray(array) if fortran else array
@@ -192,7 +246,9 @@ def test_any_numeric_or_text_array_round_trips(tmp_path_factory, array, fortran,
 
 def test_npy_version_2_headers_and_empty_archives_load(tmp_path):
     data = np.arange(6.0).reshape(2, 3)
-    path = _zip(tmp_path / "v2.npz", {"w.npy": _npy_bytes((2, 3), data=data.tobytes(), version=(2, 0))})
+    path = _zip(
+        tmp_path / "v2.npz", {"w.npy": _npy_bytes((2, 3), data=data.tobytes(), version=(2, 0))}
+    )
     np.testing.assert_array_equal(mv.load(path)["w"].numpy(), data)
     np.savez(tmp_path / "empty.npz")
     assert mv.load(tmp_path / "empty.npz") == {}
@@ -220,7 +276,9 @@ def _temp_files(folder):
 
 def test_killed_write_leaves_a_temp_file_that_the_next_write_removes(tmp_path):
     target = tmp_path / "ckpt.npz"
-    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(target)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert writer.stdout.readline() == "writing\n"
         [live] = _temp_files(tmp_path)
@@ -259,5 +317,8 @@ def test_cleanup_racing_a_new_writer_leaves_it_a_locked_file(tmp_path, monkeypat
 def test_max_bytes_must_be_a_positive_integer(tmp_path, max_bytes):
     path = tmp_path / "w.npz"
     mv.save({"w": np.zeros(3)}, path)
-    with pytest.raises(ValueError, match=rf"load: max_bytes must be a positive integer number of bytes, got {max_bytes!r}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"load: max_bytes must be a positive integer number of bytes, got {max_bytes!r}",
+    ):
         mv.load(path, max_bytes=max_bytes)

@@ -1,4 +1,5 @@
 """The engine: graph building, backward order, accumulation, no_grad, detach, errors."""
+
 import numpy as np
 import pytest
 
@@ -99,7 +100,9 @@ def test_backward_without_graph_is_explained():
 
 
 def test_integer_tensor_cannot_require_grad():
-    with pytest.raises(TypeError, match="only floating-point tensors can require gradients, got dtype int64"):
+    with pytest.raises(
+        TypeError, match="only floating-point tensors can require gradients, got dtype int64"
+    ):
         mv.tensor([1, 2], requires_grad=True)
 
 
@@ -116,7 +119,9 @@ def test_tensor_copies_its_data_as_torch_tensor_does(device, dtype):
     array = np.arange(3.0)
     on_device = mv.tensor(array, device=device).data
     for data in (array, on_device, mv.tensor(on_device)):
-        mv.tensor(data, dtype=dtype, device=device).data[...] = 7  # as an optimizer's in-place step writes
+        mv.tensor(data, dtype=dtype, device=device).data[...] = (
+            7  # as an optimizer's in-place step writes
+        )
     assert array.tolist() == [0, 1, 2]
     assert mv.tensor(on_device).numpy().tolist() == [0, 1, 2]
 

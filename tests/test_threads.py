@@ -1,4 +1,5 @@
 """minivision's worker threads: how work is split, and that splitting changes no result."""
+
 import threading
 
 import numpy as np
@@ -63,7 +64,9 @@ def test_one_thread_runs_everything_on_the_calling_thread():
     mv.set_num_threads(1)
     try:
         here = threading.current_thread().name
-        assert threads.parallel_map(lambda k: threading.current_thread().name, range(4)) == [here] * 4
+        assert (
+            threads.parallel_map(lambda k: threading.current_thread().name, range(4)) == [here] * 4
+        )
     finally:
         mv.set_num_threads(previous)
 
@@ -83,12 +86,18 @@ def test_the_first_op_limits_blas_to_one_thread_whatever_the_count(count, monkey
     assert blas and all(lib["num_threads"] == 1 for lib in blas)
 
 
-def test_without_threadpoolctl_everything_runs_serially_with_one_warning(three_threads, monkeypatch, caplog):
+def test_without_threadpoolctl_everything_runs_serially_with_one_warning(
+    three_threads, monkeypatch, caplog
+):
     monkeypatch.setattr(threads, "_blas_limited", None)
-    monkeypatch.setitem(__import__("sys").modules, "threadpoolctl", None)  # import raises ImportError
+    monkeypatch.setitem(
+        __import__("sys").modules, "threadpoolctl", None
+    )  # import raises ImportError
     here = threading.current_thread().name
     for _ in range(2):
-        assert threads.parallel_map(lambda k: threading.current_thread().name, range(3)) == [here] * 3
+        assert (
+            threads.parallel_map(lambda k: threading.current_thread().name, range(3)) == [here] * 3
+        )
     warnings = [r for r in caplog.records if "threadpoolctl is not installed" in r.getMessage()]
     assert len(warnings) == 1
 
@@ -102,7 +111,9 @@ def test_set_num_threads_rejects_what_is_not_a_positive_int(bad):
 def test_a_bad_environment_value_is_named(monkeypatch):
     monkeypatch.setattr(threads, "_requested", None)
     monkeypatch.setenv("MINIVISION_NUM_THREADS", "many")
-    with pytest.raises(ValueError, match="MINIVISION_NUM_THREADS must be a positive integer, got 'many'"):
+    with pytest.raises(
+        ValueError, match="MINIVISION_NUM_THREADS must be a positive integer, got 'many'"
+    ):
         mv.get_num_threads()
     monkeypatch.setenv("MINIVISION_NUM_THREADS", "2")
     assert mv.get_num_threads() == 2
@@ -123,15 +134,28 @@ def _unpool_round_trip(x):
 
 CASES = {
     "3x3 conv (Winograd)": (lambda x, w: F.conv2d(x, w, padding=1), [(5, 3, 9, 8), (4, 3, 3, 3)]),
-    "3x3/2 conv (im2col, col2im)": (lambda x, w: F.conv2d(x, w, stride=2, padding=1), [(5, 3, 9, 8), (4, 3, 3, 3)]),
-    "5x5 conv (flipped adjoint)": (lambda x, w: F.conv2d(x, w, padding=2), [(5, 3, 9, 8), (4, 3, 5, 5)]),
-    "4x4/2 transposed conv (phases)": (lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1),
-                                       [(5, 3, 6, 7), (3, 4, 4, 4)]),
+    "3x3/2 conv (im2col, col2im)": (
+        lambda x, w: F.conv2d(x, w, stride=2, padding=1),
+        [(5, 3, 9, 8), (4, 3, 3, 3)],
+    ),
+    "5x5 conv (flipped adjoint)": (
+        lambda x, w: F.conv2d(x, w, padding=2),
+        [(5, 3, 9, 8), (4, 3, 5, 5)],
+    ),
+    "4x4/2 transposed conv (phases)": (
+        lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1),
+        [(5, 3, 6, 7), (3, 4, 4, 4)],
+    ),
     "max pool and unpool": (_unpool_round_trip, [(5, 3, 9, 8)]),
-    "bilinear upsampling (planes split)": (lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"), [(5, 3, 9, 8)]),
+    "bilinear upsampling (planes split)": (
+        lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"),
+        [(5, 3, 9, 8)],
+    ),
     "leaky relu (elements split)": (lambda x: F.leaky_relu(x, 0.1), [(5, 3, 9, 8)]),
-    "batch norm (channels split)": (lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True),
-                                    [(5, 4, 6, 7), (4,), (4,)]),
+    "batch norm (channels split)": (
+        lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True),
+        [(5, 4, 6, 7), (4,), (4,)],
+    ),
 }
 
 
@@ -149,7 +173,9 @@ def test_ops_split_over_threads_give_the_one_thread_result(name, budget, three_t
         serial = _forward_and_gradients(fn, arrays)
     finally:
         conv_module.set_workspace_budget(previous_budget)
-    for what, a, b in zip(["output"] + [f"gradient {i}" for i in range(len(arrays))], split, serial):
+    for what, a, b in zip(
+        ["output"] + [f"gradient {i}" for i in range(len(arrays))], split, serial
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=what)
 
 
@@ -158,9 +184,14 @@ def test_float16_takes_the_array_path_and_agrees_with_float32(name, rng):
     """Numba does not compute in float16: such arrays take each op's array (xp) path. Values
     a shuffled grid in [-2, 2), spaced wider than float16's rounding there: no new ties."""
     fn, shapes = CASES[name]
-    arrays = [(rng.permutation(int(np.prod(s))) * (4 / np.prod(s)) - 2).reshape(s).astype(np.float32) for s in shapes]
+    arrays = [
+        (rng.permutation(int(np.prod(s))) * (4 / np.prod(s)) - 2).reshape(s).astype(np.float32)
+        for s in shapes
+    ]
     half = _forward_and_gradients(fn, [a.astype(np.float16) for a in arrays])
     single = _forward_and_gradients(fn, arrays)
     for what, a, b in zip(["output"] + [f"gradient {i}" for i in range(len(arrays))], half, single):
         assert a.dtype == np.float16, what
-        np.testing.assert_allclose(a.astype(np.float32), b, rtol=2e-2, atol=5e-2 * max(1.0, np.abs(b).max()), err_msg=what)
+        np.testing.assert_allclose(
+            a.astype(np.float32), b, rtol=2e-2, atol=5e-2 * max(1.0, np.abs(b).max()), err_msg=what
+        )

@@ -1,4 +1,5 @@
 """fit: learning, history, evaluation hook, checkpoints, bit-for-bit resume, NaN handling."""
+
 import os
 
 import numpy as np
@@ -77,7 +78,17 @@ def test_resume_continues_bit_for_bit(tmp_path):
     fit(model, _problem(), opt, _loss, 2, scheduler=sched, checkpoint=path, progress=False)
     mv.manual_seed(999)  # a restarted process would not share the generator's state
     model, opt, sched = _setup()
-    resumed = fit(model, _problem(), opt, _loss, 4, scheduler=sched, checkpoint=path, resume=True, progress=False)
+    resumed = fit(
+        model,
+        _problem(),
+        opt,
+        _loss,
+        4,
+        scheduler=sched,
+        checkpoint=path,
+        resume=True,
+        progress=False,
+    )
 
     assert [h["loss"] for h in resumed] == [h["loss"] for h in straight]
     for (name, a), (_, b) in zip(straight_model.state_dict().items(), model.state_dict().items()):
@@ -87,7 +98,17 @@ def test_resume_continues_bit_for_bit(tmp_path):
 def test_checkpoint_holds_epoch_history_and_meta(tmp_path):
     path = tmp_path / "ckpt.npz"
     model, opt, sched = _setup()
-    fit(model, _problem(), opt, _loss, 2, scheduler=sched, checkpoint=path, progress=False, meta={"model": "mlp"})
+    fit(
+        model,
+        _problem(),
+        opt,
+        _loss,
+        2,
+        scheduler=sched,
+        checkpoint=path,
+        progress=False,
+        meta={"model": "mlp"},
+    )
     state, opt_state, info = read_checkpoint(path)
     assert info["epoch"] == 2 and len(info["history"]) == 2 and info["meta"] == {"model": "mlp"}
     assert set(state) == set(model.state_dict())
@@ -103,7 +124,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     def exploding(m, batch):
         return _loss(m, batch) * float("nan")
 
-    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 1.*last good checkpoint is"):
+    with pytest.raises(
+        TrainingDiverged, match=r"loss became nan at epoch 2, step 1.*last good checkpoint is"
+    ):
         fit(model, _problem(), opt, exploding, 3, checkpoint=path, resume=True, progress=False)
     after = read_checkpoint(path)
     assert after[2]["epoch"] == 1

@@ -1,4 +1,5 @@
 """A checkpoint's record of its run is checked before any model is built from it."""
+
 import numpy as np
 import pytest
 
@@ -31,19 +32,31 @@ def test_a_well_formed_record_loads_the_same_weights(tmp_path):
         np.testing.assert_array_equal(loaded.state_dict()[name].numpy(), value.numpy())
 
 
-@pytest.mark.parametrize("changes, text", [
-    ({"model": "resnet"}, f"'model' must be one of {', '.join(sorted(MODELS))}, got 'resnet'"),
-    ({"class_names": []}, "'class_names' must be a non-empty list of names, got []"),
-    ({"class_names": "circle"}, "'class_names' must be a non-empty list of names, got 'circle'"),
-    ({"class_names": ["circle", 7]}, "'class_names' must be a non-empty list of names"),
-    ({"class_names": None}, "'class_names' must be a non-empty list of names, got None"),
-    ({"data": 3}, "'data' must be a data spec such as 'shapes', got 3"),
-    ({"max_objects": 0}, "'max_objects' must be a positive integer, got 0"),
-    ({"max_objects": True}, "'max_objects' must be a positive integer, got True"),
-    ({"config": [1, 2]}, "'config' must be an object of constructor arguments, got [1, 2]"),
-    ({"config": {"image_size": "64"}}, "'config.image_size' must be an integer from 1 to 8192, got '64'"),
-    ({"config": {"image_size": 10**6}}, "'config.image_size' must be an integer from 1 to 8192, got 1000000"),
-])
+@pytest.mark.parametrize(
+    "changes, text",
+    [
+        ({"model": "resnet"}, f"'model' must be one of {', '.join(sorted(MODELS))}, got 'resnet'"),
+        ({"class_names": []}, "'class_names' must be a non-empty list of names, got []"),
+        (
+            {"class_names": "circle"},
+            "'class_names' must be a non-empty list of names, got 'circle'",
+        ),
+        ({"class_names": ["circle", 7]}, "'class_names' must be a non-empty list of names"),
+        ({"class_names": None}, "'class_names' must be a non-empty list of names, got None"),
+        ({"data": 3}, "'data' must be a data spec such as 'shapes', got 3"),
+        ({"max_objects": 0}, "'max_objects' must be a positive integer, got 0"),
+        ({"max_objects": True}, "'max_objects' must be a positive integer, got True"),
+        ({"config": [1, 2]}, "'config' must be an object of constructor arguments, got [1, 2]"),
+        (
+            {"config": {"image_size": "64"}},
+            "'config.image_size' must be an integer from 1 to 8192, got '64'",
+        ),
+        (
+            {"config": {"image_size": 10**6}},
+            "'config.image_size' must be an integer from 1 to 8192, got 1000000",
+        ),
+    ],
+)
 def test_malformed_records_name_the_key(tmp_path, changes, text):
     write(tmp_path / "c.npz", changes)
     with pytest.raises(ValueError) as error:
@@ -62,8 +75,11 @@ def test_a_config_that_is_not_the_tiny_one_is_refused_before_loading(tmp_path):
     model = Localizer.tiny(len(CLASSES), 64)
     config = dict(model.config, box_weight=model.config["box_weight"] + 1)
     write(tmp_path / "c.npz", {"config": config})
-    with pytest.raises(ValueError, match=r"'config' is not the tiny localizer configuration for 3 classes at "
-                                         r"image_size 64 \(differs in box_weight\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"'config' is not the tiny localizer configuration for 3 classes at "
+        r"image_size 64 \(differs in box_weight\)",
+    ):
         load_trained(tmp_path / "c.npz")
 
 
@@ -75,5 +91,6 @@ def test_class_names_that_do_not_match_the_weights(tmp_path):
 
 def test_predict_with_a_malformed_record_is_one_line(tmp_path):
     write(tmp_path / "c.npz", {"class_names": []})
-    assert_one_line_error(run("predict", "c.npz", "x.png", cwd=tmp_path), "checkpoint meta 'class_names' must be")
-
+    assert_one_line_error(
+        run("predict", "c.npz", "x.png", cwd=tmp_path), "checkpoint meta 'class_names' must be"
+    )

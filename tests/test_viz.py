@@ -1,4 +1,5 @@
 """viz: figures are drawn, PNGs written atomically, palette follows VOC, bad input explained."""
+
 import os
 
 import numpy as np
@@ -29,8 +30,14 @@ def _png_pixels(path):
 def test_draw_boxes_writes_png_with_box_colour(tmp_path):
     image = np.zeros((3, 32, 32), np.float32)
     path = tmp_path / "boxes.png"
-    viz.draw_boxes(image, np.array([[4.0, 4.0, 20.0, 24.0]]), labels=np.array([1]), scores=np.array([0.9]),
-                   class_names=["bg", "circle"], path=path)
+    viz.draw_boxes(
+        image,
+        np.array([[4.0, 4.0, 20.0, 24.0]]),
+        labels=np.array([1]),
+        scores=np.array([0.9]),
+        class_names=["bg", "circle"],
+        path=path,
+    )
     pixels = _png_pixels(path)
     reds = (pixels[..., 0] > 100) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)
     assert reds.sum() > 20  # the outline is drawn in label 1's colour
@@ -43,7 +50,9 @@ def test_overlay_and_heatmap_and_curves_save(tmp_path):
     mask[4:8, 4:8] = 1
     viz.overlay_mask(image, mask, path=tmp_path / "mask.png")
     viz.score_heatmap(image, np.random.default_rng(1).random((3, 3)), path=tmp_path / "heat.png")
-    viz.loss_curves([{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0}], path=tmp_path / "curve.png")
+    viz.loss_curves(
+        [{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0}], path=tmp_path / "curve.png"
+    )
     assert sorted(os.listdir(tmp_path)) == ["curve.png", "heat.png", "mask.png"]
 
 
@@ -52,12 +61,16 @@ def test_mask_rows_draws_truth_and_prediction_in_the_palette(tmp_path):
     truth = np.zeros((16, 16), np.int64)
     truth[2:14, 2:14] = 2  # label 2 is VOC green (0, 128, 0)
     path = tmp_path / "rows.png"
-    fig = viz.mask_rows([image, image], [truth, truth], [truth, np.zeros_like(truth)], "tiny net", path=path)
+    fig = viz.mask_rows(
+        [image, image], [truth, truth], [truth, np.zeros_like(truth)], "tiny net", path=path
+    )
     assert [ax.get_title() for ax in fig.axes[:3]] == ["image", "truth", "tiny net"]
     pixels = _png_pixels(path)
     greens = (pixels[..., 1] > 100) & (pixels[..., 0] < 40) & (pixels[..., 2] < 40)
     assert greens.sum() > 3 * 100  # three green squares: two truths and one prediction
-    with pytest.raises(ValueError, match="need as many truths and predictions as images, got 2, 1 and 2"):
+    with pytest.raises(
+        ValueError, match="need as many truths and predictions as images, got 2, 1 and 2"
+    ):
         viz.mask_rows([image, image], [truth], [truth, truth])
 
 

@@ -60,8 +60,11 @@ assert np.isclose(reference_boxes.box_iou(a, b)[0, 0], iou)
 
 # %%
 truth = [{"boxes": np.array([[10.0, 10.0, 30.0, 30.0]]), "labels": np.array([2])}]
+
+
 def one(box, label):
     return [{"boxes": np.array([box]), "labels": np.array([label]), "scores": np.array([0.9])}]
+
 
 print("right box, right class:", localization_accuracy(one([11, 10, 31, 30], 2), truth))
 print("right box, wrong class:", localization_accuracy(one([11, 10, 31, 30], 1), truth))
@@ -83,8 +86,15 @@ train = DataLoader(Shapes(train_images, 64, 1, 1, seed=0), batch_size=32, shuffl
 val = DataLoader(Shapes(128 if FAST else 256, 64, 1, 1, seed=1), batch_size=64)
 model = Localizer.tiny(num_classes=3, image_size=64)
 opt = optim.Adam(model.parameters(), lr=2e-3)
-history = fit(model, train, opt, lambda m, batch: m.loss(*batch), epochs,
-              scheduler=optim.CosineAnnealingLR(opt, epochs), progress=False)
+history = fit(
+    model,
+    train,
+    opt,
+    lambda m, batch: m.loss(*batch),
+    epochs,
+    scheduler=optim.CosineAnnealingLR(opt, epochs),
+    progress=False,
+)
 print("loss per epoch:", [round(h["loss"], 3) for h in history])
 assert history[-1]["loss"] < 0.8 * history[0]["loss"]
 
@@ -96,7 +106,9 @@ for images, batch_targets in val:
     targets += batch_targets
 accuracy = localization_accuracy(predictions, targets)
 ious = [ops.box_iou(p["boxes"], t["boxes"])[0, 0] for p, t in zip(predictions, targets)]
-print(f"localization accuracy {accuracy:.3f}, median IoU {np.median(ious):.3f} on {len(targets)} images")
+print(
+    f"localization accuracy {accuracy:.3f}, median IoU {np.median(ious):.3f} on {len(targets)} images"
+)
 if not FAST:
     assert accuracy > 0.5
 
@@ -107,8 +119,15 @@ try:
     FIGURES.mkdir(parents=True, exist_ok=True)
     images, batch_targets = next(iter(val))
     p = model.predict(images[:1])[0]
-    viz.draw_boxes(images.numpy()[0], p["boxes"], p["labels"], p["scores"], ["bg", "circle", "rectangle", "triangle"],
-                   title=f"IoU with the truth {ious[0]:.2f}", path=FIGURES / "01_localization.png")
+    viz.draw_boxes(
+        images.numpy()[0],
+        p["boxes"],
+        p["labels"],
+        p["scores"],
+        ["bg", "circle", "rectangle", "triangle"],
+        title=f"IoU with the truth {ious[0]:.2f}",
+        path=FIGURES / "01_localization.png",
+    )
     print("figure:", FIGURES / "01_localization.png")
 except ImportError:
     print("matplotlib is not installed: no figure")

@@ -22,7 +22,11 @@ import numpy as np
 
 import minivision as mv
 from minivision.data import Shapes
-from minivision.models.sliding_window import PatchClassifier, classify_windows_naive, to_fully_convolutional
+from minivision.models.sliding_window import (
+    PatchClassifier,
+    classify_windows_naive,
+    to_fully_convolutional,
+)
 
 FAST = os.environ.get("MINIVISION_FAST") == "1"
 FIGURES = Path(os.environ.get("MINIVISION_FIGURES", "tutorial_figures"))
@@ -81,8 +85,12 @@ try:
     from minivision import viz
 
     FIGURES.mkdir(parents=True, exist_ok=True)
-    viz.score_heatmap(image, dense.numpy()[1], title="class-1 score of every window (untrained)",
-                      path=FIGURES / "02_window_scores.png")
+    viz.score_heatmap(
+        image,
+        dense.numpy()[1],
+        title="class-1 score of every window (untrained)",
+        path=FIGURES / "02_window_scores.png",
+    )
     print("figure:", FIGURES / "02_window_scores.png")
 except ImportError:
     print("matplotlib is not installed: no figure")

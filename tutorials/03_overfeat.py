@@ -28,7 +28,13 @@ from minivision import ops, optim
 from minivision.data import DataLoader, Shapes
 from minivision.metrics import localization_accuracy
 from minivision.models.overfeat import (
-    VARIANTS, OverFeat, interleave_offsets, map_sizes, match_score, merge_boxes, offset_max_pool,
+    VARIANTS,
+    OverFeat,
+    interleave_offsets,
+    map_sizes,
+    match_score,
+    merge_boxes,
+    offset_max_pool,
 )
 from minivision.train import fit
 
@@ -65,14 +71,16 @@ assert scores.shape == (1, 3, 1, 1) and boxes.shape == (1, 4 * 3, 1, 1)  # one b
 image = mv.randn(1, 3, 64, 64)
 with mv.no_grad():
     pool5 = model.pool5(model.features(image))  # (1, 128, 4, 4)
-    score_map = model.classifier(pool5)          # (1, 3, 3, 3)
+    score_map = model.classifier(pool5)  # (1, 3, 3, 3)
 fc6, fc8 = model.classifier[0], model.classifier[2]
 fc6_matrix = fc6.weight.reshape(fc6.weight.shape[0], -1)  # (256, 128 * 2 * 2)
 fc8_matrix = fc8.weight.reshape(fc8.weight.shape[0], -1)  # (3, 256)
 print("pool5", pool5.shape, "-> score map", score_map.shape)
 for r in range(3):
     for c in range(3):
-        window = pool5[:, :, r:r + 2, c:c + 2].reshape(1, -1)  # the features of window (r, c), flattened
+        window = pool5[:, :, r : r + 2, c : c + 2].reshape(
+            1, -1
+        )  # the features of window (r, c), flattened
         hidden = F.relu(F.linear(window, fc6_matrix, fc6.bias))
         as_fully_connected = F.linear(hidden, fc8_matrix, fc8.bias)
         assert np.allclose(as_fully_connected.numpy()[0], score_map.numpy()[0, :, r, c], atol=1e-5)
@@ -109,13 +117,16 @@ TABLE_5 = [  # input, layer 5 pre-pool, post-pool (per offset), classifier map (
 print("input      pre-pool  post-pool  classifier  interleaved")
 for size, *expected in TABLE_5:
     sizes = map_sizes("accurate", *size)
-    print(f"{size[0]}x{size[1]}   {sizes.pre_pool}  {sizes.post_pool}   {sizes.classifier}      {sizes.interleaved}")
+    print(
+        f"{size[0]}x{size[1]}   {sizes.pre_pool}  {sizes.post_pool}   {sizes.classifier}      {sizes.interleaved}"
+    )
     assert tuple(sizes) == tuple(expected)
 
 # %% [markdown]
 # Each pixel of the plain map moves by the product of all strides and pools: 2 x 3 x 2 x 3
 # = 36 input pixels for the accurate model (16 for our tiny one). That is coarse: an
 # object could fall between two windows. The next trick cuts it by the last pool's size.
+
 
 # %%
 def total_stride(variant):
@@ -125,7 +136,12 @@ def total_stride(variant):
     return stride
 
 
-print("accurate:", total_stride("accurate"), "pixels; with 3x3 offset pooling:", total_stride("accurate") // 3)
+print(
+    "accurate:",
+    total_stride("accurate"),
+    "pixels; with 3x3 offset pooling:",
+    total_stride("accurate") // 3,
+)
 assert total_stride("accurate") == 36 and total_stride("tiny") == 16
 
 # %% [markdown]
@@ -143,7 +159,9 @@ assert total_stride("accurate") == 36 and total_stride("tiny") == 16
 # %%
 ramp = mv.tensor(np.arange(64, dtype=np.float32).reshape(1, 1, 8, 8))
 offsets = offset_max_pool(ramp, 3)  # (9, 1, 2, 2): the offsets go into the batch
-print("offset (0, 0):\n", offsets.numpy()[0, 0], "\noffset (1, 2):\n", offsets.numpy()[1 * 3 + 2, 0])
+print(
+    "offset (0, 0):\n", offsets.numpy()[0, 0], "\noffset (1, 2):\n", offsets.numpy()[1 * 3 + 2, 0]
+)
 assert offsets.numpy()[0, 0].tolist() == [[18, 21], [42, 45]]  # rows 2, 5 and columns 2, 5
 assert offsets.numpy()[5, 0].tolist() == [[28, 31], [52, 55]]  # rows 3, 6 and columns 4, 7
 interleaved = interleave_offsets(offsets, 3)
@@ -160,7 +178,7 @@ assert np.array_equal(interleaved.numpy()[0, 0], ramp.numpy()[0, 0, 2:, 2:])
 # %%
 x = mv.tensor(rng.standard_normal((2, 4, 11, 11)).astype(np.float32))
 interleaved = interleave_offsets(offset_max_pool(x, 3), 3)
-stride_one = F.max_pool2d(x, 3, stride=1)[:, :, :interleaved.shape[2], :interleaved.shape[3]]
+stride_one = F.max_pool2d(x, 3, stride=1)[:, :, : interleaved.shape[2], : interleaved.shape[3]]
 assert np.array_equal(interleaved.numpy(), stride_one.numpy())
 
 # %% [markdown]
@@ -172,8 +190,16 @@ assert np.array_equal(interleaved.numpy(), stride_one.numpy())
 with mv.no_grad():
     plain, _ = model(image)
     dense, _ = model.dense(image)
-print("plain map", plain.shape[2:], "stride", model.stride(), "| dense map", dense.shape[2:],
-      "stride", model.stride() // 2)
+print(
+    "plain map",
+    plain.shape[2:],
+    "stride",
+    model.stride(),
+    "| dense map",
+    dense.shape[2:],
+    "stride",
+    model.stride() // 2,
+)
 assert dense.shape[2:] == map_sizes("tiny", 64, 64).interleaved
 rows, cols = dense.shape[2] // 2, dense.shape[3] // 2
 assert np.allclose(dense.numpy()[:, :, ::2, ::2], plain.numpy()[:, :, :rows, :cols], atol=1e-5)
@@ -190,13 +216,17 @@ assert np.allclose(dense.numpy()[:, :, ::2, ::2], plain.numpy()[:, :, :rows, :co
 # box (F).
 
 # %%
-boxes = np.array([[10, 10, 30, 30],   # A
-                  [12, 11, 32, 31],   # B
-                  [9, 13, 29, 33],    # C
-                  [40, 38, 60, 62],   # D
-                  [43, 40, 61, 60],   # E
-                  [0, 44, 14, 58]],   # F
-                 dtype=np.float64)
+boxes = np.array(
+    [
+        [10, 10, 30, 30],  # A
+        [12, 11, 32, 31],  # B
+        [9, 13, 29, 33],  # C
+        [40, 38, 60, 62],  # D
+        [43, 40, 61, 60],  # E
+        [0, 44, 14, 58],
+    ],  # F
+    dtype=np.float64,
+)
 scores = np.array([0.9, 0.8, 0.6, 0.7, 0.5, 0.3])
 names = "ABCDEF"
 print("match scores (0 = same box; merge while <= 0.6):")
@@ -214,7 +244,9 @@ merged, merged_scores = merge_boxes(boxes, scores, threshold=0.6)
 print("merged boxes:\n", merged, "\nscores:", merged_scores)
 a, b, c, d, e, f = boxes
 assert len(merged) == 3
-assert np.allclose(merged[0], ((a + b) / 2 + c) / 2) and np.isclose(merged_scores[0], 0.9 + 0.8 + 0.6)
+assert np.allclose(merged[0], ((a + b) / 2 + c) / 2) and np.isclose(
+    merged_scores[0], 0.9 + 0.8 + 0.6
+)
 assert np.allclose(merged[1], (d + e) / 2) and np.isclose(merged_scores[1], 0.7 + 0.5)
 assert np.allclose(merged[2], f) and np.isclose(merged_scores[2], 0.3)
 
@@ -244,8 +276,15 @@ train = DataLoader(Shapes(train_images, 64, 1, 1, seed=0), batch_size=32, shuffl
 val = DataLoader(Shapes(128 if FAST else 256, 64, 1, 1, seed=1), batch_size=64)
 model = OverFeat.tiny(num_classes=3, image_size=64)
 opt = optim.Adam(model.parameters(), lr=2e-3)
-history = fit(model, train, opt, lambda m, batch: m.loss(*batch), epochs,
-              scheduler=optim.CosineAnnealingLR(opt, epochs), progress=False)
+history = fit(
+    model,
+    train,
+    opt,
+    lambda m, batch: m.loss(*batch),
+    epochs,
+    scheduler=optim.CosineAnnealingLR(opt, epochs),
+    progress=False,
+)
 print("loss per epoch:", [round(h["loss"], 3) for h in history])
 assert history[-1]["loss"] < 0.8 * history[0]["loss"]
 
@@ -261,7 +300,9 @@ for images, targets in val:
     predictions += model.predict(images)
 class_accuracy = np.mean([p["labels"][0] == t["labels"][0] for p, t in zip(predictions, truths)])
 accuracy = localization_accuracy(predictions, truths)
-print(f"{len(truths)} validation images: class accuracy {class_accuracy:.3f}, localization accuracy {accuracy:.3f}")
+print(
+    f"{len(truths)} validation images: class accuracy {class_accuracy:.3f}, localization accuracy {accuracy:.3f}"
+)
 if not FAST:
     assert class_accuracy > 0.7 and accuracy > 0.5
 
@@ -274,14 +315,20 @@ if not FAST:
 # %%
 images, targets = next(iter(val))
 images, targets = images[:32], targets[:32]
-for scale, (probabilities, corners) in zip((1.0, 1.25), model.multiscale(images, scales=(1.0, 1.25))):
+for scale, (probabilities, corners) in zip(
+    (1.0, 1.25), model.multiscale(images, scales=(1.0, 1.25))
+):
     size = round(64 * scale)
-    print(f"scale {scale}: {size}x{size} input -> class map {probabilities.shape[2:]}, boxes {corners.shape}")
+    print(
+        f"scale {scale}: {size}x{size} input -> class map {probabilities.shape[2:]}, boxes {corners.shape}"
+    )
     assert probabilities.shape[2:] == map_sizes("tiny", size, size).interleaved
 two_scales = model.predict(images, scales=(1.0, 1.25))
-print(f"localization accuracy on these {len(targets)} images: one scale "
-      f"{localization_accuracy(predictions[:32], targets):.3f}, "
-      f"two scales {localization_accuracy(two_scales, targets):.3f}")
+print(
+    f"localization accuracy on these {len(targets)} images: one scale "
+    f"{localization_accuracy(predictions[:32], targets):.3f}, "
+    f"two scales {localization_accuracy(two_scales, targets):.3f}"
+)
 
 # %% [markdown]
 # ## The score map over a bigger image
@@ -296,8 +343,12 @@ mosaic = np.block([[tiles[0][0], tiles[1][0]], [tiles[2][0], tiles[3][0]]])  # (
 with mv.no_grad():
     dense_scores, _ = model.dense(mv.tensor(mosaic[None]))
 probabilities = F.softmax(dense_scores, dim=1).numpy()[0]  # (3, 12, 12)
-print("dense map over the mosaic:", probabilities.shape, "| tiles:",
-      [val.dataset.class_names[label - 1] for label in tile_labels])
+print(
+    "dense map over the mosaic:",
+    probabilities.shape,
+    "| tiles:",
+    [val.dataset.class_names[label - 1] for label in tile_labels],
+)
 assert probabilities.shape == (3,) + map_sizes("tiny", 128, 128).interleaved
 
 # %% [markdown]
@@ -310,12 +361,16 @@ assert probabilities.shape == (3,) + map_sizes("tiny", 128, 128).interleaved
 centres = 8 * np.arange(probabilities.shape[1]) + 16  # window centres, in mosaic pixels
 recognised = []
 for k, (_, target) in enumerate(tiles):
-    x1, y1, x2, y2 = target["boxes"][0] + np.array([64 * (k % 2), 64 * (k // 2)] * 2)  # box in the mosaic
+    x1, y1, x2, y2 = target["boxes"][0] + np.array(
+        [64 * (k % 2), 64 * (k // 2)] * 2
+    )  # box in the mosaic
     rows, cols = (centres >= y1) & (centres <= y2), (centres >= x1) & (centres <= x2)
     mean = probabilities[:, rows][:, :, cols].mean(axis=(1, 2))
     recognised.append(int(mean.argmax()) + 1)
-    print(f"tile {k} ({val.dataset.class_names[tile_labels[k] - 1]}): {rows.sum() * cols.sum()} windows centred "
-          f"on it, mean probabilities {np.round(mean, 2)} -> {val.dataset.class_names[recognised[-1] - 1]}")
+    print(
+        f"tile {k} ({val.dataset.class_names[tile_labels[k] - 1]}): {rows.sum() * cols.sum()} windows centred "
+        f"on it, mean probabilities {np.round(mean, 2)} -> {val.dataset.class_names[recognised[-1] - 1]}"
+    )
 if not FAST:
     assert sum(r == label for r, label in zip(recognised, tile_labels)) >= 3
 
@@ -331,7 +386,12 @@ try:
 
     FIGURES.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=(12, 3.4), dpi=72)
-    extent = (centres[0] - 4 - 0.5, centres[-1] + 4 - 0.5, centres[-1] + 4 - 0.5, centres[0] - 4 - 0.5)
+    extent = (
+        centres[0] - 4 - 0.5,
+        centres[-1] + 4 - 0.5,
+        centres[-1] + 4 - 0.5,
+        centres[0] - 4 - 0.5,
+    )
     ax = fig.add_subplot(1, 4, 1)
     ax.imshow(viz.to_hwc_image(mosaic), interpolation="nearest")
     ax.set_title("128x128 mosaic")
@@ -339,8 +399,15 @@ try:
     for c, name in enumerate(val.dataset.class_names):
         ax = fig.add_subplot(1, 4, c + 2)
         ax.imshow(viz.to_hwc_image(mosaic), interpolation="nearest")
-        shown = ax.imshow(probabilities[c], cmap="inferno", alpha=0.65, vmin=0, vmax=1, extent=extent,
-                          interpolation="nearest")
+        shown = ax.imshow(
+            probabilities[c],
+            cmap="inferno",
+            alpha=0.65,
+            vmin=0,
+            vmax=1,
+            extent=extent,
+            interpolation="nearest",
+        )
         ax.set_xlim(-0.5, 127.5)
         ax.set_ylim(127.5, -0.5)
         ax.set_title(f"P({name})")

@@ -38,7 +38,9 @@ corners = np.arange(0, 64 - 20 + 1, 2, dtype=np.float32)
 x1, y1 = np.meshgrid(corners, corners)
 windows = np.stack([x1.ravel(), y1.ravel(), x1.ravel() + 20, y1.ravel() + 20], axis=1)
 visibility = np.array([1.0, 0.75], dtype=np.float32)
-scores = (ops.box_iou(windows, truth) * visibility).max(axis=1) + 0.05 * rng.random(len(windows)).astype(np.float32)
+scores = (ops.box_iou(windows, truth) * visibility).max(axis=1) + 0.05 * rng.random(
+    len(windows)
+).astype(np.float32)
 detections = windows[scores > 0.5]
 det_scores = scores[scores > 0.5]
 print(f"{len(windows)} windows, {len(detections)} score above 0.5 for 2 objects")
@@ -49,6 +51,7 @@ assert len(detections) > 10  # many neighbours pass the threshold
 # Sort by score. Take the best remaining window, keep it, and drop every remaining
 # window whose IoU with it is above the threshold. Repeat until none remain.
 
+
 # %%
 def nms_step_by_step(boxes, scores, iou_threshold):
     order = list(np.argsort(-scores, kind="stable"))
@@ -58,7 +61,9 @@ def nms_step_by_step(boxes, scores, iou_threshold):
         kept.append(best)
         overlaps = ops.box_iou(boxes[best][None], boxes[order])[0] if order else np.zeros(0)
         dropped = [i for i, iou in zip(order, overlaps) if iou > iou_threshold]
-        print(f"keep window {best} (score {scores[best]:.2f}); it suppresses {len(dropped)} neighbours")
+        print(
+            f"keep window {best} (score {scores[best]:.2f}); it suppresses {len(dropped)} neighbours"
+        )
         order = [i for i, iou in zip(order, overlaps) if iou <= iou_threshold]
     return np.array(kept)
 
@@ -82,8 +87,13 @@ assert len(kept) == 2
 
 # %%
 target = [{"boxes": truth, "labels": np.array([1, 1])}]
-before = evaluate_detections([{"boxes": detections, "scores": det_scores, "labels": np.ones(len(detections), int)}], target)
-after = evaluate_detections([{"boxes": detections[kept], "scores": det_scores[kept], "labels": np.ones(len(kept), int)}], target)
+before = evaluate_detections(
+    [{"boxes": detections, "scores": det_scores, "labels": np.ones(len(detections), int)}], target
+)
+after = evaluate_detections(
+    [{"boxes": detections[kept], "scores": det_scores[kept], "labels": np.ones(len(kept), int)}],
+    target,
+)
 print(f"AP before NMS: {before.map:.3f}   AP after NMS: {after.map:.3f}")
 assert after.map > before.map
 
@@ -103,8 +113,16 @@ try:
 
     FIGURES.mkdir(parents=True, exist_ok=True)
     image = np.full((3, 64, 64), 0.2, dtype=np.float32)
-    viz.draw_boxes(image, detections, scores=det_scores, title="before NMS", path=FIGURES / "04_before_nms.png")
-    viz.draw_boxes(image, detections[kept], scores=det_scores[kept], title="after NMS", path=FIGURES / "04_after_nms.png")
+    viz.draw_boxes(
+        image, detections, scores=det_scores, title="before NMS", path=FIGURES / "04_before_nms.png"
+    )
+    viz.draw_boxes(
+        image,
+        detections[kept],
+        scores=det_scores[kept],
+        title="after NMS",
+        path=FIGURES / "04_after_nms.png",
+    )
     print("figures:", FIGURES / "04_before_nms.png", FIGURES / "04_after_nms.png")
 except ImportError:
     print("matplotlib is not installed: no figures")

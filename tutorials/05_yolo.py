@@ -38,7 +38,9 @@ mv.manual_seed(0)
 
 # %%
 convs = [layer for layer in FULL if layer != "M"]
-print(f"{len(convs)} convolutional layers; the first: kernel {convs[0][0]}, {convs[0][1]} filters, stride {convs[0][2]}")
+print(
+    f"{len(convs)} convolutional layers; the first: kernel {convs[0][0]}, {convs[0][1]} filters, stride {convs[0][2]}"
+)
 assert len(convs) == 24
 assert 5 * 2 + 20 == 30
 
@@ -84,7 +86,9 @@ output[0, 0, 0, 2] = 0.72
 too_wide = yolo_loss(mv.tensor(output), target, B=1, image_size=64).item()
 coord = 5 * (np.sqrt(0.72) - np.sqrt(0.5)) ** 2
 confidence = (1 - 0.5 / 0.72) ** 2
-print(f"loss with a box too wide: {too_wide:.4f} = {perfect:.3f} + {coord:.3f} (size) + {confidence:.3f} (confidence)")
+print(
+    f"loss with a box too wide: {too_wide:.4f} = {perfect:.3f} + {coord:.3f} (size) + {confidence:.3f} (confidence)"
+)
 assert np.isclose(too_wide, perfect + coord + confidence)
 
 # %% [markdown]
@@ -98,8 +102,15 @@ train = DataLoader(Shapes(train_images, 64, 1, 3, seed=0), batch_size=32, shuffl
 val = DataLoader(Shapes(64 if FAST else 256, 64, 1, 3, seed=1), batch_size=64)
 model = YOLOv1.tiny(num_classes=3, image_size=64)
 opt = optim.Adam(model.parameters(), lr=2e-3)
-history = fit(model, train, opt, lambda m, batch: m.loss(*batch), epochs,
-              scheduler=optim.CosineAnnealingLR(opt, epochs), progress=False)
+history = fit(
+    model,
+    train,
+    opt,
+    lambda m, batch: m.loss(*batch),
+    epochs,
+    scheduler=optim.CosineAnnealingLR(opt, epochs),
+    progress=False,
+)
 print("loss per epoch:", [round(h["loss"], 3) for h in history])
 assert history[-1]["loss"] < history[0]["loss"]
 
@@ -127,8 +138,15 @@ try:
     images, _ = next(iter(val))
     p = predictions[0]
     confident = p["scores"] > 0.3
-    viz.draw_boxes(images.numpy()[0], p["boxes"][confident], p["labels"][confident], p["scores"][confident],
-                   ["bg", "circle", "rectangle", "triangle"], title="tiny YOLO", path=FIGURES / "05_yolo.png")
+    viz.draw_boxes(
+        images.numpy()[0],
+        p["boxes"][confident],
+        p["labels"][confident],
+        p["scores"][confident],
+        ["bg", "circle", "rectangle", "triangle"],
+        title="tiny YOLO",
+        path=FIGURES / "05_yolo.png",
+    )
     print("figure:", FIGURES / "05_yolo.png")
 except ImportError:
     print("matplotlib is not installed: no figure")

@@ -32,10 +32,9 @@ rng = np.random.default_rng(0)
 # index `h * W + w` into the 4x4 input (PyTorch's convention).
 
 # %%
-x = mv.tensor([[[[1.0, 0.5, 6.0, 0.2],
-                 [0.3, 5.0, 0.1, 0.4],
-                 [0.2, 0.1, 0.3, 0.2],
-                 [7.0, 0.6, 0.5, 8.0]]]])
+x = mv.tensor(
+    [[[[1.0, 0.5, 6.0, 0.2], [0.3, 5.0, 0.1, 0.4], [0.2, 0.1, 0.3, 0.2], [7.0, 0.6, 0.5, 8.0]]]]
+)
 pooled, switches = F.max_pool2d(x, kernel_size=2, return_indices=True)
 print("pooled:\n", pooled.numpy()[0, 0])
 print("switches (flat index into the 4x4 input):\n", switches.numpy()[0, 0])
@@ -51,7 +50,12 @@ assert switches.numpy()[0, 0].tolist() == [[5, 2], [12, 15]]
 values = mv.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
 unpooled = F.max_unpool2d(values, switches, kernel_size=2)
 print("unpooled:\n", unpooled.numpy()[0, 0])
-assert unpooled.numpy()[0, 0].tolist() == [[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]]  # the lecture's slide
+assert unpooled.numpy()[0, 0].tolist() == [
+    [0, 0, 2, 0],
+    [0, 1, 0, 0],
+    [0, 0, 0, 0],
+    [3, 0, 0, 4],
+]  # the lecture's slide
 
 # %% [markdown]
 # Both are written out in plain NumPy in `minivision/reference/pool.py`: `max_pool2d` keeps,
@@ -61,12 +65,16 @@ assert unpooled.numpy()[0, 0].tolist() == [[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0,
 
 # %%
 with mv.use_reference(True):
-    assert F.max_unpool2d(values, switches, kernel_size=2).numpy().tolist() == unpooled.numpy().tolist()
+    assert (
+        F.max_unpool2d(values, switches, kernel_size=2).numpy().tolist()
+        == unpooled.numpy().tolist()
+    )
 
 # %% [markdown]
 # ## Transposed convolution: each input value stamps the filter into the output
 # With stride 2 ("fractional stride 1/2") input pixel (i, j) adds `value * kernel` into
 # the output at (2i, 2j); where stamps overlap they add up. Written as a loop:
+
 
 # %%
 def stamp_transposed_conv(x, kernel, stride):
@@ -75,7 +83,7 @@ def stamp_transposed_conv(x, kernel, stride):
     out = np.zeros(((x.shape[0] - 1) * stride + k, (x.shape[1] - 1) * stride + k))
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
-            out[i * stride:i * stride + k, j * stride:j * stride + k] += x[i, j] * kernel
+            out[i * stride : i * stride + k, j * stride : j * stride + k] += x[i, j] * kernel
     return out
 
 
@@ -83,7 +91,9 @@ small = rng.standard_normal((3, 3))
 kernel = rng.standard_normal((3, 3))
 by_hand = stamp_transposed_conv(small, kernel, stride=2)
 library = F.conv_transpose2d(mv.tensor(small[None, None]), mv.tensor(kernel[None, None]), stride=2)
-print("output size:", by_hand.shape, "max difference:", np.abs(library.numpy()[0, 0] - by_hand).max())
+print(
+    "output size:", by_hand.shape, "max difference:", np.abs(library.numpy()[0, 0] - by_hand).max()
+)
 assert np.allclose(library.numpy()[0, 0], by_hand)
 
 # %% [markdown]
@@ -124,7 +134,12 @@ try:
     from minivision import viz
 
     FIGURES.mkdir(parents=True, exist_ok=True)
-    viz.score_heatmap(np.zeros((4, 4)), unpooled.numpy()[0, 0], title="max unpooling", path=FIGURES / "06_unpool.png")
+    viz.score_heatmap(
+        np.zeros((4, 4)),
+        unpooled.numpy()[0, 0],
+        title="max unpooling",
+        path=FIGURES / "06_unpool.png",
+    )
     print("figure:", FIGURES / "06_unpool.png")
 except ImportError:
     print("matplotlib is not installed: no figure")

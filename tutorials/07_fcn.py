@@ -44,13 +44,23 @@ rng = np.random.default_rng(0)
 # %%
 image, target = Shapes(1, 64, 2, 3, seed=5)[0]
 labels = target["semantic"]
-print("image", image.shape, "labels", labels.shape, labels.dtype, "classes present:", np.unique(labels))
+print(
+    "image",
+    image.shape,
+    "labels",
+    labels.shape,
+    labels.dtype,
+    "classes present:",
+    np.unique(labels),
+)
 
 scores = mv.tensor(rng.standard_normal((1, 4, 64, 64)).astype(np.float32))
 loss = F.cross_entropy(scores, mv.tensor(labels[None]))
 log_probabilities = F.log_softmax(scores, dim=1).numpy()[0]  # (4, 64, 64)
 rows, cols = np.indices(labels.shape)
-by_hand = -log_probabilities[labels, rows, cols].mean()  # -log p(true class), averaged over all pixels
+by_hand = -log_probabilities[
+    labels, rows, cols
+].mean()  # -log p(true class), averaged over all pixels
 print(f"cross_entropy {loss.item():.5f}   by hand {by_hand:.5f}")
 assert np.isclose(loss.item(), by_hand, rtol=1e-5)
 
@@ -88,12 +98,14 @@ coarse = mv.tensor(rng.standard_normal((1, 1, 6, 6)).astype(np.float32))
 for f in (2, 4, 8):
     stamped = F.conv_transpose2d(coarse, nn.init.bilinear_kernel(1, 1, 2 * f), stride=f)
     assert stamped.shape[2:] == (7 * f, 7 * f)
-    upsampled = stamped.numpy()[0, 0, f // 2:f // 2 + 6 * f, f // 2:f // 2 + 6 * f]
+    upsampled = stamped.numpy()[0, 0, f // 2 : f // 2 + 6 * f, f // 2 : f // 2 + 6 * f]
     reference = F.interpolate(coarse, scale_factor=f, mode="bilinear").numpy()[0, 0]
     inner = np.abs(upsampled - reference)[f:-f, f:-f].max()
     border = np.abs(upsampled - reference).max()
-    print(f"x{f}: 6x6 -> {stamped.shape[2]}x{stamped.shape[3]}, cropped to {upsampled.shape}: "
-          f"largest difference inside {inner:.1e}, at the border {border:.2f}")
+    print(
+        f"x{f}: 6x6 -> {stamped.shape[2]}x{stamped.shape[3]}, cropped to {upsampled.shape}: "
+        f"largest difference inside {inner:.1e}, at the border {border:.2f}"
+    )
     assert inner < 1e-5 and border > 1e-2
 
 # %% [markdown]
@@ -129,17 +141,23 @@ with mv.no_grad():
     print("score_fr (1/32):", tuple(score.shape))
     score = model.upscore2(score)
     skip4 = model.score_pool4(pools[3])
-    print(f"upscore2 x2: {tuple(score.shape)} + score_pool4 {tuple(skip4.shape)} cropped at "
-          f"{model.offsets['score_pool4']}")
+    print(
+        f"upscore2 x2: {tuple(score.shape)} + score_pool4 {tuple(skip4.shape)} cropped at "
+        f"{model.offsets['score_pool4']}"
+    )
     score = score + crop(skip4, model.offsets["score_pool4"], *score.shape[2:])
     score = model.upscore_pool4(score)
     skip3 = model.score_pool3(pools[2])
-    print(f"upscore_pool4 x2: {tuple(score.shape)} + score_pool3 {tuple(skip3.shape)} cropped at "
-          f"{model.offsets['score_pool3']}")
+    print(
+        f"upscore_pool4 x2: {tuple(score.shape)} + score_pool3 {tuple(skip3.shape)} cropped at "
+        f"{model.offsets['score_pool3']}"
+    )
     score = score + crop(skip3, model.offsets["score_pool3"], *score.shape[2:])
     score = model.upscore8(score)
     output = crop(score, model.offsets["upscore"], 64, 64)
-    print(f"upscore8 x8: {tuple(score.shape)}, cropped at {model.offsets['upscore']} -> {tuple(output.shape)}")
+    print(
+        f"upscore8 x8: {tuple(score.shape)}, cropped at {model.offsets['upscore']} -> {tuple(output.shape)}"
+    )
     assert np.allclose(output.numpy(), model(images).numpy(), atol=1e-5)
 
 # %% [markdown]
@@ -170,16 +188,21 @@ for index, widths in enumerate(vgg.stages):
 score_grid = pool_grids[4].conv(vgg.fc6_kernel)
 print(f"score_fr: step {score_grid.step:.0f}, pixel 0 at {score_grid.start}")
 up2 = score_grid.transposed(4, 2)
-print(f"upscore2: step {up2.step:.0f}, pixel 0 at {up2.start}  -> score_pool4 crop "
-      f"({up2.start} - ({pool_grids[3].start})) / {pool_grids[3].step:.0f} = {pool_grids[3].offset_of(up2)}")
+print(
+    f"upscore2: step {up2.step:.0f}, pixel 0 at {up2.start}  -> score_pool4 crop "
+    f"({up2.start} - ({pool_grids[3].start})) / {pool_grids[3].step:.0f} = {pool_grids[3].offset_of(up2)}"
+)
 
 # %% [markdown]
 # The reference Caffe models crop at 19 (FCN-32s); 5 and 27 (FCN-16s); 5, 9 and 31
 # (FCN-8s). `crop_offsets` derives them from the layer list, as above:
 
 # %%
-REFERENCE = {"32s": {"upscore": 19}, "16s": {"score_pool4": 5, "upscore": 27},
-             "8s": {"score_pool4": 5, "score_pool3": 9, "upscore": 31}}
+REFERENCE = {
+    "32s": {"upscore": 19},
+    "16s": {"score_pool4": 5, "upscore": 27},
+    "8s": {"score_pool4": 5, "score_pool3": 9, "upscore": 31},
+}
 for variant, expected in REFERENCE.items():
     print(f"FCN-{variant}: {crop_offsets(vgg, variant)}")
     assert crop_offsets(vgg, variant) == expected
@@ -194,19 +217,31 @@ for variant, expected in REFERENCE.items():
 
 # %%
 train_images, epochs, batch_size, lr = (384, 6, 8, 3e-3) if FAST else (2048, 12, 32, 3e-3)
-train = DataLoader(Shapes(train_images, 64, 1, 3, seed=0), batch_size=batch_size, shuffle=True, seed=0)
+train = DataLoader(
+    Shapes(train_images, 64, 1, 3, seed=0), batch_size=batch_size, shuffle=True, seed=0
+)
 val = DataLoader(Shapes(64 if FAST else 256, 64, 1, 3, seed=1), batch_size=64)
 model = FCN.tiny(num_classes=3, image_size=64)
 opt = optim.Adam(model.parameters(), lr=lr)
-history = fit(model, train, opt, lambda m, batch: m.loss(*batch), epochs,
-              scheduler=optim.CosineAnnealingLR(opt, epochs), progress=False)
+history = fit(
+    model,
+    train,
+    opt,
+    lambda m, batch: m.loss(*batch),
+    epochs,
+    scheduler=optim.CosineAnnealingLR(opt, epochs),
+    progress=False,
+)
 print("loss per epoch:", [round(h["loss"], 3) for h in history])
 assert history[-1]["loss"] < history[0]["loss"]
 
 # %%
 model.eval()
 metric, baseline = SegmentationMetric(4), SegmentationMetric(4)
-foreground, all_object = SegmentationMetric(2), SegmentationMetric(2)  # object vs background, whatever the shape
+foreground, all_object = (
+    SegmentationMetric(2),
+    SegmentationMetric(2),
+)  # object vs background, whatever the shape
 for images, targets in val:
     truth = np.stack([t["semantic"] for t in targets])
     predicted = model.predict(images)
@@ -215,11 +250,20 @@ for images, targets in val:
     foreground.update((predicted > 0).astype(np.int64), (truth > 0).astype(np.int64))
     all_object.update(np.ones_like(truth), (truth > 0).astype(np.int64))
 result, trivial = metric.compute(), baseline.compute()
-object_iou, trivial_object_iou = foreground.compute().per_class_iou[1], all_object.compute().per_class_iou[1]
-print(f"all-background baseline: mean IoU {trivial.mean_iou:.3f} (per class {np.round(trivial.per_class_iou, 2)})")
-print(f"tiny FCN-8s:             mean IoU {result.mean_iou:.3f} (per class {np.round(result.per_class_iou, 2)}), "
-      f"pixel accuracy {result.pixel_accuracy:.3f}")
-print(f"object-vs-background IoU {object_iou:.3f} (calling every pixel an object: {trivial_object_iou:.3f})")
+object_iou, trivial_object_iou = (
+    foreground.compute().per_class_iou[1],
+    all_object.compute().per_class_iou[1],
+)
+print(
+    f"all-background baseline: mean IoU {trivial.mean_iou:.3f} (per class {np.round(trivial.per_class_iou, 2)})"
+)
+print(
+    f"tiny FCN-8s:             mean IoU {result.mean_iou:.3f} (per class {np.round(result.per_class_iou, 2)}), "
+    f"pixel accuracy {result.pixel_accuracy:.3f}"
+)
+print(
+    f"object-vs-background IoU {object_iou:.3f} (calling every pixel an object: {trivial_object_iou:.3f})"
+)
 
 # %% [markdown]
 # In a short run the network learns *where* the objects are well before it learns *which*
@@ -239,10 +283,18 @@ try:
     from minivision import viz
 
     # two validation images, and the first one with a triangle (olive) after them
-    picked = [0, 1] + [next(k for k in range(2, len(val.dataset)) if 3 in val.dataset[k][1]["labels"])]
+    picked = [0, 1] + [
+        next(k for k in range(2, len(val.dataset)) if 3 in val.dataset[k][1]["labels"])
+    ]
     images = mv.tensor(np.stack([val.dataset[k][0] for k in picked]))
-    viz.mask_rows(images.numpy(), [val.dataset[k][1]["semantic"] for k in picked], model.predict(images), "tiny FCN-8s",
-                  caption="circle: dark red, rectangle: green, triangle: olive", path=FIGURES / "07_fcn_masks.png")
+    viz.mask_rows(
+        images.numpy(),
+        [val.dataset[k][1]["semantic"] for k in picked],
+        model.predict(images),
+        "tiny FCN-8s",
+        caption="circle: dark red, rectangle: green, triangle: olive",
+        path=FIGURES / "07_fcn_masks.png",
+    )
     print("figure:", FIGURES / "07_fcn_masks.png")
 except ImportError:
     print("matplotlib is not installed: no figure")

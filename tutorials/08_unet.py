@@ -47,7 +47,9 @@ mv.manual_seed(0)
 # %%
 val_set = Shapes(64 if FAST else 256, 64, 1, 3, seed=1)
 truth = np.stack([val_set[k][1]["semantic"] for k in range(len(val_set))])  # (N, 64, 64)
-one_hot = mv.tensor((truth[:, None] == np.arange(4)[None, :, None, None]).astype(np.float32))  # (N, 4, 64, 64)
+one_hot = mv.tensor(
+    (truth[:, None] == np.arange(4)[None, :, None, None]).astype(np.float32)
+)  # (N, 4, 64, 64)
 best_miou = {}
 for factor in (8, 4, 2, 1):
     coarse = F.avg_pool2d(one_hot, factor)  # what a perfect (64 / factor)-sized map knows
@@ -69,6 +71,7 @@ assert best_miou[8] < best_miou[4] < best_miou[2] < best_miou[1]
 # Here is the U-Net forward pass written out, with a switch that replaces each skip by
 # zeros (what a plain bottleneck encoder-decoder would pass). The paper crops the encoder
 # map to the decoder's size ("copy and crop"); with same padding the sizes already agree.
+
 
 # %%
 def unet_forward(model, images, skips=True):
@@ -101,7 +104,9 @@ print("unet_forward(skips=True) is UNet.forward")
 # %%
 paper = UNet()  # in_channels=1, num_classes=2, base_channels=64, depth=4, padding="valid"
 parameters = sum(int(np.prod(p.shape)) for p in paper.parameters())
-widths = [level[1][0].weight.shape[0] for level in paper.down] + [paper.bottom[1][0].weight.shape[0]]
+widths = [level[1][0].weight.shape[0] for level in paper.down] + [
+    paper.bottom[1][0].weight.shape[0]
+]
 print(f"the paper's U-Net: widths {widths}, {parameters / 1e6:.1f} million parameters")
 assert widths == [64, 128, 256, 512, 1024] and round(parameters / 1e6) == 31
 
@@ -121,8 +126,10 @@ with mv.no_grad():
         upsampled = x.shape[2]
         x = decode(mv.cat([center_crop(skip, *x.shape[2:]), x], dim=1))
         decoder_sizes.append((upsampled, x.shape[2]))
-        print(f"up: up-conv -> {upsampled}, concatenate crop({skip.shape[2]} -> {upsampled}), "
-              f"conv, conv -> {x.shape[2]}")
+        print(
+            f"up: up-conv -> {upsampled}, concatenate crop({skip.shape[2]} -> {upsampled}), "
+            f"conv, conv -> {x.shape[2]}"
+        )
     output = narrow.classifier(x)
 print("output:", tuple(output.shape))
 assert [m.shape[2] for m in encoder_maps] == [568, 280, 136, 64]
@@ -151,19 +158,29 @@ assert valid_sizes(4)[:3] == [188, 204, 220] and full_size.shape == (1, 2, 64, 6
 
 # %%
 train_images, epochs, batch_size, lr = (256, 4, 16, 5e-3) if FAST else (2048, 12, 32, 3e-3)
-train = DataLoader(Shapes(train_images, 64, 1, 3, seed=0), batch_size=batch_size, shuffle=True, seed=0)
+train = DataLoader(
+    Shapes(train_images, 64, 1, 3, seed=0), batch_size=batch_size, shuffle=True, seed=0
+)
 val = DataLoader(val_set, batch_size=64)
 mv.manual_seed(0)
 model = UNet.tiny(num_classes=3, image_size=64)
 opt = optim.Adam(model.parameters(), lr=lr)
-history = fit(model, train, opt, lambda m, batch: m.loss(*batch), epochs,
-              scheduler=optim.CosineAnnealingLR(opt, epochs), progress=False)
+history = fit(
+    model,
+    train,
+    opt,
+    lambda m, batch: m.loss(*batch),
+    epochs,
+    scheduler=optim.CosineAnnealingLR(opt, epochs),
+    progress=False,
+)
 print("loss per epoch:", [round(h["loss"], 3) for h in history])
 assert history[-1]["loss"] < history[0]["loss"]
 
 # %% [markdown]
 # Score it, and score the same trained network with its skips switched off at test time:
 # what does the decoder draw when it sees only the upsampled bottleneck?
+
 
 # %%
 def score(predict):
@@ -186,10 +203,16 @@ model.eval()
 result, object_iou = score(model.predict)
 lesioned, lesioned_object_iou = score(without_skips)
 trivial, _ = score(lambda images: np.zeros((images.shape[0], 64, 64), dtype=np.int64))
-print(f"all-background baseline: mean IoU {trivial.mean_iou:.3f} (per class {np.round(trivial.per_class_iou, 2)})")
-print(f"tiny U-Net:              mean IoU {result.mean_iou:.3f} (per class {np.round(result.per_class_iou, 2)}), "
-      f"object-vs-background IoU {object_iou:.3f}")
-print(f"same net, skips zeroed:  mean IoU {lesioned.mean_iou:.3f}, object-vs-background IoU {lesioned_object_iou:.3f}")
+print(
+    f"all-background baseline: mean IoU {trivial.mean_iou:.3f} (per class {np.round(trivial.per_class_iou, 2)})"
+)
+print(
+    f"tiny U-Net:              mean IoU {result.mean_iou:.3f} (per class {np.round(result.per_class_iou, 2)}), "
+    f"object-vs-background IoU {object_iou:.3f}"
+)
+print(
+    f"same net, skips zeroed:  mean IoU {lesioned.mean_iou:.3f}, object-vs-background IoU {lesioned_object_iou:.3f}"
+)
 assert result.mean_iou > trivial.mean_iou + 0.05
 assert object_iou > 0.5 and object_iou > lesioned_object_iou + 0.2
 if not FAST:
@@ -209,8 +232,14 @@ try:
     # two validation images, and the first one with a triangle (olive) after them
     picked = [0, 1] + [next(k for k in range(2, len(val_set)) if 3 in val_set[k][1]["labels"])]
     images = mv.tensor(np.stack([val_set[k][0] for k in picked]))
-    viz.mask_rows(images.numpy(), [val_set[k][1]["semantic"] for k in picked], model.predict(images), "tiny U-Net",
-                  caption="circle: dark red, rectangle: green, triangle: olive", path=FIGURES / "08_unet_masks.png")
+    viz.mask_rows(
+        images.numpy(),
+        [val_set[k][1]["semantic"] for k in picked],
+        model.predict(images),
+        "tiny U-Net",
+        caption="circle: dark red, rectangle: green, triangle: olive",
+        path=FIGURES / "08_unet_masks.png",
+    )
     print("figure:", FIGURES / "08_unet_masks.png")
 except ImportError:
     print("matplotlib is not installed: no figure")

@@ -28,6 +28,7 @@ from minivision.tensor import Function
 # backward needs on `self`, and returns the output. `backward` receives dL/dy and returns
 # one gradient per input: dL/dx = dL/dy * dy/dx, and dy/dx = sigmoid(a x).
 
+
 # %%
 class ScaledSoftplus(Function):
     def forward(self, x, a=1.0):
@@ -63,6 +64,7 @@ assert max(report.max_rel_error.values()) < 1e-6
 # sigmoid(a x). gradcheck raises `GradcheckError` naming the input, the worst element,
 # the analytic and numeric values and their relative error.
 
+
 # %%
 class BuggySoftplus(ScaledSoftplus):
     def backward(self, grad):
@@ -83,7 +85,9 @@ except mv.GradcheckError as error:
 # derivative along one random direction instead: two passes whatever the size.
 
 # %%
-big = mv.tensor(np.random.default_rng(1).standard_normal((64, 64)), dtype="float64", requires_grad=True)
+big = mv.tensor(
+    np.random.default_rng(1).standard_normal((64, 64)), dtype="float64", requires_grad=True
+)
 print(mv.gradcheck(lambda t: scaled_softplus(t, a=3.0), [big], fast=True))
 
 # %% [markdown]
@@ -92,7 +96,9 @@ print(mv.gradcheck(lambda t: scaled_softplus(t, a=3.0), [big], fast=True))
 
 # %%
 analytic = 1 / (1 + np.exp(-2.0 * x.numpy()))
-numeric = (scaled_softplus(mv.tensor(x.numpy() + 1e-6), 2.0).numpy()
-           - scaled_softplus(mv.tensor(x.numpy() - 1e-6), 2.0).numpy()) / 2e-6
+numeric = (
+    scaled_softplus(mv.tensor(x.numpy() + 1e-6), 2.0).numpy()
+    - scaled_softplus(mv.tensor(x.numpy() - 1e-6), 2.0).numpy()
+) / 2e-6
 print("rel_error:", mv.rel_error(analytic, numeric))
 assert mv.rel_error(analytic, numeric) < 1e-7

@@ -55,8 +55,10 @@ F.conv.set_winograd_enabled(True)
 columns = rng.standard_normal((32 * 9, 8 * 32 * 32)).astype(np.float32)
 matmul_ms = median_ms(lambda: w.reshape(32, -1) @ columns)
 flops = 2 * 32 * 32 * 9 * 8 * 32 * 32
-print(f"conv2d forward by im2col {im2col_ms:.2f} ms; its matrix multiply alone {matmul_ms:.2f} ms "
-      f"({flops / matmul_ms / 1e6:.0f} GFLOP/s)")
+print(
+    f"conv2d forward by im2col {im2col_ms:.2f} ms; its matrix multiply alone {matmul_ms:.2f} ms "
+    f"({flops / matmul_ms / 1e6:.0f} GFLOP/s)"
+)
 
 # %% [markdown]
 # ## Fewer multiplies: Winograd's F(2x2, 3x3)
@@ -82,7 +84,9 @@ if HAS_TORCH:
     import torch
 
     reference = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=1)
-    torch_ms = median_ms(lambda: torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=1))
+    torch_ms = median_ms(
+        lambda: torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=1)
+    )
     ours = F.conv2d(mv.tensor(x), mv.tensor(w), padding=1).numpy()
     assert np.allclose(ours, reference.numpy(), rtol=1e-4, atol=1e-4)
     print(f"PyTorch {torch_ms:.2f} ms, ratio minivision / PyTorch = {conv_ms / torch_ms:.2f}")
@@ -116,8 +120,10 @@ def plain_nms(boxes, scores, threshold):
 plain_ms = median_ms(lambda: plain_nms(boxes, scores, 0.5), repeats=3)
 fast_ms = median_ms(lambda: ops.nms(boxes, scores, 0.5))
 assert ops.nms(boxes, scores, 0.5).tolist() == plain_nms(boxes, scores, 0.5).tolist()
-print(f"NMS over 2,000 boxes: plain loop {plain_ms:.1f} ms, minivision {fast_ms:.2f} ms "
-      f"({plain_ms / fast_ms:.0f}x faster, same kept boxes)")
+print(
+    f"NMS over 2,000 boxes: plain loop {plain_ms:.1f} ms, minivision {fast_ms:.2f} ms "
+    f"({plain_ms / fast_ms:.0f}x faster, same kept boxes)"
+)
 
 # %% [markdown]
 # To run the full tables: `python benchmarks/bench_layers.py`, `python benchmarks/bench_boxes.py`.

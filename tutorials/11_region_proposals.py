@@ -69,7 +69,9 @@ print("proposals    R-CNN   Fast R-CNN   ratio")
 for count in counts:
     proposals = grid[np.sort(rng.choice(len(grid), count, replace=False))]
     times.append((seconds(slow, proposals), seconds(fast, proposals)))
-    print(f"{count:9d} {times[-1][0]:7.3f} s {times[-1][1]:8.3f} s {times[-1][0] / times[-1][1]:7.1f}")
+    print(
+        f"{count:9d} {times[-1][0]:7.3f} s {times[-1][1]:8.3f} s {times[-1][0] / times[-1][1]:7.1f}"
+    )
 # R-CNN's cost grows with the proposals (each is a 16 x 16 image for the body); Fast R-CNN's
 # body runs once, and only the RoI pooling and the head grow
 assert times[-1][0] > 2 * times[-1][1]
@@ -103,7 +105,9 @@ assert gap > 1e-6
 slow_1x1 = RCNN(3, kernel_size=1, warp=32).train()
 with mv.no_grad():  # BN statistics of real images, so that not every feature is 0 after ReLU
     for seed in range(10):
-        slow_1x1.body(mv.tensor(np.stack([image for image, _ in Shapes(4, 64, 1, 3, seed=100 + seed)])))
+        slow_1x1.body(
+            mv.tensor(np.stack([image for image, _ in Shapes(4, 64, 1, 3, seed=100 + seed)]))
+        )
 fast_1x1 = FastRCNN(**{k: v for k, v in slow_1x1.config.items() if k not in ("warp", "context")})
 fast_1x1.load_state_dict(slow_1x1.state_dict())
 for model in (slow_1x1, fast_1x1):
@@ -112,9 +116,13 @@ for model in (slow_1x1, fast_1x1):
     model.eval()
 images64 = mv.tensor(images.numpy().astype(np.float64))
 slow_logits, fast_logits = logits(slow_1x1, images64), logits(fast_1x1, images64)
-print(f"1x1 convolutions, float64: the class logits differ by up to {np.abs(slow_logits - fast_logits).max():.1e}")
+print(
+    f"1x1 convolutions, float64: the class logits differ by up to {np.abs(slow_logits - fast_logits).max():.1e}"
+)
 np.testing.assert_allclose(slow_logits, fast_logits, rtol=1e-12, atol=1e-15)
-assert len(np.unique(slow_logits[:, 0])) == len(aligned)  # four different answers, each the same in both
+assert len(np.unique(slow_logits[:, 0])) == len(
+    aligned
+)  # four different answers, each the same in both
 
 # %% [markdown]
 # ## RoI pooling by hand
@@ -126,10 +134,7 @@ assert len(np.unique(slow_logits[:, 0])) == len(aligned)  # four different answe
 # whole halves) and cell (2, 2) lies in all four. This is torchvision's rule.
 
 # %%
-feature_map = np.array([[0, 1, 2, 3],
-                        [4, 5, 6, 9],
-                        [1, 3, 8, 2],
-                        [0, 7, 4, 1]], dtype=np.float32)
+feature_map = np.array([[0, 1, 2, 3], [4, 5, 6, 9], [1, 3, 8, 2], [0, 7, 4, 1]], dtype=np.float32)
 box, scale, out = np.array([4.0, 2.0, 13.0, 11.0]), 0.25, 2
 
 
@@ -140,8 +145,13 @@ def round_half_away(value):
 def axis_bins(start, stop, out, extent):
     """[first, last) cells of each of ``out`` bins between the rounded corners start..stop."""
     size = max(stop - start + 1, 1)
-    return [(min(max(start + int(np.floor(i * size / out)), 0), extent),
-             min(max(start + int(np.ceil((i + 1) * size / out)), 0), extent)) for i in range(out)]
+    return [
+        (
+            min(max(start + int(np.floor(i * size / out)), 0), extent),
+            min(max(start + int(np.ceil((i + 1) * size / out)), 0), extent),
+        )
+        for i in range(out)
+    ]
 
 
 x1, y1, x2, y2 = (round_half_away(v * scale) for v in box)
@@ -154,8 +164,10 @@ pooled = ops.roi_pool(feature_map[None, None], [box[None]], out, spatial_scale=s
 assert np.array_equal(pooled, by_hand)
 # `roi_pool` in minivision/reference/roi_pool.py is the library's plain NumPy version of these steps
 with mv.use_reference(True):
-    assert np.array_equal(ops.roi_pool(feature_map[None, None], [box[None]], out, spatial_scale=scale).numpy()[0, 0],
-                          by_hand)
+    assert np.array_equal(
+        ops.roi_pool(feature_map[None, None], [box[None]], out, spatial_scale=scale).numpy()[0, 0],
+        by_hand,
+    )
 
 # %% [markdown]
 # The gradient goes back only to the switches (the cell where each bin's maximum was), as
@@ -166,7 +178,9 @@ with mv.use_reference(True):
 # %%
 upstream = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
 x = mv.tensor(feature_map[None, None], requires_grad=True)
-(ops.roi_pool(x, [box[None]], out, spatial_scale=scale) * mv.tensor(upstream[None, None])).sum().backward()
+(
+    ops.roi_pool(x, [box[None]], out, spatial_scale=scale) * mv.tensor(upstream[None, None])
+).sum().backward()
 print("gradient of the map:\n", x.grad.numpy()[0, 0])
 switches_by_hand = np.zeros_like(feature_map)
 for i, (r0, r1) in enumerate(rows):
@@ -214,8 +228,14 @@ try:
     FIGURES.mkdir(parents=True, exist_ok=True)
     centre = np.array([500.0, 300.0] * 2)
     canvas = np.full((3, 600, 1000), 0.9, dtype=np.float32)
-    viz.draw_boxes(canvas, cell + centre, np.repeat([1, 2, 3], 3), class_names=("", "h/w 0.5", "h/w 1", "h/w 2"),
-                   title="the 9 anchors at one position of a 600 x 1000 image", path=FIGURES / "11_anchors.png")
+    viz.draw_boxes(
+        canvas,
+        cell + centre,
+        np.repeat([1, 2, 3], 3),
+        class_names=("", "h/w 0.5", "h/w 1", "h/w 2"),
+        title="the 9 anchors at one position of a 600 x 1000 image",
+        path=FIGURES / "11_anchors.png",
+    )
     print("figure:", FIGURES / "11_anchors.png")
 except ImportError:
     print("matplotlib is not installed: no figure")
@@ -229,8 +249,9 @@ except ImportError:
 # %%
 train_images, epochs = (32, 1) if FAST else (6144, 1)
 with TemporaryDirectory() as out_dir:
-    model, history, val = train_model("faster_rcnn", "shapes", out_dir, epochs=epochs, train_images=train_images,
-                                      progress=False)
+    model, history, val = train_model(
+        "faster_rcnn", "shapes", out_dir, epochs=epochs, train_images=train_images, progress=False
+    )
 print("per epoch:", [{k: round(v, 3) for k, v in h.items() if k != "lr"} for h in history])
 model.eval()
 
@@ -248,9 +269,18 @@ with mv.no_grad():
     objectness, deltas = model.rpn.head(features)
 anchors = model.rpn.anchor_generator((64, 64), [features]).data
 (pre_n, post_n), image = model.rpn.top_n[False], 0
-before, _ = propose(anchors, objectness.data[image], deltas.data[image], (64, 64), pre_n, pre_n, nms_thresh=1.0)
-after, after_scores = propose(anchors, objectness.data[image], deltas.data[image], (64, 64), pre_n, post_n,
-                              nms_thresh=model.rpn.nms_thresh)
+before, _ = propose(
+    anchors, objectness.data[image], deltas.data[image], (64, 64), pre_n, pre_n, nms_thresh=1.0
+)
+after, after_scores = propose(
+    anchors,
+    objectness.data[image],
+    deltas.data[image],
+    (64, 64),
+    pre_n,
+    post_n,
+    nms_thresh=model.rpn.nms_thresh,
+)
 print(f"{len(anchors)} anchors -> {len(before)} proposals before NMS -> {len(after)} after")
 overlaps = ops.box_iou(after, after)
 np.fill_diagonal(overlaps, 0)
@@ -278,16 +308,31 @@ try:
 
     FIGURES.mkdir(parents=True, exist_ok=True)
     picture = val_images.numpy()[image]
-    viz.draw_boxes(picture, before, title=f"RPN: {len(before)} proposals before NMS",
-                   path=FIGURES / "11_proposals_before_nms.png")
-    viz.draw_boxes(picture, after[:10], scores=after_scores[:10], title="RPN: the 10 best after NMS",
-                   path=FIGURES / "11_proposals_after_nms.png")
+    viz.draw_boxes(
+        picture,
+        before,
+        title=f"RPN: {len(before)} proposals before NMS",
+        path=FIGURES / "11_proposals_before_nms.png",
+    )
+    viz.draw_boxes(
+        picture,
+        after[:10],
+        scores=after_scores[:10],
+        title="RPN: the 10 best after NMS",
+        path=FIGURES / "11_proposals_after_nms.png",
+    )
     names = ("bg",) + val.dataset.class_names
     for k, found in enumerate(detections):
         confident = found["scores"] > 0.5
-        viz.draw_boxes(val_images.numpy()[k], found["boxes"][confident], found["labels"][confident],
-                       found["scores"][confident], names, title="tiny Faster R-CNN",
-                       path=FIGURES / f"11_detections_{k}.png")
+        viz.draw_boxes(
+            val_images.numpy()[k],
+            found["boxes"][confident],
+            found["labels"][confident],
+            found["scores"][confident],
+            names,
+            title="tiny Faster R-CNN",
+            path=FIGURES / f"11_detections_{k}.png",
+        )
     print("figures:", *sorted(p.name for p in FIGURES.glob("11_*.png")))
 except ImportError:
     print("matplotlib is not installed: no figures")

@@ -71,8 +71,13 @@ def indices_at(level, row, col):
 
 
 print("map       stride  boxes per position  sizes (w x h)")
-for level, ((h, w), (step, _), sizes) in enumerate(zip(priors.feature_maps, priors.steps, priors.cell_sizes)):
-    print(f"{h:2d} x {w:2d}  {step:6.0f}  {len(sizes):18d}  " + ", ".join(f"{bw:.0f}x{bh:.0f}" for bw, bh in sizes))
+for level, ((h, w), (step, _), sizes) in enumerate(
+    zip(priors.feature_maps, priors.steps, priors.cell_sizes)
+):
+    print(
+        f"{h:2d} x {w:2d}  {step:6.0f}  {len(sizes):18d}  "
+        + ", ".join(f"{bw:.0f}x{bh:.0f}" for bw, bh in sizes)
+    )
 print(f"{len(defaults)} default boxes")
 assert len(defaults) == (24**2 + 12**2 + 6**2 + 3**2) * 4 == 3060
 assert [h for h, _ in priors.feature_maps] == [24, 12, 6, 3] and per_position == [4] * 4
@@ -84,15 +89,22 @@ for level, row, col in positions:
     boxes = defaults[indices_at(level, row, col)].astype(np.float64)
     step = priors.steps[level][0]
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    np.testing.assert_allclose(centres, np.tile([(col + 0.5) * step, (row + 0.5) * step], (len(boxes), 1)),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        centres, np.tile([(col + 0.5) * step, (row + 0.5) * step], (len(boxes), 1)), atol=1e-4
+    )
     np.testing.assert_allclose(boxes[:, 2:] - boxes[:, :2], priors.cell_sizes[level], atol=1e-4)
     shown.append(boxes)
 cells = priors.cell_sizes  # per map, (B, 2) widths and heights
 np.testing.assert_allclose([c[0] for c in cells], [[s, s] for s in (8, 16, 32, 56)])
-np.testing.assert_allclose([c[1] for c in cells], [[s, s] for s in np.sqrt([8 * 16, 16 * 32, 32 * 56, 56 * 80])])
-np.testing.assert_allclose([c[2] for c in cells], [[s * np.sqrt(2), s / np.sqrt(2)] for s in (8, 16, 32, 56)])
-np.testing.assert_allclose([c[3] for c in cells], [[s / np.sqrt(2), s * np.sqrt(2)] for s in (8, 16, 32, 56)])
+np.testing.assert_allclose(
+    [c[1] for c in cells], [[s, s] for s in np.sqrt([8 * 16, 16 * 32, 32 * 56, 56 * 80])]
+)
+np.testing.assert_allclose(
+    [c[2] for c in cells], [[s * np.sqrt(2), s / np.sqrt(2)] for s in (8, 16, 32, 56)]
+)
+np.testing.assert_allclose(
+    [c[3] for c in cells], [[s / np.sqrt(2), s * np.sqrt(2)] for s in (8, 16, 32, 56)]
+)
 
 # %% [markdown]
 # SSD300, the paper's model, has six source maps: conv4_3 (38 x 38), fc7 (19 x 19) and four
@@ -129,7 +141,9 @@ del ssd300
 # box does, and the stride-32 map's cover most of the image.
 
 # %%
-validation = Shapes(8, 96, 1, 3, seed=1, object_sizes=tuple(f * 96 for f in RECIPES["ssd"].object_sizes))
+validation = Shapes(
+    8, 96, 1, 3, seed=1, object_sizes=tuple(f * 96 for f in RECIPES["ssd"].object_sizes)
+)
 image, target = validation[6]
 
 
@@ -141,7 +155,12 @@ def draw_with_legend(picture, boxes, labels, names, title, path):
     for caption in list(ax.texts):
         caption.remove()
     firsts = [np.flatnonzero(labels == label)[0] for label in np.unique(labels)]
-    ax.legend([ax.patches[i] for i in firsts], [names[labels[i]] for i in firsts], fontsize=8, loc="lower left")
+    ax.legend(
+        [ax.patches[i] for i in firsts],
+        [names[labels[i]] for i in firsts],
+        fontsize=8,
+        loc="lower left",
+    )
     viz.save_figure(fig, path)
 
 
@@ -149,9 +168,14 @@ try:
     from minivision import viz
 
     FIGURES.mkdir(parents=True, exist_ok=True)
-    draw_with_legend(image, np.concatenate(shown), np.repeat(np.arange(1, len(shown) + 1), per_position),
-                     ("", "stride 4", "stride 8", "stride 16", "stride 32"),
-                     "default boxes at one position of each map", FIGURES / "12_default_boxes.png")
+    draw_with_legend(
+        image,
+        np.concatenate(shown),
+        np.repeat(np.arange(1, len(shown) + 1), per_position),
+        ("", "stride 4", "stride 8", "stride 16", "stride 32"),
+        "default boxes at one position of each map",
+        FIGURES / "12_default_boxes.png",
+    )
     print("figure:", FIGURES / "12_default_boxes.png")
 except ImportError:
     print("matplotlib is not installed: no figure")
@@ -178,21 +202,33 @@ forced = positive[positive_iou < 0.5]
 print("object      size     positives  per map (strides 4, 8, 16, 32)  best IoU")
 for g, (box, label) in enumerate(zip(gt, gt_labels)):
     mine = np.flatnonzero(matched == g)
-    per_map = np.bincount(np.searchsorted(starts, mine, side="right") - 1, minlength=len(starts) - 1)
-    print(f"{CLASS_NAMES[label]:10s} {box[2] - box[0]:3.0f}x{box[3] - box[1]:<3.0f}  {len(mine):9d}  "
-          f"{str(per_map.tolist()):31s}  {iou[g].max():.2f}")
-print(f"{len(positive)} positives ({len(forced)} forced, IoU below 0.5), {len(negatives)} negatives")
+    per_map = np.bincount(
+        np.searchsorted(starts, mine, side="right") - 1, minlength=len(starts) - 1
+    )
+    print(
+        f"{CLASS_NAMES[label]:10s} {box[2] - box[0]:3.0f}x{box[3] - box[1]:<3.0f}  {len(mine):9d}  "
+        f"{str(per_map.tolist()):31s}  {iou[g].max():.2f}"
+    )
+print(
+    f"{len(positive)} positives ({len(forced)} forced, IoU below 0.5), {len(negatives)} negatives"
+)
 assert set(forced) <= set(best)  # a positive under IoU 0.5 is some object's best box
 assert (labels[best] == gt_labels).all() and (matched[best] == np.arange(len(gt))).all()
-assert (labels[iou.max(axis=0) >= 0.5] > 0).all()  # every box at IoU >= 0.5 with an object is positive
+assert (
+    labels[iou.max(axis=0) >= 0.5] > 0
+).all()  # every box at IoU >= 0.5 with an object is positive
 assert (iou.max(axis=0)[negatives] < 0.5).all()
 assert len(forced) == 1 and labels[forced[0]] == 3  # the thin triangle
 # the small circle is matched on the finest map only, the large one on coarser maps only
 small, large = np.argmin(gt[:, 2] - gt[:, 0]), np.argmax(gt[:, 2] - gt[:, 0])
-assert (np.flatnonzero(matched == small) < starts[1]).all() and (np.flatnonzero(matched == large) >= starts[1]).all()
+assert (np.flatnonzero(matched == small) < starts[1]).all() and (
+    np.flatnonzero(matched == large) >= starts[1]
+).all()
 # the positions drawn above: the small circle's positives at stride 4, the large circle's at
 # stride 8, and the triangle's forced box is the tall one (the fourth) at stride 16
-assert (matched[indices_at(0, 7, 20)] == small).any() and (matched[indices_at(1, 9, 9)] == large).any()
+assert (matched[indices_at(0, 7, 20)] == small).any() and (
+    matched[indices_at(1, 9, 9)] == large
+).any()
 assert forced[0] == indices_at(2, 3, 2)[3]
 
 # %% [markdown]
@@ -215,16 +251,20 @@ log_probs = logits - logits.max(axis=1, keepdims=True)
 log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
 cross_entropy = -log_probs[np.arange(len(labels)), labels]  # (P,)
 by_loss = negatives[np.argsort(-cross_entropy[negatives], kind="stable")]
-mined = by_loss[:min(3 * len(positive), len(negatives))]
-print(f"{len(mined)} hard negatives mined of {len(negatives)} (3 per positive), the ones the untrained model "
-      f"gets most wrong: cross-entropy {cross_entropy[mined].min():.2f} to {cross_entropy[mined].max():.2f}, "
-      f"against {cross_entropy[by_loss[len(mined):]].mean():.2f} on average for the rest")
+mined = by_loss[: min(3 * len(positive), len(negatives))]
+print(
+    f"{len(mined)} hard negatives mined of {len(negatives)} (3 per positive), the ones the untrained model "
+    f"gets most wrong: cross-entropy {cross_entropy[mined].min():.2f} to {cross_entropy[mined].max():.2f}, "
+    f"against {cross_entropy[by_loss[len(mined) :]].mean():.2f} on average for the rest"
+)
 per_map = np.bincount(np.searchsorted(starts, mined, side="right") - 1, minlength=len(starts) - 1)
 print("mined per map (strides 4, 8, 16, 32):", per_map.tolist())
 assert len(mined) <= 3 * len(positive) and (labels[mined] == 0).all()
-assert cross_entropy[mined].min() >= cross_entropy[by_loss[len(mined):]].max()
+assert cross_entropy[mined].min() >= cross_entropy[by_loss[len(mined) :]].max()
 touching = iou[:, mined].max(axis=0)
-print(f"mined negatives overlapping an object: {(touching > 0).sum()} of {len(mined)}, IoU up to {touching.max():.2f}")
+print(
+    f"mined negatives overlapping an object: {(touching > 0).sum()} of {len(mined)}, IoU up to {touching.max():.2f}"
+)
 assert (touching > 0).all()
 
 # %%
@@ -232,10 +272,20 @@ try:
     from minivision import viz
 
     FIGURES.mkdir(parents=True, exist_ok=True)
-    draw_with_legend(image, defaults[positive], labels[positive], CLASS_NAMES,
-                     f"the {len(positive)} positive default boxes", FIGURES / "12_positives.png")
-    viz.draw_boxes(image, defaults[mined], title=f"the {len(mined)} hard negatives of the untrained model",
-                   path=FIGURES / "12_hard_negatives.png")
+    draw_with_legend(
+        image,
+        defaults[positive],
+        labels[positive],
+        CLASS_NAMES,
+        f"the {len(positive)} positive default boxes",
+        FIGURES / "12_positives.png",
+    )
+    viz.draw_boxes(
+        image,
+        defaults[mined],
+        title=f"the {len(mined)} hard negatives of the untrained model",
+        path=FIGURES / "12_hard_negatives.png",
+    )
     print("figures:", FIGURES / "12_positives.png", FIGURES / "12_hard_negatives.png")
 except ImportError:
     print("matplotlib is not installed: no figures")
@@ -252,18 +302,24 @@ except ImportError:
 
 # %%
 loc_targets = encode_targets(defaults, gt, matched)  # (P, 4), zeros at the negatives
-np.testing.assert_allclose(BOX_CODER.decode(loc_targets[positive], defaults[positive]), gt[matched[positive]],
-                           atol=1e-3)  # decoding the targets gives back the objects
+np.testing.assert_allclose(
+    BOX_CODER.decode(loc_targets[positive], defaults[positive]), gt[matched[positive]], atol=1e-3
+)  # decoding the targets gives back the objects
 loc_term, conf_term = multibox_loss_terms(loc, conf, labels[None], loc_targets[None])
 total = model.loss(x, [target])
-print(f"localisation {loc_term.item():.4f} + confidence {conf_term.item():.4f} = {total.item():.4f}")
+print(
+    f"localisation {loc_term.item():.4f} + confidence {conf_term.item():.4f} = {total.item():.4f}"
+)
 assert np.isclose(loc_term.item() + conf_term.item(), total.item(), rtol=1e-6)
 
 difference = np.abs(loc.numpy()[0, positive].astype(np.float64) - loc_targets[positive])
 smooth_l1 = np.where(difference < 1, 0.5 * difference**2, difference - 0.5).sum()
 np.testing.assert_allclose(loc_term.item(), smooth_l1 / len(positive), rtol=1e-5)
-np.testing.assert_allclose(conf_term.item(), cross_entropy[np.concatenate([positive, mined])].sum() / len(positive),
-                           rtol=1e-5)
+np.testing.assert_allclose(
+    conf_term.item(),
+    cross_entropy[np.concatenate([positive, mined])].sum() / len(positive),
+    rtol=1e-5,
+)
 
 # %% [markdown]
 # ## Training the tiny SSD on shapes
@@ -274,8 +330,9 @@ np.testing.assert_allclose(conf_term.item(), cross_entropy[np.concatenate([posit
 # %%
 train_images, epochs = (32, 1) if FAST else (None, None)  # None: the recipe's
 with TemporaryDirectory() as out_dir:
-    model, history, val = train_model("ssd", "shapes", out_dir, epochs=epochs, train_images=train_images,
-                                      progress=False)
+    model, history, val = train_model(
+        "ssd", "shapes", out_dir, epochs=epochs, train_images=train_images, progress=False
+    )
 print("per epoch:", [{k: round(v, 3) for k, v in h.items() if k != "lr"} for h in history])
 if not FAST:
     assert history[-1]["loss"] < history[0]["loss"]
@@ -292,12 +349,18 @@ model.eval()
 val_images, val_targets = next(iter(DataLoader(val.dataset, batch_size=4)))
 detections = model.predict(val_images)
 for found in detections:
-    assert (np.diff(found["scores"]) <= 0).all() and (found["scores"] > 0.01).all() and len(found["scores"]) <= 200
+    assert (
+        (np.diff(found["scores"]) <= 0).all()
+        and (found["scores"] > 0.01).all()
+        and len(found["scores"]) <= 200
+    )
     for label in np.unique(found["labels"]):
         same = found["boxes"][found["labels"] == label]
         overlaps = ops.box_iou(same, same)
         np.fill_diagonal(overlaps, 0)
-        assert overlaps.max(initial=0) <= 0.45  # NMS left no two boxes of one class overlapping more
+        assert (
+            overlaps.max(initial=0) <= 0.45
+        )  # NMS left no two boxes of one class overlapping more
 print(f"mAP@0.5 on {len(val.dataset)} validation images: {history[-1]['map50']:.3f}")
 if not FAST:  # the recipe's 6 epochs reach about 0.95
     assert history[-1]["map50"] > 0.85
@@ -309,9 +372,15 @@ try:
     FIGURES.mkdir(parents=True, exist_ok=True)
     for k, found in enumerate(detections):
         confident = found["scores"] >= 0.3
-        viz.draw_boxes(val_images.numpy()[k], found["boxes"][confident], found["labels"][confident],
-                       found["scores"][confident], CLASS_NAMES, title="tiny SSD",
-                       path=FIGURES / f"12_detections_{k}.png")
+        viz.draw_boxes(
+            val_images.numpy()[k],
+            found["boxes"][confident],
+            found["labels"][confident],
+            found["scores"][confident],
+            CLASS_NAMES,
+            title="tiny SSD",
+            path=FIGURES / f"12_detections_{k}.png",
+        )
     print("figures:", *sorted(p.name for p in FIGURES.glob("12_detections_*.png")))
 except ImportError:
     print("matplotlib is not installed: no figures")

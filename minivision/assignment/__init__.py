@@ -25,6 +25,7 @@ it belongs to::
 part against a copy, in a subprocess, and scores it. The command layer uses this package;
 nothing in the library does.
 """
+
 from minivision.assignment.grade import PartScore, grade, score_table
 from minivision.assignment.make import make_student_copy
 from minivision.assignment.parts import PARTS, Part, check_parts

@@ -28,6 +28,7 @@ processes, a process that leaves the group with ``setsid``). Read the code of a 
 grade looks wrong, and grade copies you do not trust in a sandbox (a container) with nothing
 else at stake.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,9 +44,13 @@ from minivision.assignment import runner
 from minivision.assignment.make import MANIFEST, PACKAGE, REPO_ROOT
 from minivision.assignment.parts import PARTS, check_parts
 
-PLUGIN = "minivision_grading"  # pytest_grading.py, as copied beside the tests (importable from there)
+PLUGIN = (
+    "minivision_grading"  # pytest_grading.py, as copied beside the tests (importable from there)
+)
 PYTEST_FINISHED = (0, 1)  # all passed / some failed; anything else means the run itself broke
-DEFAULT_TIMEOUT = 300.0  # seconds for one step; the slowest part (nms) takes about 30 s on 2 busy CPU cores
+DEFAULT_TIMEOUT = (
+    300.0  # seconds for one step; the slowest part (nms) takes about 30 s on 2 busy CPU cores
+)
 PROBE_MARK = "minivision imported from "
 COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache")
 
@@ -80,15 +85,23 @@ def _environment(package_root: Path) -> dict:
     """The subprocesses' environment: ``package_root`` (which holds the graded package and
     nothing else) first on PYTHONPATH, no bytecode written (so nothing legitimate adds files
     beside the tests), and no setting that would move sys.path or the bytecode cache."""
-    env = {name: value for name, value in os.environ.items() if name not in ("PYTHONSAFEPATH", "PYTHONPYCACHEPREFIX")}
-    env["PYTHONPATH"] = os.pathsep.join([str(package_root)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("PYTHONSAFEPATH", "PYTHONPYCACHEPREFIX")
+    }
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(package_root)] + [p for p in [env.get("PYTHONPATH")] if p]
+    )
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 
 def _check_timeout(timeout) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds, got {timeout!r} ({type(timeout).__name__})")
+        raise TypeError(
+            f"timeout must be a number of seconds, got {timeout!r} ({type(timeout).__name__})"
+        )
     if not (timeout > 0 and math.isfinite(timeout)):
         raise ValueError(f"timeout must be a positive, finite number of seconds, got {timeout!r}")
     return float(timeout)
@@ -97,7 +110,9 @@ def _check_timeout(timeout) -> float:
 def _stage(student: Path, repo: Path, into: Path) -> None:
     """The pristine files of every run: the graded package alone in ``package/``, the
     instructor's tests, and the plugin."""
-    shutil.copytree(student / PACKAGE, into / "package" / PACKAGE)  # its __pycache__ too: Numba's compiled kernels
+    shutil.copytree(
+        student / PACKAGE, into / "package" / PACKAGE
+    )  # its __pycache__ too: Numba's compiled kernels
     shutil.copytree(repo / "tests", into / "tests", ignore=COPY_IGNORE)
     shutil.copy(Path(__file__).with_name("pytest_grading.py"), into / f"{PLUGIN}.py")
 
@@ -117,7 +132,11 @@ def _import_error(run_dir: Path, env: dict, timeout: float) -> str | None:
     finished = runner.run([sys.executable, "-c", probe], env, run_dir, timeout)
     if finished.status is None:
         return None
-    found = [line[len(PROBE_MARK):] for line in finished.output.splitlines() if line.startswith(PROBE_MARK)]
+    found = [
+        line[len(PROBE_MARK) :]
+        for line in finished.output.splitlines()
+        if line.startswith(PROBE_MARK)
+    ]
     if finished.status:
         why = _last_error(finished.output)
     elif not found:
@@ -141,7 +160,11 @@ def _message(record: dict) -> str:
     """A failed report's one-line reason: the first line of its exception message (or skip
     reason), else its last error line."""
     crash = (record.get("crash") or "").strip()
-    return crash.splitlines()[0] if crash else _last_error(record.get("text") or record.get("outcome", "failed"))
+    return (
+        crash.splitlines()[0]
+        if crash
+        else _last_error(record.get("text") or record.get("outcome", "failed"))
+    )
 
 
 def _outcomes(finished: runner.Finished) -> Outcomes:
@@ -167,7 +190,9 @@ def _outcomes(finished: runner.Finished) -> Outcomes:
         outcomes.results = {}
         outcomes.broke = f"the run changed the instructor's tests: {', '.join(changed[:3])}"
     elif finished.status not in PYTEST_FINISHED:
-        outcomes.broke = f"the test run broke (exit status {finished.status}): {_last_error(finished.output)}"
+        outcomes.broke = (
+            f"the test run broke (exit status {finished.status}): {_last_error(finished.output)}"
+        )
     return outcomes
 
 
@@ -189,25 +214,58 @@ def _score(part: str, outcomes: Outcomes) -> PartScore:
             module = node_id.split("::")[0]
             why = outcomes.collect_errors.get(module) or outcomes.broke or f"{node_id} did not run"
             results.append((node_id, False, why))
-        results += [(test, *(outcomes.results.get(test)
-                             or (False, outcomes.broke or f"{test} reported no result before the test process ended")))
-                    for test in selected]
+        results += [
+            (
+                test,
+                *(
+                    outcomes.results.get(test)
+                    or (
+                        False,
+                        outcomes.broke
+                        or f"{test} reported no result before the test process ended",
+                    )
+                ),
+            )
+            for test in selected
+        ]
     passed = sum(ok for _, ok, _ in results)
     failures = {test: message for test, ok, message in results if not ok}
     points = round(spec.points * passed / len(results), 2)
-    return PartScore(part, passed, len(results), points, spec.points, next(iter(failures.values()), ""), failures)
+    return PartScore(
+        part, passed, len(results), points, spec.points, next(iter(failures.values()), ""), failures
+    )
 
 
-def _run_part(part: str, run_dir: Path, env: dict, pyproject: Path, timeout: float) -> runner.Finished:
+def _run_part(
+    part: str, run_dir: Path, env: dict, pyproject: Path, timeout: float
+) -> runner.Finished:
     """One part's tests in a pytest subprocess, its outcomes sent on the plugin's socket."""
-    settings = ["-c", str(pyproject)] if pyproject.exists() else []  # the instructor's pytest settings (markers)
-    command = [sys.executable, "-m", "pytest", "-q", *settings, "--rootdir", str(run_dir), "-p", "no:cacheprovider",
-               "-p", PLUGIN, "--continue-on-collection-errors", "-m", "not gpu", *PARTS[part].tests]
+    settings = (
+        ["-c", str(pyproject)] if pyproject.exists() else []
+    )  # the instructor's pytest settings (markers)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        *settings,
+        "--rootdir",
+        str(run_dir),
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        PLUGIN,
+        "--continue-on-collection-errors",
+        "-m",
+        "not gpu",
+        *PARTS[part].tests,
+    ]
     return runner.run(command, env, run_dir, timeout, channel=True)
 
 
-def grade(student_dir, parts=None, repo_root=None, json_path=None,
-          timeout: float = DEFAULT_TIMEOUT) -> list[PartScore]:
+def grade(
+    student_dir, parts=None, repo_root=None, json_path=None, timeout: float = DEFAULT_TIMEOUT
+) -> list[PartScore]:
     """Run the instructor's tests of each part against the package in ``student_dir``.
 
     Args:
@@ -228,7 +286,9 @@ def grade(student_dir, parts=None, repo_root=None, json_path=None,
     student = Path(student_dir).resolve()
     repo = Path(repo_root).resolve() if repo_root else REPO_ROOT
     if not (student / PACKAGE / "__init__.py").exists():
-        raise ValueError(f"{student} holds no minivision package (expected {student / PACKAGE / '__init__.py'})")
+        raise ValueError(
+            f"{student} holds no minivision package (expected {student / PACKAGE / '__init__.py'})"
+        )
     if parts is None:
         manifest = student / MANIFEST
         parts = json.loads(manifest.read_text())["parts"] if manifest.exists() else list(PARTS)
@@ -242,12 +302,17 @@ def grade(student_dir, parts=None, repo_root=None, json_path=None,
     return scores
 
 
-def _grade_parts(parts, pristine: Path, run_dir: Path, pyproject: Path, timeout: float) -> list[PartScore]:
+def _grade_parts(
+    parts, pristine: Path, run_dir: Path, pyproject: Path, timeout: float
+) -> list[PartScore]:
     """Try the import, then run each part, each from a fresh ``run_dir``."""
     env = _environment(run_dir / "package")
     why = _import_error(_fresh(pristine, run_dir), env, timeout)
     if why is None:
-        return [_timed_out(_score(part, Outcomes()), timeout, ": import minivision did not finish") for part in parts]
+        return [
+            _timed_out(_score(part, Outcomes()), timeout, ": import minivision did not finish")
+            for part in parts
+        ]
     if why:
         return [_score(part, Outcomes(broke=why)) for part in parts]
     scores = []
@@ -260,12 +325,17 @@ def _grade_parts(parts, pristine: Path, run_dir: Path, pyproject: Path, timeout:
 
 def _timed_out(score: PartScore, timeout: float, why: str = "") -> PartScore:
     """``score`` with no points, for a part whose run (or import) ran out of time."""
-    return replace(score, passed=0, points=0.0, message=f"part {score.part} timed out after {timeout:g} s{why}")
+    return replace(
+        score, passed=0, points=0.0, message=f"part {score.part} timed out after {timeout:g} s{why}"
+    )
 
 
 def write_json(scores, path) -> None:
     """The scores as JSON: one object per part, and the total."""
-    total = {"points": round(sum(s.points for s in scores), 2), "max_points": sum(s.max_points for s in scores)}
+    total = {
+        "points": round(sum(s.points for s in scores), 2),
+        "max_points": sum(s.max_points for s in scores),
+    }
     data = {"parts": [asdict(score) for score in scores], "total": total}
     tmp = Path(f"{path}.tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
@@ -277,10 +347,21 @@ def score_table(scores) -> str:
     below it the first failure of each part that lost points."""
     rows = [("part", "passed", "total", "points")]
     rows += [(s.part, str(s.passed), str(s.total), f"{s.points:g}/{s.max_points}") for s in scores]
-    rows.append(("total", str(sum(s.passed for s in scores)), str(sum(s.total for s in scores)),
-                 f"{round(sum(s.points for s in scores), 2):g}/{sum(s.max_points for s in scores)}"))
+    rows.append(
+        (
+            "total",
+            str(sum(s.passed for s in scores)),
+            str(sum(s.total for s in scores)),
+            f"{round(sum(s.points for s in scores), 2):g}/{sum(s.max_points for s in scores)}",
+        )
+    )
     widths = [max(len(row[k]) for row in rows) for k in range(4)]
-    lines = ["  ".join(cell.ljust(w) if k == 0 else cell.rjust(w) for k, (cell, w) in enumerate(zip(row, widths)))
-             for row in rows]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if k == 0 else cell.rjust(w)
+            for k, (cell, w) in enumerate(zip(row, widths))
+        )
+        for row in rows
+    ]
     lines += [f"{s.part}: {s.message}" for s in scores if s.message]
     return "\n".join(lines)

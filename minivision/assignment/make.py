@@ -1,5 +1,6 @@
 """Write a student copy: the package with the chosen parts' solutions taken out, install
 metadata, a README listing the parts, a manifest, and the matching tutorials as notebooks."""
+
 from __future__ import annotations
 
 import ast
@@ -24,7 +25,8 @@ def package_sources(repo_root: Path) -> list[Path]:
     """The package's ``.py`` files, relative to ``repo_root``: no caches (``__pycache__``
     holds bytecode and Numba's compiled kernels), no assignment tooling."""
     return sorted(
-        path.relative_to(repo_root) for path in (repo_root / PACKAGE).rglob("*.py")
+        path.relative_to(repo_root)
+        for path in (repo_root / PACKAGE).rglob("*.py")
         if "__pycache__" not in path.parts and TOOLING not in path.relative_to(repo_root).parents
     )
 
@@ -38,7 +40,12 @@ def tutorials_for(parts, repo_root: Path) -> dict[str, list[Path]]:
         for number in PARTS[part].tutorials:
             matches = sorted((repo_root / "tutorials").glob(f"{number}_*.py"))
             if not matches:
-                log.warning("no tutorial %s_*.py in %s for part %s; skipped", number, repo_root / "tutorials", part)
+                log.warning(
+                    "no tutorial %s_*.py in %s for part %s; skipped",
+                    number,
+                    repo_root / "tutorials",
+                    part,
+                )
             found[part].extend(matches)
     return found
 
@@ -50,8 +57,10 @@ def _student_text(text: str, source: str, include, notes) -> tuple[str, list]:
     try:
         compile(student, source, "exec")
     except SyntaxError as exc:
-        raise ValueError(f"{source}: taking out the solution regions leaves invalid Python ({exc.msg}, "
-                         f"line {exc.lineno}); a region must be whole statements") from None
+        raise ValueError(
+            f"{source}: taking out the solution regions leaves invalid Python ({exc.msg}, "
+            f"line {exc.lineno}); a region must be whole statements"
+        ) from None
     return student, regions
 
 
@@ -76,15 +85,23 @@ def _check_no_import_of_dropped(pending, dropped: dict) -> None:
     """Raise ValueError when a file of the copy still imports a module the copy leaves out."""
     for relative, student in pending:
         for module in sorted(imported_modules(student) & set(dropped)):
-            raise ValueError(f"{relative.as_posix()} imports {module}, which a copy without part "
-                             f"{dropped[module]} leaves out; put the import in a FAST PATH region")
+            raise ValueError(
+                f"{relative.as_posix()} imports {module}, which a copy without part "
+                f"{dropped[module]} leaves out; put the import in a FAST PATH region"
+            )
 
 
 def _readme(parts, regions) -> str:
-    lines = ["# minivision assignment", "", "Write the parts below where the package raises `NotImplementedError`.",
-             "Install the copy with `pip install -e .` (or put this folder on `PYTHONPATH`), check your layers",
-             "with `mv.gradcheck`, and open the notebooks in `tutorials/`.", "",
-             "| part | points | where |", "|---|---|---|"]
+    lines = [
+        "# minivision assignment",
+        "",
+        "Write the parts below where the package raises `NotImplementedError`.",
+        "Install the copy with `pip install -e .` (or put this folder on `PYTHONPATH`), check your layers",
+        "with `mv.gradcheck`, and open the notebooks in `tutorials/`.",
+        "",
+        "| part | points | where |",
+        "|---|---|---|",
+    ]
     for part in parts:
         places = ", ".join(f"`{r['file']}` line {r['line']}" for r in regions if r["part"] == part)
         lines.append(f"| {part} | {PARTS[part].points} | {places} |")
@@ -108,8 +125,11 @@ def make_student_copy(out_dir, include, repo_root=None) -> dict:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} already exists and is not an empty folder; choose a new one")
     tutorials = tutorials_for(parts, repo)
-    notes = {part: f" (see tutorial {', '.join(path.stem for path in paths)})"
-             for part, paths in tutorials.items() if paths}
+    notes = {
+        part: f" (see tutorial {', '.join(path.stem for path in paths)})"
+        for part, paths in tutorials.items()
+        if paths
+    }
 
     regions, pending, dropped = [], [], {}
     for relative in package_sources(repo):
@@ -128,16 +148,28 @@ def make_student_copy(out_dir, include, repo_root=None) -> dict:
             elif region.fast_path:
                 shift += region.end - region.begin + 1  # dropped whole
             else:
-                regions.append({"part": region.part, "file": relative.as_posix(), "line": region.begin + 1 - shift})
+                regions.append(
+                    {
+                        "part": region.part,
+                        "file": relative.as_posix(),
+                        "line": region.begin + 1 - shift,
+                    }
+                )
                 shift += region.end - region.begin
     regions.sort(key=lambda region: parts.index(region["part"]))  # stable: file order within a part
     _check_no_import_of_dropped(pending, dropped)
     missing = [part for part in parts if not any(r["part"] == part for r in regions)]
     if missing:
-        raise ValueError(f"no solution region is marked for part {', '.join(missing)} in {repo / PACKAGE}")
-    scripts = {f"tutorials/{path.stem}.ipynb": _student_text(path.read_text(encoding="utf-8"),
-                                                             f"tutorials/{path.name}", parts, notes)[0]
-               for paths in tutorials.values() for path in paths}
+        raise ValueError(
+            f"no solution region is marked for part {', '.join(missing)} in {repo / PACKAGE}"
+        )
+    scripts = {
+        f"tutorials/{path.stem}.ipynb": _student_text(
+            path.read_text(encoding="utf-8"), f"tutorials/{path.name}", parts, notes
+        )[0]
+        for paths in tutorials.values()
+        for path in paths
+    }
 
     # everything is checked: now write
     for relative, student in pending:

@@ -9,6 +9,7 @@ import of a fast-path module). A student copy without one of those parts drops t
 whole, so the student's code runs, and is graded, everywhere. A line
 ``# FAST PATH FILE <part>[, <part>...]`` at the left margin marks a whole module as a fast path
 (Numba kernels, CUDA kernels, Winograd): a copy without one of its parts leaves the file out."""
+
 from __future__ import annotations
 
 import json
@@ -48,15 +49,19 @@ def _known(names: str, where: str) -> tuple[str, ...]:
     parts = tuple(name.strip() for name in names.split(","))
     for part in parts:
         if part not in PARTS:
-            raise ValueError(f"{where}: unknown part {part!r} in a marker; known parts: {', '.join(PARTS)}")
+            raise ValueError(
+                f"{where}: unknown part {part!r} in a marker; known parts: {', '.join(PARTS)}"
+            )
     return parts
 
 
 def _named(pattern, rest: str, where: str, kind: str) -> re.Match:
     match = pattern.match(rest)
     if match is None:
-        raise ValueError(f"{where}: a {kind.lower()} marker must name its part, as in "
-                         f"'# BEGIN {kind} conv: <task>' and '# END {kind} conv'")
+        raise ValueError(
+            f"{where}: a {kind.lower()} marker must name its part, as in "
+            f"'# BEGIN {kind} conv: <task>' and '# END {kind} conv'"
+        )
     _known(match["part"], where)
     return match
 
@@ -79,23 +84,50 @@ def find_regions(text: str, source: str = "<text>") -> list[Region]:
         begin, end = BEGIN.match(line), END.match(line)
         if begin:
             if open_region:
-                raise ValueError(f"{where}: BEGIN {begin['kind']} inside the region opened at line {open_region[1] + 1}")
-            named = _named(NAMED if begin["kind"] == "SOLUTION" else FAST_NAMED, begin["rest"], where, begin["kind"])
+                raise ValueError(
+                    f"{where}: BEGIN {begin['kind']} inside the region opened at line {open_region[1] + 1}"
+                )
+            named = _named(
+                NAMED if begin["kind"] == "SOLUTION" else FAST_NAMED,
+                begin["rest"],
+                where,
+                begin["kind"],
+            )
             open_region = (named, number, begin["indent"], begin["kind"])
         elif end:
-            part = _named(END_NAMED if end["kind"] == "SOLUTION" else FAST_NAMED, end["rest"], where, end["kind"])["part"]
-            if open_region is None or (_known(open_region[0]["part"], where), open_region[3]) != (_known(part, where), end["kind"]):
-                raise ValueError(f"{where}: END {end['kind']} {part} does not close an open "
-                                 f"{end['kind'].lower()} region of part {part!r}")
+            part = _named(
+                END_NAMED if end["kind"] == "SOLUTION" else FAST_NAMED,
+                end["rest"],
+                where,
+                end["kind"],
+            )["part"]
+            if open_region is None or (_known(open_region[0]["part"], where), open_region[3]) != (
+                _known(part, where),
+                end["kind"],
+            ):
+                raise ValueError(
+                    f"{where}: END {end['kind']} {part} does not close an open "
+                    f"{end['kind'].lower()} region of part {part!r}"
+                )
             named, start, indent, kind = open_region
             parts = _known(named["part"], where)
-            regions.append(Region(parts[0], named.groupdict().get("task") or "not written yet",
-                                  indent, start, number, fast_path=kind == "FAST PATH",
-                                  parts=parts if kind == "FAST PATH" else ()))
+            regions.append(
+                Region(
+                    parts[0],
+                    named.groupdict().get("task") or "not written yet",
+                    indent,
+                    start,
+                    number,
+                    fast_path=kind == "FAST PATH",
+                    parts=parts if kind == "FAST PATH" else (),
+                )
+            )
             open_region = None
     if open_region:
-        raise ValueError(f"{source}:{open_region[1] + 1}: BEGIN {open_region[3]} {open_region[0]['part']} "
-                         f"is never closed")
+        raise ValueError(
+            f"{source}:{open_region[1] + 1}: BEGIN {open_region[3]} {open_region[0]['part']} "
+            f"is never closed"
+        )
     return regions
 
 
@@ -107,12 +139,14 @@ def render(text: str, regions: list[Region], include, notes: dict | None = None)
     lines = text.splitlines(keepends=True)
     out, position = [], 0
     for region in regions:
-        out.extend(lines[position:region.begin])
+        out.extend(lines[position : region.begin])
         if not region.taken_out_by(include):
-            out.extend(lines[region.begin + 1:region.end])
+            out.extend(lines[region.begin + 1 : region.end])
         elif not region.fast_path:  # (a fast path of an included part is dropped whole)
             message = f"{region.part}: {region.task}{(notes or {}).get(region.part, '')}"
-            out.append(f"{region.indent}raise NotImplementedError({json.dumps(message, ensure_ascii=False)})\n")
+            out.append(
+                f"{region.indent}raise NotImplementedError({json.dumps(message, ensure_ascii=False)})\n"
+            )
         position = region.end + 1
     out.extend(lines[position:])
     return "".join(line for line in out if not FILE_MARKER.match(line))

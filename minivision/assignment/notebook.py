@@ -1,5 +1,6 @@
 """Jupytext percent-format scripts (``# %%`` code cells, ``# %% [markdown]`` cells) to
 nbformat v4 notebooks, written with the json module alone."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ def _strip_header(lines: list[str]) -> list[str]:
     if lines and lines[0].strip() == "# ---":
         for number in range(1, len(lines)):
             if lines[number].strip() == "# ---":
-                return lines[number + 1:]
+                return lines[number + 1 :]
     return lines
 
 
@@ -59,7 +60,12 @@ def percent_to_notebook(text: str) -> dict:
         lines = []
     chunks.append((kind, lines))
     cells = [_cell(kind, lines, number) for number, (kind, lines) in enumerate(chunks)]
-    return {"cells": [cell for cell in cells if cell], "metadata": METADATA, "nbformat": 4, "nbformat_minor": 5}
+    return {
+        "cells": [cell for cell in cells if cell],
+        "metadata": METADATA,
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
 
 
 def write_notebook(text: str, path) -> None:

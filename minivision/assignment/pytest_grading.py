@@ -17,13 +17,21 @@ A grade needs pass or fail, not the smallest failing example, and shrinking a fa
 (then explaining it) costs seconds per test. ``pytest_configure`` runs after the tests'
 own conftest has loaded its Hypothesis profile, so the grading profile extends that one.
 """
+
 import hashlib
 import json
 import os
 
 from hypothesis import Phase, settings
 
-_read, _write, _scandir, _open, _sha256, _dumps = os.read, os.write, os.scandir, open, hashlib.sha256, json.dumps
+_read, _write, _scandir, _open, _sha256, _dumps = (
+    os.read,
+    os.write,
+    os.scandir,
+    open,
+    hashlib.sha256,
+    json.dumps,
+)
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _TESTS = os.path.join(_HERE, "tests")
 MESSAGE_CHARS = 4000  # of a failure's text: enough for its last error line
@@ -72,7 +80,7 @@ def _send(**record) -> None:
         return
     data = _PREFIX + _dumps(record).encode() + b"\n"
     while data:
-        data = data[_write(_FD, data):]
+        data = data[_write(_FD, data) :]
 
 
 def _check_tests() -> None:
@@ -80,7 +88,9 @@ def _check_tests() -> None:
     if _FD is None:
         return
     now = _digests()
-    changed = sorted(path for path in now.keys() | _SNAPSHOT.keys() if now.get(path) != _SNAPSHOT.get(path))
+    changed = sorted(
+        path for path in now.keys() | _SNAPSHOT.keys() if now.get(path) != _SNAPSHOT.get(path)
+    )
     if changed:
         _send(event="changed", files=[os.path.relpath(path, _HERE) for path in changed])
 
@@ -93,12 +103,16 @@ def _failure(report) -> dict:
     if isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
         return {"crash": str(report.longrepr[2])}
     crash = getattr(report.longrepr, "reprcrash", None)
-    return {"crash": crash.message[:MESSAGE_CHARS] if crash is not None else "",
-            "text": str(report.longrepr)[-MESSAGE_CHARS:]}
+    return {
+        "crash": crash.message[:MESSAGE_CHARS] if crash is not None else "",
+        "text": str(report.longrepr)[-MESSAGE_CHARS:],
+    }
 
 
 def pytest_configure(config):
-    settings.register_profile("grading", settings(), phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    settings.register_profile(
+        "grading", settings(), phases=[Phase.explicit, Phase.reuse, Phase.generate]
+    )
     settings.load_profile("grading")
 
 
@@ -118,4 +132,10 @@ def pytest_collection_finish(session):
 
 def pytest_runtest_logreport(report):
     _check_tests()
-    _send(event="report", nodeid=report.nodeid, when=report.when, outcome=report.outcome, **_failure(report))
+    _send(
+        event="report",
+        nodeid=report.nodeid,
+        when=report.when,
+        outcome=report.outcome,
+        **_failure(report),
+    )

@@ -9,6 +9,7 @@ keep a reader waiting); only its tail is read, and only for messages. When the c
 exits or runs out of time, its whole process group is killed, so what it forked dies too.
 POSIX only (process groups, inherited sockets).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,9 @@ from dataclasses import dataclass, field
 CHANNEL_ENV = "MINIVISION_GRADING_FD"  # the socket's descriptor number in the command (read by pytest_grading.py)
 POLL_S = 0.1  # how often the reader checks whether the command has exited
 CHUNK = 1 << 16
-MAX_CHANNEL_BYTES = 32 << 20  # a run that sends more than this loses the rest (a flood, not test reports)
+MAX_CHANNEL_BYTES = (
+    32 << 20
+)  # a run that sends more than this loses the rest (a flood, not test reports)
 OUTPUT_TAIL = 1 << 16  # the bytes of output kept for messages
 
 
@@ -54,8 +57,16 @@ def run(command, env: dict, cwd, timeout: float, channel: bool = False) -> Finis
     try:
         with tempfile.TemporaryFile() as out:
             try:
-                process = subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                           stderr=subprocess.STDOUT, start_new_session=True, pass_fds=pass_fds)
+                process = subprocess.Popen(
+                    command,
+                    env=env,
+                    cwd=cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=pass_fds,
+                )
             finally:
                 if theirs is not None:
                     theirs.close()  # the command holds its own copy; ours would hide its end-of-file
@@ -81,7 +92,7 @@ def _wait(process, sock, deadline: float) -> tuple[bytearray, bool]:
             chunk = sock.recv(CHUNK)
             if not chunk:
                 break  # every copy of the command's end is closed: only the exit is left to wait for
-            data += chunk[:MAX_CHANNEL_BYTES - len(data)]
+            data += chunk[: MAX_CHANNEL_BYTES - len(data)]
     try:
         process.wait(timeout=max(deadline - time.monotonic(), 0))
     except subprocess.TimeoutExpired:
@@ -110,7 +121,7 @@ def _drain(sock, limit: int) -> bytes:
         if not chunk:
             break
         data += chunk
-    return bytes(data[:max(limit, 0)])
+    return bytes(data[: max(limit, 0)])
 
 
 def _tail(file) -> str:
@@ -129,7 +140,7 @@ def _records(data: bytes, token: bytes) -> list:
         if not line.startswith(prefix):
             continue
         try:
-            record = json.loads(line[len(prefix):])
+            record = json.loads(line[len(prefix) :])
         except ValueError:
             continue
         if isinstance(record, dict):

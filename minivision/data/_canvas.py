@@ -6,6 +6,7 @@ the canvas chooses its colour, rejects placements that would hide too much of an
 already there, and builds the target from the visible masks, so image, instance masks,
 boxes and semantic mask always agree.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,9 +19,9 @@ from minivision.data.dataset import Dataset, check_seed
 log = logging.getLogger(__name__)
 
 MIN_VISIBLE_FRACTION = 0.4  # an object must keep this share of its pixels when others cover it
-MIN_PIXELS = 4              # smaller objects are too small to annotate meaningfully
+MIN_PIXELS = 4  # smaller objects are too small to annotate meaningfully
 PLACEMENT_ATTEMPTS = 30
-MIN_CONTRAST = 0.35         # largest channel difference between object and background colour
+MIN_CONTRAST = 0.35  # largest channel difference between object and background colour
 
 
 def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -48,8 +49,9 @@ def _fits(new_mask: np.ndarray, visible: list, areas: list) -> bool:
     return all((v & ~new_mask).sum() >= MIN_VISIBLE_FRACTION * a for v, a in zip(visible, areas))
 
 
-def render_scene(rng: np.random.Generator, size: int, num_objects: int, sample_object,
-                 noise: float) -> tuple[np.ndarray, dict]:
+def render_scene(
+    rng: np.random.Generator, size: int, num_objects: int, sample_object, noise: float
+) -> tuple[np.ndarray, dict]:
     """Paint up to ``num_objects`` objects on a textured (3, size, size) canvas.
 
     Returns the image (float32 in [0, 1], Gaussian noise of std ``noise`` added) and the
@@ -72,7 +74,9 @@ def render_scene(rng: np.random.Generator, size: int, num_objects: int, sample_o
         areas.append(int(mask.sum()))
         labels.append(label)
     if noise > 0:
-        image = np.clip(image + rng.normal(0.0, noise, size=image.shape), 0.0, 1.0).astype(np.float32)
+        image = np.clip(image + rng.normal(0.0, noise, size=image.shape), 0.0, 1.0).astype(
+            np.float32
+        )
     masks = np.array(visible, dtype=bool).reshape(len(visible), size, size)
     semantic = np.zeros((size, size), dtype=np.int64)
     for mask, label in zip(masks, labels):
@@ -97,16 +101,31 @@ class CanvasDataset(Dataset):
 
     class_names: tuple = ()
 
-    def __init__(self, num_images, image_size, min_objects, max_objects, noise, seed, transform,
-                 size_name: str = "image_size"):
+    def __init__(
+        self,
+        num_images,
+        image_size,
+        min_objects,
+        max_objects,
+        noise,
+        seed,
+        transform,
+        size_name: str = "image_size",
+    ):
         self.num_images = check_seed(num_images, "num_images")
         if not _is_int(image_size) or image_size < 16:
             raise ValueError(f"{size_name} must be an integer >= 16, got {image_size!r}")
         if not (_is_int(min_objects) and _is_int(max_objects) and 0 <= min_objects <= max_objects):
-            raise ValueError(f"need integers 0 <= min_objects <= max_objects, got {min_objects!r} and {max_objects!r}")
+            raise ValueError(
+                f"need integers 0 <= min_objects <= max_objects, got {min_objects!r} and {max_objects!r}"
+            )
         if not 0 <= noise <= 1:
             raise ValueError(f"noise must be in [0, 1], got {noise!r}")
-        self.image_size, self.min_objects, self.max_objects = int(image_size), int(min_objects), int(max_objects)
+        self.image_size, self.min_objects, self.max_objects = (
+            int(image_size),
+            int(min_objects),
+            int(max_objects),
+        )
         self.noise = float(noise)
         self.seed = check_seed(seed)
         self.transform = transform

@@ -8,6 +8,7 @@ Image files are checked against a pixel limit read from their header before anyt
 decoded: ``DEFAULT_MAX_IMAGE_PIXELS`` (8192 x 8192), or the environment variable
 ``MINIVISION_MAX_IMAGE_PIXELS``, or a ``max_pixels=`` argument.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,7 +43,9 @@ def _positive_int(value, name: str) -> int:
     try:
         number = operator.index(value)
     except TypeError:
-        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__} {value!r}") from None
+        raise TypeError(
+            f"{name} must be a positive integer, got {type(value).__name__} {value!r}"
+        ) from None
     if number < 1:
         raise ValueError(f"{name} must be a positive integer, got {number}")
     return number
@@ -61,8 +64,10 @@ def max_image_pixels(max_pixels: int | None = None) -> int:
     except ValueError:
         limit = 0
     if limit < 1:
-        raise ValueError(f"environment variable {MAX_PIXELS_ENV}={raw!r} is not a positive integer "
-                         f"number of pixels (the default is {DEFAULT_MAX_IMAGE_PIXELS})")
+        raise ValueError(
+            f"environment variable {MAX_PIXELS_ENV}={raw!r} is not a positive integer "
+            f"number of pixels (the default is {DEFAULT_MAX_IMAGE_PIXELS})"
+        )
     return limit
 
 
@@ -102,13 +107,16 @@ def _open_checked(path, max_pixels: int | None):
         with _pil_limit_lifted(image_module), contextlib.closing(image_module.open(path)) as img:
             width, height = img.size
             if width < 1 or height < 1:
-                raise ValueError(f"image file {str(path)!r} is {width} x {height} pixels; "
-                                 f"expected a width and height of at least 1")
+                raise ValueError(
+                    f"image file {str(path)!r} is {width} x {height} pixels; "
+                    f"expected a width and height of at least 1"
+                )
             if width * height > limit:
                 raise ValueError(
                     f"image file {str(path)!r} is {width} x {height} = {width * height:,} pixels, over "
                     f"minivision's limit of {limit:,}; if the file is trusted, raise the limit with the "
-                    f"environment variable {MAX_PIXELS_ENV} (or max_pixels=)")
+                    f"environment variable {MAX_PIXELS_ENV} (or max_pixels=)"
+                )
             yield img
     except FileNotFoundError:
         raise FileNotFoundError(f"image file {str(path)!r} does not exist") from None
@@ -157,6 +165,7 @@ def read_image(path, max_side: int | None = None, max_pixels: int | None = None)
     image = np.array(rgb.transpose(2, 0, 1), dtype=np.float32, order="C")
     image /= np.float32(255.0)
     return image
+
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
     """Tight (K, 4) float32 xyxy boxes around (K, H, W) boolean masks.

@@ -7,6 +7,7 @@ contiguous labels 1..K in sorted id order; 0 stays the background.
 The whole file is checked when the dataset is built, so a bad entry stops a run before
 training rather than surfacing later as a NaN loss or a crash deep inside a batch.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,13 +42,20 @@ def _is_int(value) -> bool:
 def _is_finite_number(value) -> bool:
     """A finite float, or an int that stays finite as a float."""
     kind = type(value)
-    return (kind is float and math.isfinite(value)) or (kind is int and abs(value) <= sys.float_info.max)
+    return (kind is float and math.isfinite(value)) or (
+        kind is int and abs(value) <= sys.float_info.max
+    )
 
 
 def _is_xywh(value) -> bool:
     """4 finite numbers with width, height >= 0 (zero-area boxes are skipped, not errors)."""
-    return (type(value) is list and len(value) == 4 and all(map(_is_finite_number, value))
-            and value[2] >= 0 and value[3] >= 0)
+    return (
+        type(value) is list
+        and len(value) == 4
+        and all(map(_is_finite_number, value))
+        and value[2] >= 0
+        and value[3] >= 0
+    )
 
 
 INTEGER = (_is_int, "an integer")
@@ -55,7 +63,10 @@ INTEGER = (_is_int, "an integer")
 FIELDS = {
     "images": {
         "id": INTEGER,
-        "file_name": (lambda v: isinstance(v, str) and v != "" and "\0" not in v, "a non-empty file name"),
+        "file_name": (
+            lambda v: isinstance(v, str) and v != "" and "\0" not in v,
+            "a non-empty file name",
+        ),
     },
     "annotations": {
         "id": INTEGER,
@@ -90,16 +101,22 @@ def _check_section(where: str, section: str, entries) -> None:
             raise ValueError(f"{where}: {section}[{i}] is {_short(entry)}; expected an object")
         missing = [k for k in required if k not in entry]
         if missing:
-            raise ValueError(f"{where}: {section}[{i}] lacks {missing}; each entry needs {required}")
+            raise ValueError(
+                f"{where}: {section}[{i}] lacks {missing}; each entry needs {required}"
+            )
         for field, (check, expected) in FIELDS[section].items():
             if field in entry and not check(entry[field]):
-                raise ValueError(f"{where}: {_entry_name(section, i, entry)} field {field!r} is "
-                                 f"{_short(entry[field])}; expected {expected}")
+                raise ValueError(
+                    f"{where}: {_entry_name(section, i, entry)} field {field!r} is "
+                    f"{_short(entry[field])}; expected {expected}"
+                )
         if "id" in entry:
             first = first_index_of.setdefault(entry["id"], i)
             if first != i:
-                raise ValueError(f"{where}: {section}[{i}] repeats id {entry['id']} of {section}[{first}]; "
-                                 f"ids in {section!r} must be unique")
+                raise ValueError(
+                    f"{where}: {section}[{i}] repeats id {entry['id']} of {section}[{first}]; "
+                    f"ids in {section!r} must be unique"
+                )
 
 
 def _load_json(path: Path) -> dict:
@@ -160,7 +177,9 @@ class COCODetection(Dataset):
     def __init__(self, image_dir, annotation_file, keep_crowd: bool = False, transform=None):
         self.image_dir = Path(image_dir)
         if not self.image_dir.is_dir():
-            raise FileNotFoundError(f"image_dir {str(self.image_dir)!r} does not exist or is not a folder")
+            raise FileNotFoundError(
+                f"image_dir {str(self.image_dir)!r} does not exist or is not a folder"
+            )
         self.annotation_file = Path(annotation_file)
         data = _load_json(self.annotation_file)
         where = f"annotation_file {str(self.annotation_file)!r}"
@@ -170,18 +189,26 @@ class COCODetection(Dataset):
         self.label_of = {cid: label for label, cid in enumerate(self.category_ids, start=1)}
         self.images = sorted(data["images"], key=lambda im: im["id"])
         image_dir = self.image_dir.resolve()
-        self.image_paths = [resolve_inside(image_dir, im["file_name"], f"{where}: image id {im['id']} has file_name")
-                            for im in self.images]
+        self.image_paths = [
+            resolve_inside(
+                image_dir, im["file_name"], f"{where}: image id {im['id']} has file_name"
+            )
+            for im in self.images
+        ]
         self.keep_crowd = bool(keep_crowd)
         self.transform = transform
         self._annotations = {im["id"]: [] for im in self.images}
         for i, ann in enumerate(data["annotations"]):
             if ann["image_id"] not in self._annotations:
-                raise ValueError(f"{where}: {_entry_name('annotations', i, ann)} refers to image_id "
-                                 f"{ann['image_id']}, which is not in 'images'")
+                raise ValueError(
+                    f"{where}: {_entry_name('annotations', i, ann)} refers to image_id "
+                    f"{ann['image_id']}, which is not in 'images'"
+                )
             if ann["category_id"] not in self.label_of:
-                raise ValueError(f"{where}: {_entry_name('annotations', i, ann)} has category_id "
-                                 f"{ann['category_id']}, not in 'categories' {self.category_ids}")
+                raise ValueError(
+                    f"{where}: {_entry_name('annotations', i, ann)} has category_id "
+                    f"{ann['category_id']}, not in 'categories' {self.category_ids}"
+                )
             if self.keep_crowd or not ann.get("iscrowd", 0):
                 self._annotations[ann["image_id"]].append(ann)
 
@@ -204,19 +231,32 @@ class COCODetection(Dataset):
         for ann in self._annotations[info["id"]]:
             x, y, w, h = ann["bbox"]
             if w == 0 or h == 0:  # negative sizes were refused when the file was read
-                log.debug("skipping annotation %s of image %s: box %s has no area",
-                          ann.get("id"), info["id"], ann["bbox"])
+                log.debug(
+                    "skipping annotation %s of image %s: box %s has no area",
+                    ann.get("id"),
+                    info["id"],
+                    ann["bbox"],
+                )
                 continue
-            if x < -TOLERANCE or y < -TOLERANCE or x + w > width + TOLERANCE or y + h > height + TOLERANCE:
-                raise ValueError(f"annotation {ann.get('id')} of image {info['file_name']!r}: bbox {ann['bbox']} "
-                                 f"(x, y, w, h) lies outside the {width}x{height} image")
+            if (
+                x < -TOLERANCE
+                or y < -TOLERANCE
+                or x + w > width + TOLERANCE
+                or y + h > height + TOLERANCE
+            ):
+                raise ValueError(
+                    f"annotation {ann.get('id')} of image {info['file_name']!r}: bbox {ann['bbox']} "
+                    f"(x, y, w, h) lies outside the {width}x{height} image"
+                )
             boxes.append([x, y, x + w, y + h])
             labels.append(self.label_of[ann["category_id"]])
             crowd.append(bool(ann.get("iscrowd", 0)))
         target = empty_target()
         if boxes:
             size = np.array([width, height, width, height], dtype=np.float32)
-            target["boxes"] = np.clip(np.array(boxes, dtype=np.float32), 0, size)  # the tolerated overhang
+            target["boxes"] = np.clip(
+                np.array(boxes, dtype=np.float32), 0, size
+            )  # the tolerated overhang
             target["labels"] = np.array(labels, dtype=np.int64)
         target["iscrowd"] = np.array(crowd, dtype=bool)
         target["image_id"] = info["id"]

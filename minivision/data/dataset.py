@@ -16,6 +16,7 @@ datasets in ``minivision.data`` return ``(image, target)``:
 Per-instance entries (``INSTANCE_KEYS``) always have the same K and stay aligned
 through every transform.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,7 +49,9 @@ class Dataset:
         raise NotImplementedError(f"{type(self).__name__} must implement __len__")
 
     def load(self, index: int):
-        raise NotImplementedError(f"{type(self).__name__} must implement load(index) or __getitem__")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement load(index) or __getitem__"
+        )
 
     def __getitem__(self, index):
         sample = self.load(check_index(index, len(self)))
@@ -76,7 +79,9 @@ class Subset(Dataset):
 
     def __init__(self, dataset, indices):
         self.dataset = dataset
-        self.indices = [check_index(i, len(dataset)) for i in np.asarray(indices, dtype=np.int64).ravel()]
+        self.indices = [
+            check_index(i, len(dataset)) for i in np.asarray(indices, dtype=np.int64).ravel()
+        ]
 
     def __len__(self) -> int:
         return len(self.indices)

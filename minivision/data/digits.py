@@ -4,6 +4,7 @@
 scikit-learn is the optional extra ``minivision[data]`` and is imported only when a
 DigitsOnCanvas is made.
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,14 +46,38 @@ class DigitsOnCanvas(CanvasDataset):
 
     class_names = DIGIT_CLASSES
 
-    def __init__(self, num_images: int, canvas_size: int = 64, min_objects: int = 1, max_objects: int = 3,
-                 glyph_size=None, split: str = "all", noise: float = 0.05, seed: int = 0, transform=None):
-        super().__init__(num_images, canvas_size, min_objects, max_objects, noise, seed, transform,
-                         size_name="canvas_size")
-        low, high = (max(6, canvas_size // 5), max(8, canvas_size // 2)) if glyph_size is None else glyph_size
+    def __init__(
+        self,
+        num_images: int,
+        canvas_size: int = 64,
+        min_objects: int = 1,
+        max_objects: int = 3,
+        glyph_size=None,
+        split: str = "all",
+        noise: float = 0.05,
+        seed: int = 0,
+        transform=None,
+    ):
+        super().__init__(
+            num_images,
+            canvas_size,
+            min_objects,
+            max_objects,
+            noise,
+            seed,
+            transform,
+            size_name="canvas_size",
+        )
+        low, high = (
+            (max(6, canvas_size // 5), max(8, canvas_size // 2))
+            if glyph_size is None
+            else glyph_size
+        )
         if not 4 <= low <= high <= canvas_size:
-            raise ValueError(f"glyph_size must be (low, high) with 4 <= low <= high <= canvas_size "
-                             f"({canvas_size}), got {glyph_size!r}")
+            raise ValueError(
+                f"glyph_size must be (low, high) with 4 <= low <= high <= canvas_size "
+                f"({canvas_size}), got {glyph_size!r}"
+            )
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         glyphs, digits = _load_glyphs()
@@ -69,5 +94,5 @@ class DigitsOnCanvas(CanvasDataset):
         ink = resize_bilinear(self.glyphs[pick][None], (side, side))[0]
         top, left = rng.integers(0, size - side + 1, size=2)
         mask = np.zeros((size, size), dtype=bool)
-        mask[top:top + side, left:left + side] = ink > 0.5
+        mask[top : top + side, left : left + side] = ink > 0.5
         return mask, int(self.digits[pick]) + 1

@@ -11,6 +11,7 @@ Shuffling is reproducible: the order of epoch ``e`` is a permutation drawn from
 ``set_epoch(e)`` jumps to any epoch's order, so a resumed run sees the same batches as an
 uninterrupted one.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,9 @@ def _stack(values, what: str) -> Tensor:
 
 
 def _is_stackable(value) -> bool:
-    return ((isinstance(value, (Tensor, np.ndarray, np.number, int, float)) or device_of(value) == "cuda")
-            and not isinstance(value, bool))
+    return (
+        isinstance(value, (Tensor, np.ndarray, np.number, int, float)) or device_of(value) == "cuda"
+    ) and not isinstance(value, bool)
 
 
 def default_collate(samples: list):
@@ -59,7 +61,9 @@ def default_collate(samples: list):
 
 def _check_pairs(samples: list, form: str) -> None:
     for i, sample in enumerate(samples):
-        if not (isinstance(sample, (tuple, list)) and len(sample) == 2 and isinstance(sample[1], dict)):
+        if not (
+            isinstance(sample, (tuple, list)) and len(sample) == 2 and isinstance(sample[1], dict)
+        ):
             raise TypeError(f"sample {i} of the batch must be {form}, got {type(sample).__name__}")
 
 
@@ -74,8 +78,12 @@ def segmentation_collate(samples: list):
     _check_pairs(samples, "an (image, target dict with 'semantic') pair")
     missing = [i for i, s in enumerate(samples) if "semantic" not in s[1]]
     if missing:
-        raise ValueError(f"segmentation_collate needs target['semantic']; samples {missing} have none")
-    return _stack([s[0] for s in samples], "images"), _stack([s[1]["semantic"] for s in samples], "semantic masks")
+        raise ValueError(
+            f"segmentation_collate needs target['semantic']; samples {missing} have none"
+        )
+    return _stack([s[0] for s in samples], "images"), _stack(
+        [s[1]["semantic"] for s in samples], "semantic masks"
+    )
 
 
 class DataLoader:
@@ -96,11 +104,24 @@ class DataLoader:
     dataset (``dataset.set_epoch``) so random transforms reproduce too.
     """
 
-    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, seed=None,
-                 drop_last: bool = False, collate_fn=None):
+    def __init__(
+        self,
+        dataset,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        seed=None,
+        drop_last: bool = False,
+        collate_fn=None,
+    ):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
-            raise TypeError(f"dataset must have __len__ and __getitem__, got {type(dataset).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise TypeError(
+                f"dataset must have __len__ and __getitem__, got {type(dataset).__name__}"
+            )
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or batch_size < 1
+        ):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
@@ -134,5 +155,5 @@ class DataLoader:
 
     def _batches(self, order: np.ndarray):
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            indices = order[start:start + self.batch_size]
+            indices = order[start : start + self.batch_size]
             yield self.collate_fn([self.dataset[int(i)] for i in indices])

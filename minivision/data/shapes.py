@@ -2,6 +2,7 @@
 
 Sample ``i`` is drawn from ``np.random.default_rng([seed, i])`` alone (see CanvasDataset).
 """
+
 from __future__ import annotations
 
 from numbers import Real
@@ -18,7 +19,7 @@ MIN_OBJECT_SIZE = 4  # px: at this side every shape still covers at least MIN_PI
 def _circle(y, x, rng, sides, size):
     radius = sides(rng, None) / 2
     cy, cx = rng.uniform(radius, size - radius, size=2)
-    return (x - cx) ** 2 + (y - cy) ** 2 <= radius ** 2
+    return (x - cx) ** 2 + (y - cy) ** 2 <= radius**2
 
 
 def _rectangle(y, x, rng, sides, size):
@@ -33,8 +34,10 @@ def _triangle(y, x, rng, sides, size):
     apex_y, base_y = (top, top + h) if rng.random() < 0.5 else (top + h, top)  # point up or down
     corners = [(left + rng.uniform(0, w), apex_y), (left, base_y), (left + w, base_y)]
     # inside = on the same side of all three edges (the sign of each edge's cross product)
-    crosses = [(bx - ax) * (y - ay) - (by - ay) * (x - ax)
-               for (ax, ay), (bx, by) in zip(corners, corners[1:] + corners[:1])]
+    crosses = [
+        (bx - ax) * (y - ay) - (by - ay) * (x - ax)
+        for (ax, ay), (bx, by) in zip(corners, corners[1:] + corners[:1])
+    ]
     return np.all([c >= 0 for c in crosses], axis=0) | np.all([c <= 0 for c in crosses], axis=0)
 
 
@@ -43,7 +46,9 @@ _DRAW = {"circle": _circle, "rectangle": _rectangle, "triangle": _triangle}
 
 def _check_object_sizes(object_sizes, image_size: int) -> tuple[float, float]:
     """``object_sizes`` as a (low, high) pair of floats, or a one-line error naming it."""
-    expected = f"(low, high) pixels with {MIN_OBJECT_SIZE} <= low <= high <= image_size ({image_size})"
+    expected = (
+        f"(low, high) pixels with {MIN_OBJECT_SIZE} <= low <= high <= image_size ({image_size})"
+    )
     try:
         low, high = object_sizes
     except (TypeError, ValueError):
@@ -82,16 +87,28 @@ class Shapes(CanvasDataset):
     labels, masks, semantic, image_id (see ``minivision.data.dataset``).
     """
 
-    def __init__(self, num_images: int, image_size: int = 64, min_objects: int = 1, max_objects: int = 3,
-                 classes=SHAPE_CLASSES, noise: float = 0.05, seed: int = 0, transform=None, *,
-                 object_sizes=None):
+    def __init__(
+        self,
+        num_images: int,
+        image_size: int = 64,
+        min_objects: int = 1,
+        max_objects: int = 3,
+        classes=SHAPE_CLASSES,
+        noise: float = 0.05,
+        seed: int = 0,
+        transform=None,
+        *,
+        object_sizes=None,
+    ):
         super().__init__(num_images, image_size, min_objects, max_objects, noise, seed, transform)
         classes = (classes,) if isinstance(classes, str) else tuple(classes)
         unknown = [c for c in classes if c not in SHAPE_CLASSES]
         if not classes or unknown or len(set(classes)) != len(classes):
             raise ValueError(f"classes must be distinct names from {SHAPE_CLASSES}, got {classes}")
         self.class_names = classes
-        self.object_sizes = None if object_sizes is None else _check_object_sizes(object_sizes, self.image_size)
+        self.object_sizes = (
+            None if object_sizes is None else _check_object_sizes(object_sizes, self.image_size)
+        )
 
     def _sides(self, rng: np.random.Generator, count):
         """``count`` object sides in pixels (a float when count is None), as ``object_sizes`` says."""

@@ -10,6 +10,7 @@ Random transforms draw from their own generator: ``seed`` fixes it, and ``set_ep
 (called by the DataLoader through the dataset) reseeds it with ``[seed, e]``, so a run and
 its resumed copy see the same augmentation.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,9 @@ def _as_array(image) -> np.ndarray:
 def _pair(size, name: str) -> tuple[int, int]:
     """An int or (h, w) of positive ints, as (h, w)."""
     pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if len(pair) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in pair):
+    if len(pair) != 2 or not all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in pair
+    ):
         raise ValueError(f"{name} must be a positive int or a (height, width) pair, got {size!r}")
     return int(pair[0]), int(pair[1])
 
@@ -113,7 +116,9 @@ class RandomHorizontalFlip(_RandomTransform):
         target = dict(target)
         if "boxes" in target:
             boxes = target["boxes"]
-            target["boxes"] = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+            target["boxes"] = np.stack(
+                [width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1
+            )
         for key in ("masks", "semantic"):
             if key in target:
                 target[key] = target[key][..., ::-1].copy()
@@ -144,7 +149,9 @@ class RandomCrop(_RandomTransform):
         image = _as_array(image)
         (height, width), (out_h, out_w) = image.shape[-2:], self.size
         if out_h > height or out_w > width:
-            raise ValueError(f"RandomCrop size {self.size} is larger than the image ({height}, {width})")
+            raise ValueError(
+                f"RandomCrop size {self.size} is larger than the image ({height}, {width})"
+            )
         top = int(self.rng.integers(height - out_h + 1))
         left = int(self.rng.integers(width - out_w + 1))
         window = (slice(top, top + out_h), slice(left, left + out_w))
@@ -180,15 +187,19 @@ class Normalize:
         self.mean = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
         self.std = np.asarray(std, dtype=np.float32).reshape(-1, 1, 1)
         if self.mean.shape != self.std.shape:
-            raise ValueError(f"mean and std must have the same length, got {self.mean.size} and {self.std.size}")
+            raise ValueError(
+                f"mean and std must have the same length, got {self.mean.size} and {self.std.size}"
+            )
         if np.any(self.std <= 0):
             raise ValueError(f"std must be positive, got {self.std.ravel().tolist()}")
 
     def __call__(self, image, target):
         image = _as_array(image)
         if image.shape[0] != self.mean.shape[0]:
-            raise ValueError(f"Normalize has {self.mean.shape[0]} channels of mean/std, "
-                             f"the image has {image.shape[0]} (shape {image.shape})")
+            raise ValueError(
+                f"Normalize has {self.mean.shape[0]} channels of mean/std, "
+                f"the image has {image.shape[0]} (shape {image.shape})"
+            )
         return ((image - self.mean) / self.std).astype(np.float32), target
 
     def __repr__(self) -> str:

@@ -15,6 +15,7 @@ y1 = ymin - 1, x2 = xmax, y2 = ymax.
 Annotations are parsed without entity expansion: with defusedxml when installed,
 otherwise by refusing any document that declares a DOCTYPE before ElementTree sees it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,9 +33,26 @@ from minivision.data.dataset import Dataset, empty_target
 log = logging.getLogger(__name__)
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 VOID_LABEL = 255
 
@@ -52,13 +70,16 @@ def voc_colormap(n: int = 256) -> np.ndarray:
 
 
 def _doctype_error(path: Path) -> ValueError:
-    return ValueError(f"annotation file {str(path)!r} declares a DOCTYPE or entities; refusing to parse "
-                      f"it (possible entity-expansion attack); VOC annotations have none")
+    return ValueError(
+        f"annotation file {str(path)!r} declares a DOCTYPE or entities; refusing to parse "
+        f"it (possible entity-expansion attack); VOC annotations have none"
+    )
 
 
 def _refuse_doctype(data: bytes, path: Path) -> None:
     """Scan with expat (which decodes any declared encoding, unlike a byte search) and stop
     at the DOCTYPE, before any entity is declared or expanded."""
+
     def refuse(*_):
         raise _doctype_error(path)
 
@@ -103,13 +124,17 @@ def _read_ids(root: Path, task: str, image_set: str) -> tuple[Path, list[str]]:
     """The image set list's path and the ids it names (first word of each non-blank line)."""
     folder = root / "ImageSets" / task
     if not folder.is_dir():
-        raise FileNotFoundError(f"VOC folder {str(root)!r} has no ImageSets/{task} folder; "
-                                f"root must be a year folder such as VOCdevkit/VOC2007")
+        raise FileNotFoundError(
+            f"VOC folder {str(root)!r} has no ImageSets/{task} folder; "
+            f"root must be a year folder such as VOCdevkit/VOC2007"
+        )
     listing = folder / f"{image_set}.txt"
     if not listing.is_file():
         available = sorted(p.stem for p in folder.glob("*.txt") if "_" not in p.stem)
-        raise ValueError(f"unknown image_set {image_set!r}: {str(listing)!r} does not exist; "
-                         f"available: {available}")
+        raise ValueError(
+            f"unknown image_set {image_set!r}: {str(listing)!r} does not exist; "
+            f"available: {available}"
+        )
     return listing, [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
 
 
@@ -156,8 +181,12 @@ class _VOCFolder(Dataset):
         listing, self.ids = _read_ids(self.root, self.split_folder, image_set)
         folders = [((self.root / folder).resolve(), suffix) for folder, suffix in self.files]
         self.paths = [
-            tuple(resolve_inside(folder, stem + suffix, f"image set {str(listing)!r}: image id {stem!r} names")
-                  for folder, suffix in folders)
+            tuple(
+                resolve_inside(
+                    folder, stem + suffix, f"image set {str(listing)!r}: image id {stem!r} names"
+                )
+                for folder, suffix in folders
+            )
             for stem in self.ids
         ]
         self.image_set = image_set
@@ -198,11 +227,15 @@ class VOCDetection(_VOCFolder):
             where = f"annotation {str(path)!r}: object {index}"
             name = (obj.findtext("name") or "").strip()
             if name not in VOC_CLASSES:
-                raise ValueError(f"{where} has unknown class name {name!r}; expected one of {VOC_CLASSES}")
+                raise ValueError(
+                    f"{where} has unknown class name {name!r}; expected one of {VOC_CLASSES}"
+                )
             box = _box(obj, where)
             if not (0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height):
-                raise ValueError(f"{where}: box {box} (x1, y1, x2, y2 after the 1-based "
-                                 f"conversion) lies outside the {width}x{height} image or is empty")
+                raise ValueError(
+                    f"{where}: box {box} (x1, y1, x2, y2 after the 1-based "
+                    f"conversion) lies outside the {width}x{height} image or is empty"
+                )
             is_difficult = (obj.findtext("difficult") or "0").strip() == "1"
             if is_difficult and not self.keep_difficult:
                 continue
@@ -234,7 +267,9 @@ class VOCSegmentation(_VOCFolder):
         image = read_image(image_path)
         semantic = read_label_png(label_path)
         if semantic.shape != image.shape[1:]:
-            raise ValueError(f"segmentation {stem!r}: label map is {semantic.shape}, image is {image.shape[1:]}")
+            raise ValueError(
+                f"segmentation {stem!r}: label map is {semantic.shape}, image is {image.shape[1:]}"
+            )
         return image, {"semantic": semantic, "image_id": stem}
 
 
@@ -245,10 +280,14 @@ def read_label_png(path) -> np.ndarray:
         raise FileNotFoundError(f"label map {str(path)!r} does not exist")
     with image_module.open(path) as img:
         if img.mode not in ("P", "L"):
-            raise ValueError(f"label map {str(path)!r} has mode {img.mode!r}; expected a palette ('P') "
-                             f"PNG whose indices are class labels")
+            raise ValueError(
+                f"label map {str(path)!r} has mode {img.mode!r}; expected a palette ('P') "
+                f"PNG whose indices are class labels"
+            )
         labels = np.asarray(img, dtype=np.int64)
-    unexpected = np.setdiff1d(np.unique(labels), np.r_[0:len(VOC_CLASSES) + 1, VOID_LABEL])
+    unexpected = np.setdiff1d(np.unique(labels), np.r_[0 : len(VOC_CLASSES) + 1, VOID_LABEL])
     if unexpected.size:
-        raise ValueError(f"label map {str(path)!r} holds labels {unexpected.tolist()}; expected 0..20 or 255")
+        raise ValueError(
+            f"label map {str(path)!r} holds labels {unexpected.tolist()}; expected 0..20 or 255"
+        )
     return labels

@@ -5,6 +5,8 @@ Grouped by topic, each op's forward beside its backward: ``math`` (arithmetic, m
 ``activation``, ``linear``, ``loss``, ``norm``. Importing this package also binds the ops
 as Tensor methods and Python operators (see ``tensor_methods``).
 """
+
+from minivision.functional import tensor_methods  # noqa: F401  (binds Tensor methods)
 from minivision.functional.activation import (
     dropout,
     leaky_relu,
@@ -34,7 +36,6 @@ from minivision.functional.pool import (
 )
 from minivision.functional.shape import pad
 from minivision.functional.upsample import interpolate
-from minivision.functional import tensor_methods  # noqa: F401  (binds Tensor methods)
 
 __all__ = [
     "adaptive_avg_pool2d",

@@ -6,6 +6,7 @@ threads takes a share of the elements. They compute what ``minivision.reference.
 ``relu`` and ``relu_backward`` compute, with the same operations, so the results are equal
 bit for bit.
 """
+
 # FAST PATH FILE relu
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ of one sample), each piece one matrix multiply per group. The shortcuts:
   reordered;
 - on the GPU, im2col and col2im are CUDA kernels (``_im2col_cuda``, through ``im2col``).
 """
+
 # FAST PATH FILE conv
 from __future__ import annotations
 
@@ -64,20 +65,23 @@ def conv_transpose2d(x, weight, bias, stride, padding, output_padding, dilation,
     ``reference.conv.conv_transpose2d``, the adjoint of ``correlate`` with the weight read as a
     conv weight."""
     win = Windows(tuple(weight.shape[2:]), stride, padding, dilation)
-    out_hw = transposed_output_hw(x.shape[2:], win.kernel, stride, padding, output_padding,
-                                  dilation)
+    out_hw = transposed_output_hw(
+        x.shape[2:], win.kernel, stride, padding, output_padding, dilation
+    )
     out_shape = (x.shape[0], weight.shape[1] * groups) + out_hw
     return _add_bias(correlate_adjoint(x, weight, groups, win, out_shape), bias)
 
 
-def conv_transpose2d_backward(grad, x, weight, stride, padding, dilation, groups,
-                              needs=(True, True, True)):
+def conv_transpose2d_backward(
+    grad, x, weight, stride, padding, dilation, groups, needs=(True, True, True)
+):
     """``reference.conv.conv_transpose2d_backward``: both gradients read the columns of grad,
     built once for the two."""
     win = Windows(tuple(weight.shape[2:]), stride, padding, dilation)
     weight_or_none, x_or_none = (weight if needs[0] else None), (x if needs[1] else None)
-    grad_x, grad_w = _correlate_and_weight_gradient(grad, weight_or_none, x_or_none, groups, win,
-                                                    x.shape[2:], weight.shape)
+    grad_x, grad_w = _correlate_and_weight_gradient(
+        grad, weight_or_none, x_or_none, groups, win, x.shape[2:], weight.shape
+    )
     return grad_x, grad_w, grad.sum(axis=(0, 2, 3)) if needs[2] else None
 
 
@@ -115,8 +119,16 @@ def _over_shares(array, in_shape, win: Windows, out_hw, work) -> list:
     row_bytes = _row_bytes(in_shape, array.itemsize, win, out_hw[1])
 
     def run(share, shares):
-        return work(share, chunks(share.stop - share.start, out_hw[0], row_bytes, shares,
-                                  on_gpu=not isinstance(array, np.ndarray)))
+        return work(
+            share,
+            chunks(
+                share.stop - share.start,
+                out_hw[0],
+                row_bytes,
+                shares,
+                on_gpu=not isinstance(array, np.ndarray),
+            ),
+        )
 
     return threads.over_batch(array, run, max_parts=max(1, get_workspace_budget() // row_bytes))
 
@@ -137,8 +149,9 @@ def _batch_in_columns(a, samples: slice, rows: slice, groups: int):
     return part.reshape(groups, part.shape[0] // groups, -1)
 
 
-def _correlate_and_weight_gradient(x, weight, grad, groups: int, win: Windows, out_hw,
-                                   weight_shape):
+def _correlate_and_weight_gradient(
+    x, weight, grad, groups: int, win: Windows, out_hw, weight_shape
+):
     """(x correlated with ``weight``, dL/dW of that correlation given ``grad``): x (N, C, H, W),
     weight (O, C/G, kh, kw) = ``weight_shape``, grad (N, O, out_h, out_w) -> ((N, O, out_h, out_w),
     ``weight_shape``), a half None when its operand is None. Both halves read the same
@@ -146,12 +159,20 @@ def _correlate_and_weight_gradient(x, weight, grad, groups: int, win: Windows, o
     if phases.applies(win):
         phased = None if weight is None else phases.phase_weight(weight, win)
         out, grad_w = _correlate_and_weight_gradient(
-            phases.space_to_depth(x, win, out_hw), phased, grad, groups, phases.stride_one(win),
-            out_hw, phases.phase_weight_shape(weight_shape, win))
+            phases.space_to_depth(x, win, out_hw),
+            phased,
+            grad,
+            groups,
+            phases.stride_one(win),
+            out_hw,
+            phases.phase_weight_shape(weight_shape, win),
+        )
         return out, None if grad is None else phases.phase_weight_adjoint(grad_w, win, weight_shape)
     if winograd.applies(x, weight_shape[0], groups, win):
-        return (None if weight is None else winograd.correlate(x, weight, win.padding, out_hw),
-                None if grad is None else winograd.weight_gradient(x, grad, win.padding))
+        return (
+            None if weight is None else winograd.correlate(x, weight, win.padding, out_hw),
+            None if grad is None else winograd.weight_gradient(x, grad, win.padding),
+        )
     xp = get_array_module(x, weight if grad is None else grad)
     out_c = weight_shape[0]
     w = None if weight is None else weight.reshape(groups, out_c // groups, -1)
@@ -161,14 +182,18 @@ def _correlate_and_weight_gradient(x, weight, grad, groups: int, win: Windows, o
 
     def work(share, pieces):  # each worker sums its share's weight gradient; the sums add up after
         x_share = x[share]
-        grad_w_t = None if grad is None else xp.zeros((groups, rows_per_group, out_c // groups),
-                                                      dtype=x.dtype)
+        grad_w_t = (
+            None
+            if grad is None
+            else xp.zeros((groups, rows_per_group, out_c // groups), dtype=x.dtype)
+        )
         for samples, rows in pieces:
             col = _columns(x_share, win, samples, rows, out_hw[1], groups)
             if w is not None:
                 product = _group_matmul(w, col)  # (G, O/G, nb * r * w)
-                out[share][samples, :, rows] = product.reshape(out_c, -1, rows.stop - rows.start,
-                                                               out_hw[1]).transpose(1, 0, 2, 3)
+                out[share][samples, :, rows] = product.reshape(
+                    out_c, -1, rows.stop - rows.start, out_hw[1]
+                ).transpose(1, 0, 2, 3)
             if grad is not None:
                 # (col @ g^T)^T rather than g @ col^T: same product, but OpenBLAS runs the latter
                 # (a long reduction into a short, wide result) many times slower when the cores
@@ -201,8 +226,9 @@ def correlate_adjoint(grad, weight, groups: int, win: Windows, in_shape):
     n, out_c, out_h, out_w = grad.shape
     if phases.applies(win):
         phases_shape = phases.phases_shape(in_shape, win, (out_h, out_w))
-        grad_phases = correlate_adjoint(grad, phases.phase_weight(weight, win), groups,
-                                        phases.stride_one(win), phases_shape)
+        grad_phases = correlate_adjoint(
+            grad, phases.phase_weight(weight, win), groups, phases.stride_one(win), phases_shape
+        )
         return phases.space_to_depth_adjoint(grad_phases, win, in_shape)
     if win.stride == (1, 1):
         # stride 1: the adjoint is itself a correlation, of grad with the flipped kernel and
@@ -228,5 +254,6 @@ def correlate_adjoint(grad, weight, groups: int, win: Windows, in_shape):
 
 def weight_gradient(x, grad, groups: int, win: Windows, weight_shape):
     """dL/dW for ``correlate``: x (N, C, H, W), grad (N, O, out_h, out_w) -> ``weight_shape``."""
-    return _correlate_and_weight_gradient(x, None, grad, groups, win, grad.shape[2:],
-                                          weight_shape)[1]
+    return _correlate_and_weight_gradient(x, None, grad, groups, win, grad.shape[2:], weight_shape)[
+        1
+    ]

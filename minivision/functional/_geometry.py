@@ -1,9 +1,10 @@
 """Argument parsing and output sizes shared by the windowed ops (conv, pool, unpool).
 
 Every size argument is an int or a pair ``(height, width)``; ``pair`` turns it into a
-pair and names the argument when it is neither. ``window_output_size`` is PyTorch's rule
-for how many windows fit, including ``ceil_mode``.
+pair and names the argument when it is neither. ``window_output_size``, PyTorch's rule for
+how many windows fit (``ceil_mode`` included), is the reference's (``reference/pool.py``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -12,13 +13,16 @@ import numbers
 from typing import NamedTuple
 
 from minivision.functional.shape import reshape
+from minivision.reference.pool import window_output_size
 from minivision.tensor import Tensor
 
 
 def pair(value, name: str, minimum: int = 0) -> tuple[int, int]:
     """``value`` (an int or two ints) as ``(h, w)``; each must be >= ``minimum``."""
     items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(items) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items):
+    if len(items) != 2 or not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items
+    ):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if min(items) < minimum:
         raise ValueError(f"{name} must be >= {minimum} in both dimensions, got {value!r}")
@@ -61,26 +65,9 @@ def accepts_unbatched(op):
     return wrapper
 
 
-def window_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int,
-                       ceil_mode: bool = False) -> int:
-    """How many windows of ``kernel`` (spread by ``dilation``) fit along one padded axis.
-
-    With ``ceil_mode`` a last, partial window counts, but only when it starts inside the
-    input or the left padding (PyTorch's rule), never wholly in the right padding.
-    May return < 1; callers turn that into their own error message.
-    """
-    span = size + 2 * padding - dilation * (kernel - 1) - 1
-    if span < 0:
-        return 0
-    if not ceil_mode:
-        return span // stride + 1
-    count = -(-span // stride) + 1
-    if (count - 1) * stride >= size + padding:
-        count -= 1
-    return count
-
-
-def output_hw(op: str, input_shape, kernel, stride, padding, dilation, ceil_mode=False) -> tuple[int, int]:
+def output_hw(
+    op: str, input_shape, kernel, stride, padding, dilation, ceil_mode=False
+) -> tuple[int, int]:
     """(out_h, out_w) for windows over the input's last two axes; ValueError when none fits."""
     height, width = input_shape[-2:]
     out = tuple(

@@ -7,6 +7,7 @@ per input pixel adds up the column entries that read it, in the CPU's order (ker
 then kernel column), so it needs no atomics, is deterministic, and gives the CPU's sums.
 Column layout: row (c, p, q), column (n, i, j), as on the CPU.
 """
+
 # FAST PATH FILE conv
 from __future__ import annotations
 
@@ -63,8 +64,16 @@ def im2col(x, win: Windows, rows: slice, out_w: int):
     n, c, height, width = x.shape
     columns = n * (rows.stop - rows.start) * out_w
     out = xp.empty((c * win.kernel[0] * win.kernel[1], columns), dtype=x.dtype)
-    _cuda.launch(_SOURCE, "im2col", x.dtype, out.size, x, *_cuda.int32s(c, height, width, rows.start,
-                 rows.stop - rows.start, out_w, *win.sizes()), np.int64(columns), out)
+    _cuda.launch(
+        _SOURCE,
+        "im2col",
+        x.dtype,
+        out.size,
+        x,
+        *_cuda.int32s(c, height, width, rows.start, rows.stop - rows.start, out_w, *win.sizes()),
+        np.int64(columns),
+        out,
+    )
     return out
 
 
@@ -82,6 +91,23 @@ def col2im_add(target, windows, win: Windows, rows: slice) -> None:
     out_w = windows.shape[5]
     top, bottom = win.input_span(0, rows.start, rows.stop)
     top, bottom = max(top, 0), min(bottom, height)  # the input rows these output rows read
-    _cuda.launch(_SOURCE, "col2im", target.dtype, n * c * max(bottom - top, 0) * width, cols,
-                 *_cuda.int32s(c, height, width, top, max(bottom - top, 0), rows.start, rows.stop - rows.start, out_w,
-                               *win.sizes()), np.int64(n * (rows.stop - rows.start) * out_w), target)
+    _cuda.launch(
+        _SOURCE,
+        "col2im",
+        target.dtype,
+        n * c * max(bottom - top, 0) * width,
+        cols,
+        *_cuda.int32s(
+            c,
+            height,
+            width,
+            top,
+            max(bottom - top, 0),
+            rows.start,
+            rows.stop - rows.start,
+            out_w,
+            *win.sizes(),
+        ),
+        np.int64(n * (rows.stop - rows.start) * out_w),
+        target,
+    )

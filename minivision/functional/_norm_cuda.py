@@ -7,6 +7,7 @@ array is a (C,) vector. The per-channel sums run one thread block per channel in
 as on the CPU (in another order, so they agree to rounding, not to the bit); the
 element-wise passes run one thread per element with the CPU's arithmetic.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -109,7 +110,12 @@ extern "C" __global__ void input_gradient(const long long count, const T* grad, 
 def _layout(a):
     """(a C-contiguous, N as int32, C as int32, L as int64) for an (N, C, ...) array."""
     xp = get_array_module(a)
-    return xp.ascontiguousarray(a), np.int32(a.shape[0]), np.int32(a.shape[1]), np.int64(np.prod(a.shape[2:]))
+    return (
+        xp.ascontiguousarray(a),
+        np.int32(a.shape[0]),
+        np.int32(a.shape[1]),
+        np.int64(np.prod(a.shape[2:])),
+    )
 
 
 def _vectors(dtype, *vectors):
@@ -123,8 +129,9 @@ def moments(x):
     x, samples, channels, length = _layout(x)
     mean, var = xp.zeros(int(channels)), xp.zeros(int(channels))
     if channels and samples * length:  # a launch needs at least one block
-        _cuda.kernel(_SUMS_SOURCE, "channel_moments", x.dtype)((int(channels),), (SUM_THREADS,),
-                                                              (x, samples, channels, length, mean, var))
+        _cuda.kernel(_SUMS_SOURCE, "channel_moments", x.dtype)(
+            (int(channels),), (SUM_THREADS,), (x, samples, channels, length, mean, var)
+        )
     return mean.astype(x.dtype), var.astype(x.dtype)
 
 
@@ -135,9 +142,19 @@ def gradient_sums(grad, x, mean, inv_std):
     sum_g, sum_gx = xp.zeros(int(channels)), xp.zeros(int(channels))
     if channels:  # a launch needs at least one block
         _cuda.kernel(_SUMS_SOURCE, "gradient_sums", grad.dtype)(
-            (int(channels),), (SUM_THREADS,),
-            (grad, xp.ascontiguousarray(x, dtype=grad.dtype), *_vectors(grad.dtype, mean, inv_std), samples,
-             channels, length, sum_g, sum_gx))
+            (int(channels),),
+            (SUM_THREADS,),
+            (
+                grad,
+                xp.ascontiguousarray(x, dtype=grad.dtype),
+                *_vectors(grad.dtype, mean, inv_std),
+                samples,
+                channels,
+                length,
+                sum_g,
+                sum_gx,
+            ),
+        )
     return sum_g.astype(grad.dtype), sum_gx.astype(grad.dtype)
 
 
@@ -146,7 +163,17 @@ def affine(x, scale, shift):
     xp = get_array_module(x)
     x, _, channels, length = _layout(x)
     out = xp.empty_like(x)
-    _cuda.launch(_SOURCE, "affine", x.dtype, x.size, x, *_vectors(x.dtype, scale, shift), channels, length, out)
+    _cuda.launch(
+        _SOURCE,
+        "affine",
+        x.dtype,
+        x.size,
+        x,
+        *_vectors(x.dtype, scale, shift),
+        channels,
+        length,
+        out,
+    )
     return out
 
 
@@ -155,6 +182,16 @@ def input_gradient(grad, x, mean, inv_std, scale, mean_g, mean_gx):
     xp = get_array_module(grad, x)
     grad, _, channels, length = _layout(grad)
     out = xp.empty_like(grad)
-    _cuda.launch(_SOURCE, "input_gradient", grad.dtype, grad.size, grad, xp.ascontiguousarray(x, dtype=grad.dtype),
-                 *_vectors(grad.dtype, mean, inv_std, scale, mean_g, mean_gx), channels, length, out)
+    _cuda.launch(
+        _SOURCE,
+        "input_gradient",
+        grad.dtype,
+        grad.size,
+        grad,
+        xp.ascontiguousarray(x, dtype=grad.dtype),
+        *_vectors(grad.dtype, mean, inv_std, scale, mean_g, mean_gx),
+        channels,
+        length,
+        out,
+    )
     return out

@@ -15,6 +15,7 @@ sizes (1 for (N, C) input), with the channels [first, stop) each of minivision's
 threads works on. (Slicing the channels instead would hand Numba arrays of unknown strides,
 whose loops it does not vectorise: batch norm ran slower on two threads than on one.)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -121,6 +122,15 @@ def gradient_sums(grad, x, mean, inv_std):
 def input_gradient(grad, x, mean, inv_std, scale, mean_g, mean_gx):
     """(grad - mean_g - x_hat * mean_gx) * scale per channel, x_hat = (x - mean) * inv_std."""
     out = np.empty_like(grad)
-    _over_channels(_input_gradient_channels, _ncl(grad), _ncl(x), mean, inv_std, scale, mean_g,
-                   mean_gx, _ncl(out))
+    _over_channels(
+        _input_gradient_channels,
+        _ncl(grad),
+        _ncl(x),
+        mean,
+        inv_std,
+        scale,
+        mean_g,
+        mean_gx,
+        _ncl(out),
+    )
     return out

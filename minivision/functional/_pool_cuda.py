@@ -7,6 +7,7 @@ same tie, NaN and -inf rules), so they equal the CPU's. The pooling gradient is
 deterministic without atomics: each input pixel sums, in the CPU's order, the gradients
 of the windows whose switch points at it.
 """
+
 # FAST PATH FILE pool
 from __future__ import annotations
 
@@ -90,8 +91,17 @@ def max_pool_switches(x, win: Windows, out_hw):
     x = xp.ascontiguousarray(x)
     out = xp.empty(x.shape[:2] + tuple(out_hw), dtype=x.dtype)
     switches = xp.empty(out.shape, dtype=np.int64)
-    _cuda.launch(_SOURCE, "max_pool", x.dtype, out.size, x, *_cuda.int32s(*x.shape[2:], *out_hw),
-                 *_cuda.int32s(*win.sizes()), out, switches)
+    _cuda.launch(
+        _SOURCE,
+        "max_pool",
+        x.dtype,
+        out.size,
+        x,
+        *_cuda.int32s(*x.shape[2:], *out_hw),
+        *_cuda.int32s(*win.sizes()),
+        out,
+        switches,
+    )
     return out, switches
 
 
@@ -102,8 +112,17 @@ def max_pool_backward(grad, switches, win: Windows, x_shape):
     xp = get_array_module(grad)
     grad = xp.ascontiguousarray(grad)
     grad_x = xp.empty(x_shape, dtype=grad.dtype)
-    _cuda.launch(_SOURCE, "max_pool_backward", grad.dtype, grad_x.size, grad, _index(switches),
-                 *_cuda.int32s(*x_shape[2:], *grad.shape[2:]), *_cuda.int32s(*win.sizes()), grad_x)
+    _cuda.launch(
+        _SOURCE,
+        "max_pool_backward",
+        grad.dtype,
+        grad_x.size,
+        grad,
+        _index(switches),
+        *_cuda.int32s(*x_shape[2:], *grad.shape[2:]),
+        *_cuda.int32s(*win.sizes()),
+        grad_x,
+    )
     return grad_x
 
 
@@ -113,8 +132,17 @@ def scatter(values, index, shape):
     where indices repeat is unspecified."""
     xp = get_array_module(values)
     out = xp.zeros(shape, dtype=values.dtype)
-    _cuda.launch(_SOURCE, "scatter", values.dtype, values.size, xp.ascontiguousarray(values), _index(index),
-                 np.int64(_plane_size(values.shape)), np.int64(_plane_size(shape)), out)
+    _cuda.launch(
+        _SOURCE,
+        "scatter",
+        values.dtype,
+        values.size,
+        xp.ascontiguousarray(values),
+        _index(index),
+        np.int64(_plane_size(values.shape)),
+        np.int64(_plane_size(shape)),
+        out,
+    )
     return out
 
 
@@ -122,6 +150,15 @@ def gather(source, index):
     """out[n, c, ...] = source[n, c].flat[index[n, c, ...]]: ``index``'s shape, ``source``'s dtype."""
     xp = get_array_module(source)
     out = xp.empty(index.shape, dtype=source.dtype)
-    _cuda.launch(_SOURCE, "gather", source.dtype, out.size, xp.ascontiguousarray(source), _index(index),
-                 np.int64(_plane_size(out.shape)), np.int64(_plane_size(source.shape)), out)
+    _cuda.launch(
+        _SOURCE,
+        "gather",
+        source.dtype,
+        out.size,
+        xp.ascontiguousarray(source),
+        _index(index),
+        np.int64(_plane_size(out.shape)),
+        np.int64(_plane_size(source.shape)),
+        out,
+    )
     return out

@@ -8,6 +8,7 @@ order, so they equal it to the bit; so do the scatters and gathers. The pooling 
 the GPU is gathered per input pixel from the windows that reach it, which needs the pool's
 windows: adaptive pooling's gradient runs the reference there.
 """
+
 # FAST PATH FILE pool
 from __future__ import annotations
 
@@ -54,8 +55,9 @@ def max_pool2d(x, win: Windows, out_hw):
     if win == LECTURE_2X2:
         _per_plane(lambda p: kernels.max_pool_2x2_planes(planes[p], out[p], switches[p]), planes)
     else:
-        _per_plane(lambda p: kernels.max_pool_planes(planes[p], *sizes, out[p], switches[p]),
-                   planes)
+        _per_plane(
+            lambda p: kernels.max_pool_planes(planes[p], *sizes, out[p], switches[p]), planes
+        )
     shape = x.shape[:2] + out.shape[1:]
     return out.reshape(shape), switches.reshape(shape)
 
@@ -85,8 +87,10 @@ def max_unpool2d_backward(grad, switches):
     """grad (N, C, out_h, out_w), switches (N, C, h, w) -> grad gathered at the switches."""
     if cuda_kernels_apply(grad):
         return _pool_cuda.gather(grad, switches)
-    out = np.empty((switches.shape[0] * switches.shape[1], switches.shape[2] * switches.shape[3]),
-                   dtype=grad.dtype)
+    out = np.empty(
+        (switches.shape[0] * switches.shape[1], switches.shape[2] * switches.shape[3]),
+        dtype=grad.dtype,
+    )
     source, index = _planes(grad), _planes(switches)
     _per_plane(lambda p: kernels.gather_planes(source[p], index[p], out[p]), index)
     return out.reshape(switches.shape)

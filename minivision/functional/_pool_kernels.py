@@ -5,10 +5,12 @@ Arrays arrive as planes: (P, H, W) or (P, L) with P = N * C. Each kernel runs on
 thread without the GIL; ``_pool_fast`` hands each of minivision's worker threads a share of
 the planes (``minivision.threads``).
 """
+
 # FAST PATH FILE pool
 from __future__ import annotations
 
 import numpy as np
+
 from minivision._numba import njit
 
 

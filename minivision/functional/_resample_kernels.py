@@ -7,6 +7,7 @@ matrices, a few taps a row). Per plane, the columns are resampled into a small b
 (a gather along each row), then the rows (whole rows weighted and added, which
 vectorises). ``resample`` gives each of minivision's worker threads a share of the planes.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -13,13 +13,14 @@ three kernels (correlation, adjoint, weight gradient) through here when this app
 On the CPU the rearrangement is one Numba pass each way (a transposing NumPy copy plus an
 add took 33 ms of a 134 ms forward+backward of the 4x4/2 transposed benchmark layer).
 """
+
 # FAST PATH FILE conv
 from __future__ import annotations
 
 import numpy as np
-from minivision._numba import njit
 
 from minivision import threads
+from minivision._numba import njit
 from minivision.backend import get_array_module
 from minivision.dispatch import numba_kernels_apply
 from minivision.functional._geometry import Windows
@@ -28,8 +29,11 @@ from minivision.functional.im2col import add_padded, read_padded
 
 def applies(win: Windows) -> bool:
     """A strided, undilated window whose kernel is a whole number of strides on both axes."""
-    return (win.stride != (1, 1) and win.dilation == (1, 1)
-            and all(k % s == 0 for k, s in zip(win.kernel, win.stride)))
+    return (
+        win.stride != (1, 1)
+        and win.dilation == (1, 1)
+        and all(k % s == 0 for k, s in zip(win.kernel, win.stride))
+    )
 
 
 def stride_one(win: Windows) -> Windows:
@@ -49,7 +53,9 @@ def phases_shape(in_shape, win: Windows, out_hw) -> tuple:
 
 def phase_weight_shape(weight_shape, win: Windows) -> tuple:
     """The shape ``phase_weight`` gives a weight of ``weight_shape`` (O, C, kh, kw): (O, C * sh * sw, th, tw)."""
-    return (weight_shape[0], weight_shape[1] * win.stride[0] * win.stride[1]) + stride_one(win).kernel
+    return (weight_shape[0], weight_shape[1] * win.stride[0] * win.stride[1]) + stride_one(
+        win
+    ).kernel
 
 
 def _spans(win: Windows, grid):
@@ -93,7 +99,11 @@ def _space_to_depth_adjoint_xp(phases, win: Windows, in_shape):
     (sh, sw), (n, c) = win.stride, in_shape[:2]
     grid = phases.shape[2:]
     out = xp.zeros(in_shape, dtype=phases.dtype)
-    band = phases.reshape(n, c, sh, sw, *grid).transpose(0, 1, 4, 2, 5, 3).reshape(n, c, sh * grid[0], sw * grid[1])
+    band = (
+        phases.reshape(n, c, sh, sw, *grid)
+        .transpose(0, 1, 4, 2, 5, 3)
+        .reshape(n, c, sh * grid[0], sw * grid[1])
+    )
     add_padded(out, band, *_spans(win, grid))
     return out
 
@@ -106,8 +116,12 @@ def _shuffle_planes(x, phases, win: Windows, to_phases: bool) -> None:
     (sh, sw), (ph, pw) = win.stride, win.padding
     planes = x.reshape((-1,) + x.shape[2:])
     phase_planes = phases.reshape((planes.shape[0], sh * sw) + phases.shape[2:])
-    threads.over_batch(planes, lambda share, _: _shuffle_kernel(planes[share], phase_planes[share], sh, sw, ph, pw,
-                                                                 to_phases))
+    threads.over_batch(
+        planes,
+        lambda share, _: _shuffle_kernel(
+            planes[share], phase_planes[share], sh, sw, ph, pw, to_phases
+        ),
+    )
 
 
 @njit(cache=True, nogil=True)

@@ -24,13 +24,14 @@ two OpenBLAS threads, 25.9 ms split over two workers).
 groups 1 and padding 0-2 (so the adjoint's padding, 2 - padding, is in range too); every
 other convolution, and every CuPy one, goes through im2col.
 """
+
 # FAST PATH FILE conv
 from __future__ import annotations
 
 import numpy as np
-from minivision._numba import njit
 
 from minivision import threads
+from minivision._numba import njit
 from minivision.dispatch import numba_kernels_apply
 from minivision.functional._geometry import Windows
 from minivision.functional.im2col import get_workspace_budget
@@ -60,8 +61,12 @@ def applies(x, out_channels: int, groups: int, win: Windows) -> bool:
     a 3x3 stride-1 window, and one sample's tiles (16 values per tile per channel, input
     and output side) within the workspace budget."""
     return (
-        _enabled and numba_kernels_apply(x)
-        and win.kernel == (3, 3) and win.stride == (1, 1) and win.dilation == (1, 1) and groups == 1
+        _enabled
+        and numba_kernels_apply(x)
+        and win.kernel == (3, 3)
+        and win.stride == (1, 1)
+        and win.dilation == (1, 1)
+        and groups == 1
         and all(0 <= p <= 2 for p in win.padding)
         and _sample_bytes(x, out_channels, win.padding) <= get_workspace_budget()
     )
@@ -92,7 +97,7 @@ def _input_transform(padded, tiles_h, tiles_w, v):
     for plane in range(samples * channels):
         n, c = plane // channels, plane % channels
         for ti in range(tiles_h):
-            rows = padded[n, c, 2 * ti:2 * ti + 4]
+            rows = padded[n, c, 2 * ti : 2 * ti + 4]
             r0, r1, r2, r3 = rows[0], rows[1], rows[2], rows[3]
             first = (n * tiles_h + ti) * tiles_w
             for tj in range(tiles_w):
@@ -164,8 +169,18 @@ def _output_transform_adjoint(grad, tiles_h, tiles_w, dm):
                 # (A dY) A^T: four columns from the two, per row
                 dm[0, o, t], dm[1, o, t], dm[2, o, t], dm[3, o, t] = s00, s00 + s01, s00 - s01, -s01
                 dm[4, o, t], dm[5, o, t], dm[6, o, t], dm[7, o, t] = s10, s10 + s11, s10 - s11, -s11
-                dm[8, o, t], dm[9, o, t], dm[10, o, t], dm[11, o, t] = s20, s20 + s21, s20 - s21, -s21
-                dm[12, o, t], dm[13, o, t], dm[14, o, t], dm[15, o, t] = s30, s30 + s31, s30 - s31, -s31
+                dm[8, o, t], dm[9, o, t], dm[10, o, t], dm[11, o, t] = (
+                    s20,
+                    s20 + s21,
+                    s20 - s21,
+                    -s21,
+                )
+                dm[12, o, t], dm[13, o, t], dm[14, o, t], dm[15, o, t] = (
+                    s30,
+                    s30 + s31,
+                    s30 - s31,
+                    -s31,
+                )
 
 
 def _tile_matrices(rows: int, columns: int, dtype):
@@ -176,7 +191,9 @@ def _tile_matrices(rows: int, columns: int, dtype):
     itemsize = np.dtype(dtype).itemsize
     block = rows * columns + 1024 // itemsize
     flat = np.empty(16 * block, dtype=dtype)
-    return np.lib.stride_tricks.as_strided(flat, (16, rows, columns), (block * itemsize, columns * itemsize, itemsize))
+    return np.lib.stride_tricks.as_strided(
+        flat, (16, rows, columns), (block * itemsize, columns * itemsize, itemsize)
+    )
 
 
 class _Pieces:
@@ -194,7 +211,9 @@ class _Pieces:
         step = max(PIECE_BYTES // sample_bytes, -(-MIN_PIECE_TILES // self.per_sample))
         self.step = max(1, min(n, step, budget // sample_bytes))
         tiles_h, tiles_w = self.tiles
-        self._padded = np.zeros((self.step, channels, 2 * tiles_h + 2, 2 * tiles_w + 2), dtype=x.dtype)
+        self._padded = np.zeros(
+            (self.step, channels, 2 * tiles_h + 2, 2 * tiles_w + 2), dtype=x.dtype
+        )
         self._v = _tile_matrices(channels, self.step * self.per_sample, x.dtype)
         self._products = _tile_matrices(out_channels, self.step * self.per_sample, x.dtype)
 
@@ -206,7 +225,9 @@ class _Pieces:
             samples = slice(start, min(n, start + self.step))
             count = samples.stop - samples.start
             padded = self._padded[:count]
-            padded[:, :, ph:ph + height, pw:pw + width] = self.x[samples]  # the zero border is never written
+            padded[:, :, ph : ph + height, pw : pw + width] = self.x[
+                samples
+            ]  # the zero border is never written
             columns = slice(0, count * self.per_sample)
             _input_transform(padded, self.tiles[0], self.tiles[1], self._v[:, :, columns])
             yield samples, self._v[:, :, columns], self._products[:, :, columns]
@@ -227,7 +248,9 @@ def correlate(x, weight, padding, out_hw):
     """x (N, C, H, W), weight (O, C, 3, 3) -> (N, O, out_h, out_w), stride 1 (``applies`` holds)."""
     out_c, channels = weight.shape[:2]
     g = G.astype(x.dtype)
-    u = np.tensordot(np.tensordot(g, weight, axes=(1, 2)), g, axes=(3, 1))  # G w G^T as (4, O, C, 4)
+    u = np.tensordot(
+        np.tensordot(g, weight, axes=(1, 2)), g, axes=(3, 1)
+    )  # G w G^T as (4, O, C, 4)
     u = np.ascontiguousarray(u.transpose(0, 3, 1, 2)).reshape(16, out_c, channels)
     out = np.empty((x.shape[0], out_c) + tuple(out_hw), dtype=x.dtype)
 
@@ -254,5 +277,9 @@ def weight_gradient(x, grad, padding):
 
     grad_u = sum(_over_shares(x, out_c, padding, work))
     g = G.astype(x.dtype)
-    grad_w = np.tensordot(np.tensordot(g, grad_u.reshape(4, 4, channels, out_c), axes=(0, 0)), g, axes=(1, 0))
-    return np.ascontiguousarray(grad_w.transpose(2, 1, 0, 3))  # G^T dU G, from (3, C, O, 3) to (O, C, 3, 3)
+    grad_w = np.tensordot(
+        np.tensordot(g, grad_u.reshape(4, 4, channels, out_c), axes=(0, 0)), g, axes=(1, 0)
+    )
+    return np.ascontiguousarray(
+        grad_w.transpose(2, 1, 0, 3)
+    )  # G^T dU G, from (3, C, O, 3) to (O, C, 3, 3)

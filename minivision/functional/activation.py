@@ -3,13 +3,18 @@
 relu, sigmoid, softmax and log_softmax compute with ``minivision.reference.activation``;
 (leaky) ReLU takes one Numba pass each way on NumPy floats unless the reference switch is on.
 """
+
 from __future__ import annotations
 
 from minivision.backend import get_array_module, random_generator
+
+# isort: split
 # BEGIN FAST PATH relu
 from minivision.dispatch import fast_paths_enabled, numba_kernels_apply
 from minivision.functional import _activation_kernels as fast
+
 # END FAST PATH relu
+# isort: split
 from minivision.reference import activation as reference
 from minivision.tensor import Function, Tensor
 
@@ -125,7 +130,9 @@ def log_softmax(input, dim: int) -> Tensor:
 class _Dropout(Function):
     def forward(self, x, p=0.5):
         xp = get_array_module(x)
-        keep = xp.asarray(random_generator().random(x.shape) >= p)  # drawn on the host, as on the CPU
+        keep = xp.asarray(
+            random_generator().random(x.shape) >= p
+        )  # drawn on the host, as on the CPU
         self.scale = keep.astype(x.dtype) / x.dtype.type(1 - p)
         return x * self.scale
 

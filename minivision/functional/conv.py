@@ -20,6 +20,7 @@ pieces of a bounded workspace (``set_workspace_budget``) on worker threads, with
 3x3 stride-1 layers (``set_winograd_enabled``), phases for strided kernels that are a whole
 number of strides, a matrix multiply for 1x1 layers, and CUDA im2col on the GPU.
 """
+
 from __future__ import annotations
 
 from minivision.functional._geometry import accepts_unbatched, check_nchw, output_hw, pair
@@ -27,12 +28,15 @@ from minivision.functional.shape import pad
 from minivision.reference import conv as reference
 from minivision.tensor import Function, Tensor
 
+# isort: split
 # BEGIN FAST PATH conv
 from minivision.dispatch import fast_paths_enabled
 from minivision.functional import _conv_fast as fast
+
 # the fast path's settings, re-exported here
 from minivision.functional._winograd import set_enabled as set_winograd_enabled  # noqa: F401
 from minivision.functional.im2col import get_workspace_budget, set_workspace_budget  # noqa: F401
+
 # END FAST PATH conv
 
 
@@ -53,8 +57,9 @@ class _Conv2d(Function):
         return _implementation(x).conv2d(x, weight, bias, **geometry)
 
     def backward(self, grad):
-        return _implementation(grad).conv2d_backward(grad, self.x, self.weight, **self.geometry,
-                                                     needs=self.needs_grad)
+        return _implementation(grad).conv2d_backward(
+            grad, self.x, self.weight, **self.geometry, needs=self.needs_grad
+        )
 
 
 class _ConvTranspose2d(Function):
@@ -63,13 +68,15 @@ class _ConvTranspose2d(Function):
 
     def forward(self, x, weight, bias, output_padding, **geometry):
         self.x, self.weight, self.geometry = x, weight, geometry
-        return _implementation(x).conv_transpose2d(x, weight, bias, output_padding=output_padding,
-                                                   **geometry)
+        return _implementation(x).conv_transpose2d(
+            x, weight, bias, output_padding=output_padding, **geometry
+        )
 
     def backward(self, grad):
         implementation = _implementation(grad)
-        return implementation.conv_transpose2d_backward(grad, self.x, self.weight, **self.geometry,
-                                                        needs=self.needs_grad)
+        return implementation.conv_transpose2d_backward(
+            grad, self.x, self.weight, **self.geometry, needs=self.needs_grad
+        )
 
 
 def _check_operands(op: str, input, weight, bias, groups, transposed: bool) -> None:
@@ -77,7 +84,9 @@ def _check_operands(op: str, input, weight, bias, groups, transposed: bool) -> N
     check_nchw(input, op)
     check_nchw(weight, op, "weight")
     if weight.dtype != input.dtype:
-        raise TypeError(f"{op}: weight has dtype {weight.dtype} but input has dtype {input.dtype}; they must match")
+        raise TypeError(
+            f"{op}: weight has dtype {weight.dtype} but input has dtype {input.dtype}; they must match"
+        )
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
     if weight.shape[0] % groups:
@@ -93,9 +102,13 @@ def _check_operands(op: str, input, weight, bias, groups, transposed: bool) -> N
     out_channels = weight.shape[1] * groups if transposed else weight.shape[0]
     if bias is not None:
         if tuple(bias.shape) != (out_channels,):
-            raise ValueError(f"{op}: bias must have shape ({out_channels},), got {tuple(bias.shape)}")
+            raise ValueError(
+                f"{op}: bias must have shape ({out_channels},), got {tuple(bias.shape)}"
+            )
         if bias.dtype != input.dtype:
-            raise TypeError(f"{op}: bias has dtype {bias.dtype} but input has dtype {input.dtype}; they must match")
+            raise TypeError(
+                f"{op}: bias has dtype {bias.dtype} but input has dtype {input.dtype}; they must match"
+            )
 
 
 def _same_padding(input, kernel, dilation, stride):
@@ -116,19 +129,26 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
     -> (N, C_out, out_h, out_w) with out = (H + 2 * padding - dilation * (kh - 1) - 1) // stride + 1.
     ``padding`` may also be 'valid' (none) or 'same' (output as large as the input, stride 1)."""
     _check_operands("conv2d", input, weight, bias, groups, transposed=False)
-    kernel, stride, dilation = tuple(weight.shape[2:]), pair(stride, "stride", 1), pair(dilation, "dilation", 1)
+    kernel, stride, dilation = (
+        tuple(weight.shape[2:]),
+        pair(stride, "stride", 1),
+        pair(dilation, "dilation", 1),
+    )
     if padding == "valid":
         padding = 0
     if padding == "same":
         input, padding = _same_padding(input, kernel, dilation, stride)
     padding = pair(padding, "padding")
     output_hw("conv2d", input.shape, kernel, stride, padding, dilation)  # raises when none fits
-    return _Conv2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                         groups=groups)
+    return _Conv2d.apply(
+        input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
 
 
 @accepts_unbatched
-def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1) -> Tensor:
+def conv_transpose2d(
+    input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+) -> Tensor:
     """input (N, C_in, H, W), weight (C_in, C_out/groups, kh, kw), bias (C_out,) -> (N, C_out, out_h, out_w)
     with out = (H - 1) * stride - 2 * padding + dilation * (kh - 1) + output_padding + 1.
     The adjoint (gradient with respect to the input) of ``conv2d`` with the same weight."""
@@ -141,12 +161,21 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
             f"conv_transpose2d: output_padding must be smaller than either stride or dilation, "
             f"got output_padding={output_padding}, stride={stride}, dilation={dilation}"
         )
-    out_hw = reference.transposed_output_hw(input.shape[2:], kernel, stride, padding, output_padding,
-                                            dilation)
+    out_hw = reference.transposed_output_hw(
+        input.shape[2:], kernel, stride, padding, output_padding, dilation
+    )
     if min(out_hw) < 1:
         raise ValueError(
             f"conv_transpose2d: the output would be {out_hw[0]}x{out_hw[1]} for input {tuple(input.shape)}, "
             f"kernel {kernel}, stride {stride}, padding {padding}; reduce padding"
         )
-    return _ConvTranspose2d.apply(input, weight, bias, output_padding=output_padding, stride=stride,
-                                  padding=padding, dilation=dilation, groups=groups)
+    return _ConvTranspose2d.apply(
+        input,
+        weight,
+        bias,
+        output_padding=output_padding,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    )

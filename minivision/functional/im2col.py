@@ -10,6 +10,7 @@ one kernel offset at a time (kh * kw strided adds); on the GPU both are CUDA ker
 (``_im2col_cuda``): one pass each, col2im without atomics. ``read_padded`` reads a band of
 the input that may reach into the padding, ``add_padded`` is its adjoint.
 """
+
 # FAST PATH FILE conv
 from __future__ import annotations
 
@@ -49,7 +50,11 @@ def chunks(batch: int, out_h: int, row_bytes: int, shares: int = 1, on_gpu: bool
     the budget, or its share when ``shares`` threads hold a piece each) where it can: whole
     samples when one fits, else bands of output rows (at least one row). ``on_gpu``: pieces
     as large as the budget."""
-    piece = _workspace_budget // shares if on_gpu else min(_workspace_budget // shares, PREFERRED_PIECE_BYTES)
+    piece = (
+        _workspace_budget // shares
+        if on_gpu
+        else min(_workspace_budget // shares, PREFERRED_PIECE_BYTES)
+    )
     sample_bytes = row_bytes * out_h
     if sample_bytes <= piece:
         step = max(1, piece // max(sample_bytes, 1))
@@ -69,7 +74,8 @@ def sliding_windows(x, win: Windows, out_hw):
     (kh, kw), (sh, sw), (dh, dw) = win.kernel, win.stride, win.dilation
     s_n, s_c, s_h, s_w = x.strides
     return xp.lib.stride_tricks.as_strided(
-        x, shape=x.shape[:2] + (kh, kw) + tuple(out_hw),
+        x,
+        shape=x.shape[:2] + (kh, kw) + tuple(out_hw),
         strides=(s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw),
     )
 
@@ -100,7 +106,10 @@ def _overlap(rows, cols, height, width):
     (h0, h1), (w0, w1) = rows, cols
     top, left = min(max(h0, 0), height), min(max(w0, 0), width)
     bottom, right = max(min(h1, height), top), max(min(w1, width), left)  # empty, not negative
-    return (slice(top, bottom), slice(left, right)), (slice(top - h0, bottom - h0), slice(left - w0, right - w0))
+    return (slice(top, bottom), slice(left, right)), (
+        slice(top - h0, bottom - h0),
+        slice(left - w0, right - w0),
+    )
 
 
 def im2col(x, win: Windows, rows: slice, out_w: int):
@@ -126,7 +135,10 @@ def col2im_add(target, windows, win: Windows, rows: slice) -> None:
     (kh, kw), (sh, sw), (dh, dw) = win.kernel, win.stride, win.dilation
     out_h, out_w = windows.shape[4:]
     row_span, col_span = win.input_span(0, rows.start, rows.stop), win.input_span(1, 0, out_w)
-    band = xp.zeros(target.shape[:2] + (row_span[1] - row_span[0], col_span[1] - col_span[0]), dtype=windows.dtype)
+    band = xp.zeros(
+        target.shape[:2] + (row_span[1] - row_span[0], col_span[1] - col_span[0]),
+        dtype=windows.dtype,
+    )
     for p in range(kh):  # one strided add per kernel offset
         for q in range(kw):
             rows_hit = slice(p * dh, p * dh + sh * (out_h - 1) + 1, sh)

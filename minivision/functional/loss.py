@@ -1,4 +1,5 @@
 """Losses with PyTorch's signatures and reductions ("none", "mean", "sum")."""
+
 from __future__ import annotations
 
 from minivision.backend import get_array_module
@@ -26,7 +27,9 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 def _check_same_shape(input, target, name):
     if tuple(target.shape) != tuple(input.shape):
-        raise ValueError(f"{name}: target shape {tuple(target.shape)} must equal input shape {tuple(input.shape)}")
+        raise ValueError(
+            f"{name}: target shape {tuple(target.shape)} must equal input shape {tuple(input.shape)}"
+        )
 
 
 class _NLLLoss(Function):
@@ -38,12 +41,15 @@ class _NLLLoss(Function):
         return reference.nll_loss(logp, target, weight, ignore_index, reduction)
 
     def backward(self, grad):
-        dlogp = reference.nll_loss_backward(grad, self.logp, self.target, self.weight,
-                                            self.ignore_index, self.reduction)
+        dlogp = reference.nll_loss_backward(
+            grad, self.logp, self.target, self.weight, self.ignore_index, self.reduction
+        )
         return dlogp, None, None
 
 
-def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+def nll_loss(
+    input, target, weight=None, ignore_index: int = -100, reduction: str = "mean"
+) -> Tensor:
     """Loss ``-input[n, target[n]]`` (times the class weight) from log-probabilities.
 
     input: (N, C) or (N, C, d1, ...) log-probabilities; target: (N,) or (N, d1, ...) int class
@@ -56,10 +62,14 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
         raise ValueError(f"input must be (N, C) or (N, C, d1, ...), got shape {input.shape}")
     n, c = input.shape[:2]
     if getattr(tgt, "dtype", None) is None or tgt.dtype.kind not in "iu":
-        raise TypeError(f"target must hold integer class indices, got {getattr(tgt, 'dtype', type(tgt).__name__)}")
+        raise TypeError(
+            f"target must hold integer class indices, got {getattr(tgt, 'dtype', type(tgt).__name__)}"
+        )
     expected = (n,) + tuple(input.shape[2:])
     if tuple(tgt.shape) != expected:
-        raise ValueError(f"target shape {tuple(tgt.shape)} does not match input {input.shape}: expected {expected}")
+        raise ValueError(
+            f"target shape {tuple(tgt.shape)} does not match input {input.shape}: expected {expected}"
+        )
     bad = (tgt != ignore_index) & ((tgt < 0) | (tgt >= c))
     if bad.any():
         raise ValueError(
@@ -68,19 +78,27 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
         )
     w = weight.data if isinstance(weight, Tensor) else weight
     if w is not None and tuple(w.shape) != (c,):
-        raise ValueError(f"weight must have shape ({c},), one entry per class, got {tuple(w.shape)}")
-    get_array_module(input.data if isinstance(input, Tensor) else input, tgt, w)  # one device for all three
+        raise ValueError(
+            f"weight must have shape ({c},), one entry per class, got {tuple(w.shape)}"
+        )
+    get_array_module(
+        input.data if isinstance(input, Tensor) else input, tgt, w
+    )  # one device for all three
     return _NLLLoss.apply(input, tgt, weight=w, ignore_index=ignore_index, reduction=reduction)
 
 
-def cross_entropy(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+def cross_entropy(
+    input, target, weight=None, ignore_index: int = -100, reduction: str = "mean"
+) -> Tensor:
     """Softmax cross-entropy from raw scores: input (N, C) or (N, C, H, W), target int
     (N,) or (N, H, W). Equal to ``nll_loss(log_softmax(input, 1), target, ...)``."""
     _check_reduction(reduction)
     if input.ndim < 2:
         raise ValueError(f"input must be (N, C) or (N, C, d1, ...), got shape {input.shape}")
     if input.dtype.kind != "f":
-        raise TypeError(f"cross_entropy: input must hold floating-point scores, got dtype {input.dtype}")
+        raise TypeError(
+            f"cross_entropy: input must hold floating-point scores, got dtype {input.dtype}"
+        )
     return nll_loss(log_softmax(input, dim=1), target, weight, ignore_index, reduction)
 
 
@@ -108,7 +126,9 @@ def smooth_l1_loss(input, target, reduction: str = "mean", beta: float = 1.0) ->
     return _reduce(math.where(d.data < beta, quadratic, linear), reduction)
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str = "mean", pos_weight=None) -> Tensor:
+def binary_cross_entropy_with_logits(
+    input, target, weight=None, reduction: str = "mean", pos_weight=None
+) -> Tensor:
     """Sigmoid + binary cross-entropy in one stable expression:
     ``(1 - t) x + (1 + (p - 1) t) softplus(-x)`` with p = ``pos_weight`` (1 when None)."""
     _check_reduction(reduction)

@@ -3,6 +3,7 @@
 Binary ops broadcast like NumPy; their backward sums the gradient back to each
 input's shape (``unbroadcast``). Python scalars take the tensor's dtype.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,10 @@ def _pair(a, b, op: str):
     try:
         np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
-        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast (trailing dimensions must be "
-                         f"equal or 1)") from None
+        raise ValueError(
+            f"{op}: shapes {a.shape} and {b.shape} do not broadcast (trailing dimensions must be "
+            f"equal or 1)"
+        ) from None
     return a, b
 
 
@@ -63,7 +66,11 @@ class _Div(Function):
 
     def backward(self, grad):
         ga = unbroadcast(grad / self.b, self.a.shape) if self.needs_grad[0] else None
-        gb = unbroadcast(-grad * self.a / (self.b * self.b), self.b.shape) if self.needs_grad[1] else None
+        gb = (
+            unbroadcast(-grad * self.a / (self.b * self.b), self.b.shape)
+            if self.needs_grad[1]
+            else None
+        )
         return ga, gb
 
 
@@ -211,7 +218,9 @@ def where(condition, input, other) -> Tensor:
     """Elements of ``input`` where ``condition`` is true, else of ``other``."""
     cond = condition.data if isinstance(condition, Tensor) else condition
     if getattr(cond, "dtype", None) is None or cond.dtype.kind != "b":
-        raise TypeError(f"condition must be a boolean tensor, got {getattr(cond, 'dtype', type(cond).__name__)}")
+        raise TypeError(
+            f"condition must be a boolean tensor, got {getattr(cond, 'dtype', type(cond).__name__)}"
+        )
     input, other = _pair(input, other, "where")
     return _Where.apply(cond, input, other)
 
@@ -223,7 +232,9 @@ class _MaxMin(Function):
         xp = get_array_module(a, b)
         self.shapes = a.shape, b.shape
         out = xp.maximum(a, b) if take_max else xp.minimum(a, b)
-        self.share_a = (a == out).astype(out.dtype) - out.dtype.type(0.5) * (a == b)  # in the inputs' dtype
+        self.share_a = (a == out).astype(out.dtype) - out.dtype.type(0.5) * (
+            a == b
+        )  # in the inputs' dtype
         return out
 
     def backward(self, grad):

@@ -7,12 +7,12 @@ arrays (``_norm_kernels``) and CUDA kernels for CuPy's (``_norm_cuda``). They co
 output as PyTorch's CPU kernel does, y = x * scale + shift per channel with
 scale = weight / sqrt(var + eps) and shift = bias - mean * scale.
 """
+
 from __future__ import annotations
 
 from minivision.backend import get_array_module
 from minivision.dispatch import cuda_kernels_apply, fast_paths_enabled, numba_kernels_apply
-from minivision.functional import _norm_cuda
-from minivision.functional import _norm_kernels
+from minivision.functional import _norm_cuda, _norm_kernels
 from minivision.reference import norm as reference
 from minivision.tensor import Function, Tensor
 
@@ -43,8 +43,9 @@ class _BatchNorm(Function):
     def backward(self, grad):
         kernels = _kernels(grad)
         if kernels is None:
-            grads = reference.batch_norm_backward(grad, self.x, self.mean, self.var, self.weight,
-                                                  self.eps, self.batch_stats)
+            grads = reference.batch_norm_backward(
+                grad, self.x, self.mean, self.var, self.weight, self.eps, self.batch_stats
+            )
             return tuple(g if need else None for g, need in zip(grads, self.needs_grad))
         return self._fast_backward(kernels, grad)
 
@@ -58,8 +59,9 @@ class _BatchNorm(Function):
         inv_std, scale = self._scales()
         stats_move = self.batch_stats and self.needs_grad[0]
         sums = stats_move or self.needs_grad[1] or self.needs_grad[2]
-        sum_g, sum_gx = (kernels.gradient_sums(grad, self.x, self.mean, inv_std) if sums
-                         else (None, None))
+        sum_g, sum_gx = (
+            kernels.gradient_sums(grad, self.x, self.mean, inv_std) if sums else (None, None)
+        )
         g_weight = sum_gx if self.needs_grad[1] else None
         g_bias = sum_g if self.needs_grad[2] else None
         if not self.needs_grad[0]:
@@ -67,8 +69,9 @@ class _BatchNorm(Function):
         if not self.batch_stats:  # fixed statistics: an affine map
             return grad * scale.reshape((1, -1) + (1,) * (grad.ndim - 2)), g_weight, g_bias
         count = grad.size // grad.shape[1]
-        g_x = kernels.input_gradient(grad, self.x, self.mean, inv_std, scale, sum_g / count,
-                                     sum_gx / count)
+        g_x = kernels.input_gradient(
+            grad, self.x, self.mean, inv_std, scale, sum_g / count, sum_gx / count
+        )
         return g_x, g_weight, g_bias
 
 
@@ -94,21 +97,35 @@ def batch_norm(
     if input.ndim < 2:
         raise ValueError(f"batch_norm needs input of shape (N, C, ...), got {input.shape}")
     c = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+    for name, t in (
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+        ("weight", weight),
+        ("bias", bias),
+    ):
         if t is not None and tuple(t.shape) != (c,):
-            raise ValueError(f"batch_norm: {name} must have shape ({c},) for {c} channels, got {tuple(t.shape)}")
+            raise ValueError(
+                f"batch_norm: {name} must have shape ({c},) for {c} channels, got {tuple(t.shape)}"
+            )
     raw = lambda t: t.data if isinstance(t, Tensor) else t  # noqa: E731
-    get_array_module(*(raw(t) for t in (input, running_mean, running_var, weight, bias)))  # one device for all
+    get_array_module(
+        *(raw(t) for t in (input, running_mean, running_var, weight, bias))
+    )  # one device for all
     if not training:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm in evaluation needs running_mean and running_var")
-        return _BatchNorm.apply(input, weight, bias, mean=raw(running_mean), var=raw(running_var), eps=eps)
+        return _BatchNorm.apply(
+            input, weight, bias, mean=raw(running_mean), var=raw(running_var), eps=eps
+        )
     count = input.numel() // c
     if count < 2:
-        raise ValueError(f"batch_norm in training needs more than 1 value per channel, got input shape {input.shape}")
+        raise ValueError(
+            f"batch_norm in training needs more than 1 value per channel, got input shape {input.shape}"
+        )
     mean, var = _batch_statistics(raw(input))
     out = _BatchNorm.apply(input, weight, bias, mean=mean, var=var, eps=eps, batch_stats=True)
     if running_mean is not None:
-        reference.update_running_statistics(raw(running_mean), raw(running_var), mean, var, count,
-                                            momentum)
+        reference.update_running_statistics(
+            raw(running_mean), raw(running_var), mean, var, count, momentum
+        )
     return out

@@ -17,6 +17,7 @@ which overlap by a pixel where ``out`` does not divide ``n``). Its max pooling g
 bin's pixels and takes the first maximum, giving max_pool2d's switches (and its gradient);
 its average pooling is linear and separable, a matrix of bin means on each side.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -24,11 +25,22 @@ import numbers
 import numpy as np
 
 from minivision.backend import get_array_module, to_numpy
+
+# isort: split
 # BEGIN FAST PATH pool
 from minivision.dispatch import fast_paths_enabled
 from minivision.functional import _pool_fast as fast
+
 # END FAST PATH pool
-from minivision.functional._geometry import Windows, accepts_unbatched, check_nchw, output_hw, pair, raw
+# isort: split
+from minivision.functional._geometry import (
+    Windows,
+    accepts_unbatched,
+    check_nchw,
+    output_hw,
+    pair,
+    raw,
+)
 from minivision.reference import pool as reference
 from minivision.tensor import Function
 
@@ -36,7 +48,9 @@ from minivision.tensor import Function
 def _kernel_and_stride(kernel_size, stride):
     """Parsed (kernel, stride) pairs; no stride (None or empty, as PyTorch allows) means the kernel."""
     kernel = pair(kernel_size, "kernel_size", 1)
-    return kernel, kernel if stride is None or stride == [] or stride == () else pair(stride, "stride", 1)
+    return kernel, kernel if stride is None or stride == [] or stride == () else pair(
+        stride, "stride", 1
+    )
 
 
 def _pool_windows(op: str, input, kernel_size, stride, padding, dilation=1, ceil_mode=False):
@@ -45,7 +59,9 @@ def _pool_windows(op: str, input, kernel_size, stride, padding, dilation=1, ceil
     kernel, stride = _kernel_and_stride(kernel_size, stride)
     padding, dilation = pair(padding, "padding"), pair(dilation, "dilation", 1)
     if any(p > k // 2 for p, k in zip(padding, kernel)):
-        raise ValueError(f"{op}: padding must be at most half of kernel_size, got padding={padding}, kernel_size={kernel}")
+        raise ValueError(
+            f"{op}: padding must be at most half of kernel_size, got padding={padding}, kernel_size={kernel}"
+        )
     win = Windows(kernel, stride, padding, dilation)
     return win, output_hw(op, input.shape, *win, ceil_mode=ceil_mode)
 
@@ -126,10 +142,14 @@ class _MaxUnpool2d(Function):
 
 
 @accepts_unbatched
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+def max_pool2d(
+    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+):
     """input (N, C, H, W) -> maxima (N, C, out_h, out_w), and with ``return_indices`` the
     switches (int64, same shape): flat ``h * W + w`` positions of the maxima in the input."""
-    win, out_hw = _pool_windows("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
+    win, out_hw = _pool_windows(
+        "max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode
+    )
     out, switches = _MaxPool2d.apply(input, win=win, out_hw=out_hw, ceil_mode=ceil_mode)
     return (out, switches) if return_indices else out
 
@@ -137,12 +157,17 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 def _unpool_size(input_shape, win: Windows, output_size) -> tuple[int, int]:
     """PyTorch's unpooled size: (H - 1) * stride - 2 * padding + kernel, or ``output_size``
     (2 or 4 numbers) when it lies strictly within one stride of that."""
-    default = tuple((n - 1) * s - 2 * p + k for n, s, p, k in zip(input_shape[2:], win.stride, win.padding, win.kernel))
+    default = tuple(
+        (n - 1) * s - 2 * p + k
+        for n, s, p, k in zip(input_shape[2:], win.stride, win.padding, win.kernel)
+    )
     if output_size is None:
         return default
     size = tuple(output_size)
     if len(size) not in (2, 4):
-        raise ValueError(f"max_unpool2d: output_size must have 2 or 4 elements, got {output_size!r}")
+        raise ValueError(
+            f"max_unpool2d: output_size must have 2 or 4 elements, got {output_size!r}"
+        )
     size = size[-2:]
     for dim, (want, base, s) in enumerate(zip(size, default, win.stride)):
         if not base - s < want < base + s:
@@ -162,23 +187,32 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     index = raw(indices)
     if not hasattr(index, "shape") or tuple(index.shape) != tuple(input.shape):
         shape = tuple(index.shape) if hasattr(index, "shape") else type(index).__name__
-        raise ValueError(f"max_unpool2d: indices must have the input's shape {tuple(input.shape)}, got {shape}")
+        raise ValueError(
+            f"max_unpool2d: indices must have the input's shape {tuple(input.shape)}, got {shape}"
+        )
     if index.dtype.kind not in "iu":
         raise TypeError(f"max_unpool2d: indices must be integers (int64), got dtype {index.dtype}")
     kernel, stride = _kernel_and_stride(kernel_size, stride)
     win = Windows(kernel, stride, pair(padding, "padding"), (1, 1))
     out_hw = _unpool_size(input.shape, win, output_size)
     if min(out_hw) < 1:
-        raise ValueError(f"max_unpool2d: the output would be {out_hw[0]}x{out_hw[1]} for input {tuple(input.shape)}")
+        raise ValueError(
+            f"max_unpool2d: the output would be {out_hw[0]}x{out_hw[1]} for input {tuple(input.shape)}"
+        )
     xp = get_array_module(raw(input), index)  # one device for both
-    low, high = to_numpy(xp.stack([index.min(), index.max()])).tolist() if index.size else (0, 0)  # one copy
+    low, high = (
+        to_numpy(xp.stack([index.min(), index.max()])).tolist() if index.size else (0, 0)
+    )  # one copy
     if low < 0 or high >= out_hw[0] * out_hw[1]:
         raise ValueError(
             f"max_unpool2d: indices must lie in [0, {out_hw[0] * out_hw[1]}) for an output of {out_hw[0]}x{out_hw[1]}, "
             f"got values from {low} to {high}"
         )
-    return _MaxUnpool2d.apply(input, switches=index.astype(np.int64, copy=False),
-                              out_shape=tuple(input.shape[:2]) + out_hw)
+    return _MaxUnpool2d.apply(
+        input,
+        switches=index.astype(np.int64, copy=False),
+        out_shape=tuple(input.shape[:2]) + out_hw,
+    )
 
 
 # ----------------------------------------------------------------- average pooling
@@ -193,18 +227,30 @@ class _AvgPool2d(Function):
 
     def backward(self, grad):
         kernel, stride, padding, _ = self.win
-        return reference.avg_pool2d_backward(grad, self.x_shape, kernel, stride, padding,
-                                             *self.divisor)
+        return reference.avg_pool2d_backward(
+            grad, self.x_shape, kernel, stride, padding, *self.divisor
+        )
 
 
 @accepts_unbatched
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
+def avg_pool2d(
+    input,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
     """input (N, C, H, W) -> window means (N, C, out_h, out_w), zero padding counted unless
     ``count_include_pad=False``; ``divisor_override`` divides every window sum by itself."""
     win, _ = _pool_windows("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
-    if divisor_override is not None and (not isinstance(divisor_override, int) or divisor_override <= 0):
-        raise ValueError(f"avg_pool2d: divisor_override must be a positive int or None, got {divisor_override!r}")
+    if divisor_override is not None and (
+        not isinstance(divisor_override, int) or divisor_override <= 0
+    ):
+        raise ValueError(
+            f"avg_pool2d: divisor_override must be a positive int or None, got {divisor_override!r}"
+        )
     divisor = dict(count_include_pad=count_include_pad, divisor_override=divisor_override)
     return _AvgPool2d.apply(input, win=win, ceil_mode=ceil_mode, **divisor)
 
@@ -215,12 +261,22 @@ def _adaptive_output_hw(op: str, input, output_size) -> tuple[int, int]:
     None (keep the input's size on that axis)."""
     check_nchw(input, op)
     if min(input.shape[2:]) < 1:
-        raise ValueError(f"{op}: input must have at least one row and one column, got shape {tuple(input.shape)}")
-    sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+        raise ValueError(
+            f"{op}: input must have at least one row and one column, got shape {tuple(input.shape)}"
+        )
+    sizes = (
+        tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+    )
     if len(sizes) != 2:
-        raise ValueError(f"{op}: output_size must be an int or a pair (out_h, out_w), got {output_size!r}")
-    if not all(n is None or isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in sizes):
-        raise TypeError(f"{op}: output_size must hold ints (or None to keep the input's size), got {output_size!r}")
+        raise ValueError(
+            f"{op}: output_size must be an int or a pair (out_h, out_w), got {output_size!r}"
+        )
+    if not all(
+        n is None or isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in sizes
+    ):
+        raise TypeError(
+            f"{op}: output_size must hold ints (or None to keep the input's size), got {output_size!r}"
+        )
     if any(n is not None and n < 1 for n in sizes):
         raise ValueError(f"{op}: output_size must be >= 1 in both dimensions, got {output_size!r}")
     return tuple(int(m if n is None else n) for n, m in zip(sizes, input.shape[2:]))
@@ -237,9 +293,13 @@ def _adaptive_windows(in_hw, out_hw) -> np.ndarray:
     order, kh x kw the largest bin. A smaller bin repeats its last row or column: a repeat
     comes after its original, so it moves neither the maximum nor which one comes first.
     Bins are at most ceil(n / out) + 1 wide, so this holds a few times the input or output."""
-    rows, cols = (np.minimum(start[:, None] + np.arange((stop - start).max()), stop[:, None] - 1)
-                  for start, stop in (_adaptive_bins(n, o) for n, o in zip(in_hw, out_hw)))
-    return (rows[:, None, :, None] * in_hw[1] + cols[None, :, None, :]).reshape(out_hw[0] * out_hw[1], -1)
+    rows, cols = (
+        np.minimum(start[:, None] + np.arange((stop - start).max()), stop[:, None] - 1)
+        for start, stop in (_adaptive_bins(n, o) for n, o in zip(in_hw, out_hw))
+    )
+    return (rows[:, None, :, None] * in_hw[1] + cols[None, :, None, :]).reshape(
+        out_hw[0] * out_hw[1], -1
+    )
 
 
 def _adaptive_max_pool(x, out_hw):

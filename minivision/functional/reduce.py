@@ -3,6 +3,7 @@
 ``dim``/``keepdim`` are PyTorch's names; NumPy's ``axis``/``keepdims`` are accepted too,
 as ``torch.sum`` accepts them. ``dim`` may be an int, a tuple of ints or None (all).
 """
+
 from __future__ import annotations
 
 import builtins  # this module defines sum/max/min; the built-ins are reached through here

@@ -1,6 +1,7 @@
 """Ops that move values without changing them: reshape, permute, index, join, pad, cast, copy
 to another device. Each backward routes the gradient back to where the value came from.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,10 +25,14 @@ def reshape(input, *shape) -> Tensor:
         shape = tuple(shape[0])
     known = int(np.prod([s for s in shape if s != -1]))
     count = input.numel() if isinstance(input, Tensor) else input.size
-    if shape.count(-1) > 1 or (-1 not in shape and known != count) or (
-        -1 in shape and (known == 0 or count % known)
+    if (
+        shape.count(-1) > 1
+        or (-1 not in shape and known != count)
+        or (-1 in shape and (known == 0 or count % known))
     ):
-        raise ValueError(f"cannot reshape a tensor of shape {tuple(input.shape)} ({count} elements) into {shape}")
+        raise ValueError(
+            f"cannot reshape a tensor of shape {tuple(input.shape)} ({count} elements) into {shape}"
+        )
     return _Reshape.apply(input, shape=shape)
 
 
@@ -41,7 +46,9 @@ def flatten(input, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         return reshape(input, 1)
     start, end = start_dim % len(shape), end_dim % len(shape)
     if start > end:
-        raise ValueError(f"flatten needs start_dim <= end_dim, got {start_dim} and {end_dim} for shape {shape}")
+        raise ValueError(
+            f"flatten needs start_dim <= end_dim, got {start_dim} and {end_dim} for shape {shape}"
+        )
     merged = int(np.prod(shape[start : end + 1]))
     return reshape(input, *shape[:start], merged, *shape[end + 1 :])
 
@@ -76,7 +83,9 @@ def permute(input, *dims) -> Tensor:
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
     if sorted(d % max(input.ndim, 1) for d in dims) != list(range(input.ndim)):
-        raise ValueError(f"dims {dims} is not a permutation of the {input.ndim} dimensions of shape {input.shape}")
+        raise ValueError(
+            f"dims {dims} is not a permutation of the {input.ndim} dimensions of shape {input.shape}"
+        )
     return _Permute.apply(input, dims=tuple(d % input.ndim for d in dims))
 
 
@@ -129,7 +138,9 @@ def getitem(input, index) -> Tensor:
     try:
         return _GetItem.apply(input, index=index)
     except IndexError as exc:
-        raise IndexError(f"index {index!r} does not fit a tensor of shape {input.shape}: {exc}") from None
+        raise IndexError(
+            f"index {index!r} does not fit a tensor of shape {input.shape}: {exc}"
+        ) from None
 
 
 def _check_join(tensors, dim: int, what: str):
@@ -140,9 +151,13 @@ def _check_join(tensors, dim: int, what: str):
     first = tensors[0]
     for i, t in enumerate(tensors):
         if t.dtype != first.dtype:
-            raise TypeError(f"{what}: tensor {i} has dtype {t.dtype}, expected {first.dtype} like tensor 0")
+            raise TypeError(
+                f"{what}: tensor {i} has dtype {t.dtype}, expected {first.dtype} like tensor 0"
+            )
         if t.ndim != first.ndim:
-            raise ValueError(f"{what}: tensor {i} has {t.ndim} dimensions (shape {t.shape}), expected {first.ndim}")
+            raise ValueError(
+                f"{what}: tensor {i} has {t.ndim} dimensions (shape {t.shape}), expected {first.ndim}"
+            )
     return tensors
 
 
@@ -150,7 +165,9 @@ class _Cat(Function):
     def forward(self, *arrays, dim=0):
         xp = get_array_module(*arrays)
         self.dim = dim
-        self.bounds = np.cumsum([a.shape[dim] for a in arrays])[:-1].tolist()  # ints, for either module
+        self.bounds = np.cumsum([a.shape[dim] for a in arrays])[
+            :-1
+        ].tolist()  # ints, for either module
         return xp.concatenate(arrays, axis=dim)
 
     def backward(self, grad):
@@ -179,7 +196,9 @@ def stack(tensors, dim: int = 0) -> Tensor:
     tensors = _check_join(tensors, dim, "stack")
     for i, t in enumerate(tensors):
         if t.shape != tensors[0].shape:
-            raise ValueError(f"stack: tensor {i} has shape {t.shape}, expected {tensors[0].shape} like tensor 0")
+            raise ValueError(
+                f"stack: tensor {i} has shape {t.shape}, expected {tensors[0].shape} like tensor 0"
+            )
     ndim = tensors[0].ndim + 1
     if not -ndim <= dim < ndim:
         raise ValueError(f"stack: dim {dim} is out of range for a result with {ndim} dimensions")

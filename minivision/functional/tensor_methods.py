@@ -3,6 +3,7 @@
 Kept apart from ``tensor.py`` because the engine stands above the ops: the ops import
 the engine, and this module, imported once by ``minivision.functional``, attaches them.
 """
+
 from __future__ import annotations
 
 from minivision.functional import activation, math, reduce, shape

@@ -6,6 +6,7 @@ weights. The fast path (NumPy float32 and float64, with the reference switch off
 same weights as a small (out, in) matrix per axis, out = A_h @ x @ A_w^T, and applies it in
 one Numba pass per plane (``_resample_kernels``); its backward applies the transposes.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -51,8 +52,9 @@ class _Interpolate(Function):
             return kernels.resample(grad, rows.T, cols.T)
         if self.mode == "nearest":
             return reference.upsample_nearest2d_backward(grad, self.in_hw, self.scales)
-        return reference.upsample_bilinear2d_backward(grad, self.in_hw, self.align_corners,
-                                                      self.scales)
+        return reference.upsample_bilinear2d_backward(
+            grad, self.in_hw, self.align_corners, self.scales
+        )
 
     def _matrices(self) -> tuple:
         """(A_h, A_w): the reference's weights along each axis as (out, in) matrices."""
@@ -68,13 +70,24 @@ class _Interpolate(Function):
 
 def _size_pair(value, name: str, kind) -> tuple:
     items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(items) != 2 or not all(isinstance(v, kind) and not isinstance(v, bool) and v > 0 for v in items):
-        raise ValueError(f"interpolate: {name} must be a positive number or a pair of them, got {value!r}")
+    if len(items) != 2 or not all(
+        isinstance(v, kind) and not isinstance(v, bool) and v > 0 for v in items
+    ):
+        raise ValueError(
+            f"interpolate: {name} must be a positive number or a pair of them, got {value!r}"
+        )
     return items
 
 
-def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", align_corners=None,
-                recompute_scale_factor=None, antialias: bool = False) -> Tensor:
+def interpolate(
+    input,
+    size=None,
+    scale_factor=None,
+    mode: str = "nearest",
+    align_corners=None,
+    recompute_scale_factor=None,
+    antialias: bool = False,
+) -> Tensor:
     """Resize input (N, C, H, W) to ``size`` (out_h, out_w), or by ``scale_factor``
     (out = floor(in * scale_factor)), with ``mode`` 'nearest' or 'bilinear'.
     ``align_corners`` (bilinear only, default False) maps corner pixel centres onto each other."""
@@ -82,7 +95,9 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
     if mode not in MODES:
         raise ValueError(f"interpolate: mode must be one of {MODES}, got {mode!r}")
     if align_corners is not None and mode == "nearest":
-        raise ValueError("interpolate: align_corners can only be set with mode='bilinear', got mode='nearest'")
+        raise ValueError(
+            "interpolate: align_corners can only be set with mode='bilinear', got mode='nearest'"
+        )
     if antialias:
         raise ValueError("interpolate: antialias=True is not supported")
     if (size is None) == (scale_factor is None):
@@ -96,8 +111,15 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
         scales = tuple(float(s) for s in _size_pair(scale_factor, "scale_factor", numbers.Real))
         out_hw = tuple(int(np.floor(n * s)) for n, s in zip(in_hw, scales))
         if min(out_hw) < 1:
-            raise ValueError(f"interpolate: scale_factor {scale_factor!r} shrinks input {in_hw} to nothing ({out_hw})")
+            raise ValueError(
+                f"interpolate: scale_factor {scale_factor!r} shrinks input {in_hw} to nothing ({out_hw})"
+            )
         if recompute_scale_factor:
             scales = (None, None)  # the kernel then uses in / out, as PyTorch does
-    return _Interpolate.apply(input, mode=mode, size=tuple(int(n) for n in out_hw), scales=scales,
-                              align_corners=bool(align_corners))
+    return _Interpolate.apply(
+        input,
+        mode=mode,
+        size=tuple(int(n) for n in out_hw),
+        scales=scales,
+        align_corners=bool(align_corners),
+    )

@@ -5,6 +5,7 @@ Each image is one dict: predictions hold ``boxes`` ``(K, 4)`` xyxy, ``scores`` `
 Values may be NumPy or CuPy arrays, Tensors or lists; they come back as NumPy arrays
 (float64 boxes and scores, int64 labels, bool difficult) so the metrics run on the CPU.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,21 +18,23 @@ from minivision.ops._arrays import check_boxes, check_finite, check_vector, unwr
 
 @dataclass(frozen=True)
 class ImageDetections:
-    boxes: np.ndarray   # (K, 4) float64
+    boxes: np.ndarray  # (K, 4) float64
     scores: np.ndarray  # (K,) float64
     labels: np.ndarray  # (K,) int64
 
 
 @dataclass(frozen=True)
 class ImageTargets:
-    boxes: np.ndarray      # (G, 4) float64
-    labels: np.ndarray     # (G,) int64
+    boxes: np.ndarray  # (G, 4) float64
+    labels: np.ndarray  # (G,) int64
     difficult: np.ndarray  # (G,) bool
 
 
 def _field(entry: dict, key: str, where: str) -> np.ndarray:
     if key not in entry:
-        raise ValueError(f"{where} has no {key!r}; expected keys {sorted(entry)} to include {key!r}")
+        raise ValueError(
+            f"{where} has no {key!r}; expected keys {sorted(entry)} to include {key!r}"
+        )
     return to_numpy(unwrap(entry[key])[0])
 
 
@@ -60,7 +63,9 @@ def _labels(entry: dict, where: str, length: int) -> np.ndarray:
 
 def _check_dict(entry, where: str) -> None:
     if not isinstance(entry, dict):
-        raise TypeError(f"{where} must be a dict with 'boxes', 'labels', ..., got {type(entry).__name__}")
+        raise TypeError(
+            f"{where} must be a dict with 'boxes', 'labels', ..., got {type(entry).__name__}"
+        )
 
 
 def read_detections(entry, where: str) -> ImageDetections:
@@ -90,7 +95,9 @@ def read_images(predictions, targets) -> list[tuple[ImageDetections, ImageTarget
     """Check both lists (one dict per image, same length) and return them paired."""
     for name, value in (("predictions", predictions), ("targets", targets)):
         if isinstance(value, dict) or not hasattr(value, "__len__"):
-            raise TypeError(f"{name} must be a list with one dict per image, got {type(value).__name__}")
+            raise TypeError(
+                f"{name} must be a list with one dict per image, got {type(value).__name__}"
+            )
     if len(predictions) != len(targets):
         raise ValueError(
             f"predictions and targets must have one entry per image each, got {len(predictions)} "

@@ -5,6 +5,7 @@ drop the ones that matched a "difficult"/ignored box; these functions turn what 
 a boolean ``(D,)`` array of true positives and the number of positives, into AP under the
 three protocols.
 """
+
 from __future__ import annotations
 
 import numpy as np

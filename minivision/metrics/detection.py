@@ -1,4 +1,5 @@
 """Detection mean average precision under the VOC2007, VOC2010+ and COCO protocols."""
+
 from __future__ import annotations
 
 import math
@@ -72,7 +73,12 @@ def _match_class(images, label, method, iou_threshold, plus_one):
         scores.append(det_scores)
         true_positive.append(tp)
         ignored.append(ign)
-    return np.concatenate(scores), np.concatenate(true_positive, -1), np.concatenate(ignored, -1), num_positives
+    return (
+        np.concatenate(scores),
+        np.concatenate(true_positive, -1),
+        np.concatenate(ignored, -1),
+        num_positives,
+    )
 
 
 def _average_precision(scores, true_positive, ignored, num_positives, method) -> float:
@@ -88,7 +94,9 @@ def _average_precision(scores, true_positive, ignored, num_positives, method) ->
     return ap.voc07_ap(recall, precision) if method == "voc07" else ap.voc_ap(recall, precision)
 
 
-def evaluate_detections(predictions, targets, iou_threshold=0.5, method="voc", *, voc_plus_one=False):
+def evaluate_detections(
+    predictions, targets, iou_threshold=0.5, method="voc", *, voc_plus_one=False
+):
     """Per-class AP and mAP of detections against ground truth.
 
     Args:
@@ -109,14 +117,20 @@ def evaluate_detections(predictions, targets, iou_threshold=0.5, method="voc", *
     """
     _check_options(iou_threshold, method, voc_plus_one)
     images = read_images(predictions, targets)
-    labels = sorted({int(x) for dets, gts in images for x in np.concatenate([dets.labels, gts.labels])})
+    labels = sorted(
+        {int(x) for dets, gts in images for x in np.concatenate([dets.labels, gts.labels])}
+    )
     per_class, num_ground_truth = {}, {}
     for label in labels:
         scores, true_positive, ignored, num_positives = _match_class(
-            images, label, method, float(iou_threshold), voc_plus_one)
+            images, label, method, float(iou_threshold), voc_plus_one
+        )
         num_ground_truth[label] = num_positives
-        per_class[label] = (_average_precision(scores, true_positive, ignored, num_positives, method)
-                            if num_positives else math.nan)
+        per_class[label] = (
+            _average_precision(scores, true_positive, ignored, num_positives, method)
+            if num_positives
+            else math.nan
+        )
     with_gt = [value for value in per_class.values() if not math.isnan(value)]
     return DetectionResult(
         map=float(np.mean(with_gt)) if with_gt else math.nan,

@@ -1,4 +1,5 @@
 """Classification-with-localization accuracy (the ILSVRC localization task, as in the lecture)."""
+
 from __future__ import annotations
 
 import math

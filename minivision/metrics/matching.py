@@ -10,6 +10,7 @@ matched a "difficult" box). The two protocols differ in the details, kept here e
 - COCO (pycocotools ``evaluateImg``): among still-unmatched boxes with IoU **>=** the
   threshold take the highest IoU, last on ties, preferring non-ignored boxes.
 """
+
 from __future__ import annotations
 
 import numpy as np

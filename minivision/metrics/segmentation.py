@@ -6,6 +6,7 @@ pixel accuracy sum_i n_ii / sum_i t_i; mean accuracy mean_i n_ii / t_i; mean IoU
 mean_i n_ii / (t_i + sum_j n_ji - n_ii); frequency-weighted IoU
 sum_i t_i * IoU_i / sum_i t_i.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -81,7 +82,9 @@ class SegmentationMetric:
                 f"got {tuple(pred.shape)}"
             )
         if pred.dtype.kind not in "iu":
-            raise TypeError(f"pred labels must be integers (or pass (N, C, H, W) scores), got dtype {pred.dtype}")
+            raise TypeError(
+                f"pred labels must be integers (or pass (N, C, H, W) scores), got dtype {pred.dtype}"
+            )
         valid = target != self.ignore_index
         target, pred = target[valid].astype(np.int64), pred[valid].astype(np.int64)
         for name, labels in (("target", target), ("pred", pred)):
@@ -91,16 +94,18 @@ class SegmentationMetric:
                     f"{name} holds label {int(labels[outside][0])} at a non-ignored pixel; expected "
                     f"labels in [0, {self.num_classes}) or target == ignore_index={self.ignore_index}"
                 )
-        if target.size:  # every pixel ignored adds nothing (and CuPy's bincount refuses an empty array)
-            counts = xp.bincount(target * self.num_classes + pred, minlength=self.num_classes ** 2)
+        if (
+            target.size
+        ):  # every pixel ignored adds nothing (and CuPy's bincount refuses an empty array)
+            counts = xp.bincount(target * self.num_classes + pred, minlength=self.num_classes**2)
             self.confusion_matrix += to_numpy(counts).reshape(self.num_classes, self.num_classes)
 
     def compute(self) -> SegmentationScores:
         """Scores of everything added since construction or the last ``reset``."""
         matrix = self.confusion_matrix.astype(np.float64)
         correct = np.diag(matrix)
-        per_target = matrix.sum(axis=1)       # t_i
-        per_prediction = matrix.sum(axis=0)   # sum_j n_ji
+        per_target = matrix.sum(axis=1)  # t_i
+        per_prediction = matrix.sum(axis=0)  # sum_j n_ji
         total = per_target.sum()
         per_class_iou = _ratio(correct, per_target + per_prediction - correct)
         per_class_accuracy = _ratio(correct, per_target)

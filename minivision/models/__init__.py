@@ -13,6 +13,7 @@ Every registered model class has
   ``labels`` (K,) in 1..num_classes, ``scores`` (K,); segmentation: an (N, H, W) int64
   NumPy array of labels, 0 = background.
 """
+
 from dataclasses import dataclass
 
 from minivision.models.faster_rcnn import FasterRCNN
@@ -67,7 +68,9 @@ RECIPES = {
     "rcnn": Recipe(epochs=3, train_images=4096, max_objects=3),
     "segnet": Recipe(epochs=12, lr=3e-3),
     # objects of 8-48 pixels in a 96 x 96 image: what SSD's several source maps are for
-    "ssd": Recipe(epochs=4, train_images=4096, max_objects=3, image_size=96, object_sizes=(1 / 12, 1 / 2)),
+    "ssd": Recipe(
+        epochs=4, train_images=4096, max_objects=3, image_size=96, object_sizes=(1 / 12, 1 / 2)
+    ),
     "unet": Recipe(epochs=12, lr=3e-3),
     "yolo": Recipe(epochs=5, train_images=8192, max_objects=3),
 }
@@ -85,5 +88,20 @@ def build_model(name: str, **config):
     return model_class(name)(**config)
 
 
-__all__ = ["FCN", "FastRCNN", "FasterRCNN", "MODELS", "RCNN", "RECIPES", "Localizer", "OverFeat", "Recipe", "SSD",
-           "SegNet", "UNet", "YOLOv1", "build_model", "model_class"]
+__all__ = [
+    "FCN",
+    "FastRCNN",
+    "FasterRCNN",
+    "MODELS",
+    "RCNN",
+    "RECIPES",
+    "Localizer",
+    "OverFeat",
+    "Recipe",
+    "SSD",
+    "SegNet",
+    "UNet",
+    "YOLOv1",
+    "build_model",
+    "model_class",
+]

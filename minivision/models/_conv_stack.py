@@ -5,12 +5,15 @@ Each item is ``"M"`` (2x2 max pooling), an int ``n`` (a 3x3 convolution to ``n``
 stride 1) or a ``(kernel, filters, stride)`` triple; each convolution keeps the size
 (padding ``kernel // 2``) and is followed by batch norm (when asked) and the activation.
 """
+
 from __future__ import annotations
 
 from minivision import nn
 
 
-def conv_stack(spec, in_channels: int, batch_norm: bool, activation) -> tuple[nn.Sequential, int, int]:
+def conv_stack(
+    spec, in_channels: int, batch_norm: bool, activation
+) -> tuple[nn.Sequential, int, int]:
     """(layers, output channels, total downsampling factor) of ``spec``; ``activation()``
     makes each convolution's activation module."""
     layers, channels, stride = [], in_channels, 1
@@ -20,7 +23,11 @@ def conv_stack(spec, in_channels: int, batch_norm: bool, activation) -> tuple[nn
             stride *= 2
             continue
         kernel, filters, step = (3, item, 1) if isinstance(item, int) else item
-        layers.append(nn.Conv2d(channels, filters, kernel, stride=step, padding=kernel // 2, bias=not batch_norm))
+        layers.append(
+            nn.Conv2d(
+                channels, filters, kernel, stride=step, padding=kernel // 2, bias=not batch_norm
+            )
+        )
         if batch_norm:
             layers.append(nn.BatchNorm2d(filters))
         layers.append(activation())

@@ -1,4 +1,5 @@
 """Run a model over a loader and score it with the metric of its task."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,9 @@ def evaluate_model(model, loader, progress: bool = False) -> dict:
     if model.task == "segmentation":
         metric = SegmentationMetric(model.config["num_classes"])
         with no_grad():
-            for images, targets in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
+            for images, targets in tqdm(
+                loader, desc="evaluating", disable=not progress, leave=False
+            ):
                 metric.update(model.predict(images), np.stack([t["semantic"] for t in targets]))
         scores = metric.compute()
         return {"miou": scores.mean_iou, "pixel_acc": scores.pixel_accuracy}

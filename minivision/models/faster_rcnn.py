@@ -28,6 +28,7 @@ Variants:
   before NMS in training / testing, 100 / 50 after; head: 4x4 RoI pooling at scale 1/4, two
   fc layers of 256, 64 RoIs per image.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -37,7 +38,12 @@ import numpy as np
 import minivision as mv
 from minivision import nn
 from minivision.models._conv_stack import conv_stack
-from minivision.models.roi_heads import FastRCNNHead, fast_rcnn_loss, postprocess_detections, sample_proposals
+from minivision.models.roi_heads import (
+    FastRCNNHead,
+    fast_rcnn_loss,
+    postprocess_detections,
+    sample_proposals,
+)
 from minivision.models.rpn import RegionProposalNetwork
 from minivision.ops import AnchorGenerator
 
@@ -50,10 +56,28 @@ TINY = [32, "M", 64, "M", 128, 128]
 # paper's pixel sizes), proposals kept before and after NMS as (training, testing), RoI pool
 # size, fc width, dropout, RoIs sampled per image. The RPN's 3x3 conv keeps the backbone's channels.
 VARIANTS = {
-    "vgg16": dict(layers=VGG16, batch_norm=False, anchor_fractions=None, pre_nms=(2000, 1000), post_nms=(2000, 1000),
-                  pool=7, hidden=4096, dropout=0.5, rois_per_image=128),
-    "tiny": dict(layers=TINY, batch_norm=True, anchor_fractions=(0.1875, 0.3125, 0.4375), pre_nms=(300, 100),
-                 post_nms=(100, 50), pool=4, hidden=256, dropout=0.0, rois_per_image=64),
+    "vgg16": dict(
+        layers=VGG16,
+        batch_norm=False,
+        anchor_fractions=None,
+        pre_nms=(2000, 1000),
+        post_nms=(2000, 1000),
+        pool=7,
+        hidden=4096,
+        dropout=0.5,
+        rois_per_image=128,
+    ),
+    "tiny": dict(
+        layers=TINY,
+        batch_norm=True,
+        anchor_fractions=(0.1875, 0.3125, 0.4375),
+        pre_nms=(300, 100),
+        post_nms=(100, 50),
+        pool=4,
+        hidden=256,
+        dropout=0.0,
+        rois_per_image=64,
+    ),
 }
 PAPER_ANCHOR_SIZES = (128, 256, 512)
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
@@ -62,9 +86,12 @@ ASPECT_RATIOS = (0.5, 1.0, 2.0)
 def _image_hw(image_size) -> tuple[int, int]:
     """``image_size`` (an int or a (height, width) pair of ints > 0) as (height, width)."""
     items = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)
-    if len(items) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
-                                  for v in items):
-        raise ValueError(f"image_size must be an int or (height, width), ints > 0, got {image_size!r}")
+    if len(items) != 2 or not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in items
+    ):
+        raise ValueError(
+            f"image_size must be an int or (height, width), ints > 0, got {image_size!r}"
+        )
     return int(items[0]), int(items[1])
 
 
@@ -78,31 +105,65 @@ class FasterRCNN(nn.Module):
 
     task = "detection"
 
-    def __init__(self, variant: str = "vgg16", num_classes: int = 20, image_size=(600, 1000), in_channels: int = 3):
+    def __init__(
+        self,
+        variant: str = "vgg16",
+        num_classes: int = 20,
+        image_size=(600, 1000),
+        in_channels: int = 3,
+    ):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
-            raise ValueError(f"num_classes must be an int >= 1 (object classes, background not counted), "
-                             f"got {num_classes!r}")
+        if (
+            isinstance(num_classes, bool)
+            or not isinstance(num_classes, numbers.Integral)
+            or num_classes < 1
+        ):
+            raise ValueError(
+                f"num_classes must be an int >= 1 (object classes, background not counted), "
+                f"got {num_classes!r}"
+            )
         height, width = _image_hw(image_size)
         spec = VARIANTS[variant]
-        self.config = {"variant": variant, "num_classes": num_classes,
-                       "image_size": list(image_size) if isinstance(image_size, (tuple, list)) else image_size,
-                       "in_channels": in_channels}
+        self.config = {
+            "variant": variant,
+            "num_classes": num_classes,
+            "image_size": list(image_size) if isinstance(image_size, (tuple, list)) else image_size,
+            "in_channels": in_channels,
+        }
         self.image_hw = (height, width)
-        self.backbone, channels, self.stride = conv_stack(spec["layers"], in_channels, spec["batch_norm"], nn.ReLU)
+        self.backbone, channels, self.stride = conv_stack(
+            spec["layers"], in_channels, spec["batch_norm"], nn.ReLU
+        )
         if min(self.feature_size(height, width)) < 1:
-            raise ValueError(f"FasterRCNN({variant!r}) downsamples by {self.stride}: image_size must be at least "
-                             f"{self.stride} on each side, got {image_size!r}")
+            raise ValueError(
+                f"FasterRCNN({variant!r}) downsamples by {self.stride}: image_size must be at least "
+                f"{self.stride} on each side, got {image_size!r}"
+            )
         fractions = spec["anchor_fractions"]
-        sizes = PAPER_ANCHOR_SIZES if fractions is None else tuple(f * min(height, width) for f in fractions)
+        sizes = (
+            PAPER_ANCHOR_SIZES
+            if fractions is None
+            else tuple(f * min(height, width) for f in fractions)
+        )
         (pre_train, pre_test), (post_train, post_test) = spec["pre_nms"], spec["post_nms"]
-        self.rpn = RegionProposalNetwork(channels, AnchorGenerator((sizes,), (ASPECT_RATIOS,)),
-                                         pre_nms_top_n_train=pre_train, post_nms_top_n_train=post_train,
-                                         pre_nms_top_n_test=pre_test, post_nms_top_n_test=post_test)
-        self.roi_head = FastRCNNHead(channels, num_classes, hidden=spec["hidden"], output_size=spec["pool"],
-                                     spatial_scale=1.0 / self.stride, dropout=spec["dropout"])
+        self.rpn = RegionProposalNetwork(
+            channels,
+            AnchorGenerator((sizes,), (ASPECT_RATIOS,)),
+            pre_nms_top_n_train=pre_train,
+            post_nms_top_n_train=post_train,
+            pre_nms_top_n_test=pre_test,
+            post_nms_top_n_test=post_test,
+        )
+        self.roi_head = FastRCNNHead(
+            channels,
+            num_classes,
+            hidden=spec["hidden"],
+            output_size=spec["pool"],
+            spatial_scale=1.0 / self.stride,
+            dropout=spec["dropout"],
+        )
         self.rois_per_image = spec["rois_per_image"]
 
     @classmethod
@@ -120,30 +181,46 @@ class FasterRCNN(nn.Module):
     def _check_images(self, images) -> None:
         (height, width), channels = self.image_hw, self.config["in_channels"]
         if len(images.shape) != 4 or tuple(images.shape[1:]) != (channels, height, width):
-            raise ValueError(f"FasterRCNN({self.config['variant']!r}) takes images of shape (N, {channels}, {height}, "
-                             f"{width}) (build it with image_size=... for another size), got {tuple(images.shape)}")
+            raise ValueError(
+                f"FasterRCNN({self.config['variant']!r}) takes images of shape (N, {channels}, {height}, "
+                f"{width}) (build it with image_size=... for another size), got {tuple(images.shape)}"
+            )
 
     def _check_targets(self, targets, count: int) -> None:
         if not isinstance(targets, (tuple, list)) or len(targets) != count:
-            seen = f"{len(targets)} items" if isinstance(targets, (tuple, list)) else type(targets).__name__
-            raise ValueError(f"targets must be a list of {count} dicts with 'boxes' and 'labels', one per image, "
-                             f"got {seen}")
+            seen = (
+                f"{len(targets)} items"
+                if isinstance(targets, (tuple, list))
+                else type(targets).__name__
+            )
+            raise ValueError(
+                f"targets must be a list of {count} dicts with 'boxes' and 'labels', one per image, "
+                f"got {seen}"
+            )
         classes = self.config["num_classes"]
         for k, target in enumerate(targets):
             if not isinstance(target, dict) or "boxes" not in target or "labels" not in target:
                 seen = sorted(target) if isinstance(target, dict) else type(target).__name__
-                raise ValueError(f"targets[{k}] must be a dict with 'boxes' and 'labels', got {seen}")
+                raise ValueError(
+                    f"targets[{k}] must be a dict with 'boxes' and 'labels', got {seen}"
+                )
             boxes, labels = np.asarray(target["boxes"]), np.asarray(target["labels"])
             if boxes.ndim != 2 or boxes.shape[1] != 4:
-                raise ValueError(f"targets[{k}]['boxes'] must have shape (G, 4) as xyxy pixels, "
-                                 f"got shape {boxes.shape}")
+                raise ValueError(
+                    f"targets[{k}]['boxes'] must have shape (G, 4) as xyxy pixels, "
+                    f"got shape {boxes.shape}"
+                )
             if labels.shape != (len(boxes),) or labels.dtype.kind not in "iu":
-                raise ValueError(f"targets[{k}]['labels'] must be {len(boxes)} integers, one per box, "
-                                 f"got shape {labels.shape} and dtype {labels.dtype}")
+                raise ValueError(
+                    f"targets[{k}]['labels'] must be {len(boxes)} integers, one per box, "
+                    f"got shape {labels.shape} and dtype {labels.dtype}"
+                )
             outside = (labels < 1) | (labels > classes)
             if outside.any():
-                raise ValueError(f"targets[{k}]['labels'] must be in 1..{classes} (0 is the background), "
-                                 f"got {int(labels[outside][0])}")
+                raise ValueError(
+                    f"targets[{k}]['labels'] must be in 1..{classes} (0 is the background), "
+                    f"got {int(labels[outside][0])}"
+                )
 
     def forward(self, images) -> tuple:
         self._check_images(images)
@@ -161,13 +238,18 @@ class FasterRCNN(nn.Module):
         proposals, losses = self.rpn(features, self.image_hw, targets)
         rois, labels, regression = [], [], []
         for boxes, target in zip(proposals, targets):
-            sampled = sample_proposals(boxes, target["boxes"], np.asarray(target["labels"]),
-                                       batch_size_per_image=self.rois_per_image)
+            sampled = sample_proposals(
+                boxes,
+                target["boxes"],
+                np.asarray(target["labels"]),
+                batch_size_per_image=self.rois_per_image,
+            )
             for kept, part in zip((rois, labels, regression), sampled):
                 kept.append(part)
         class_logits, box_deltas = self.roi_head(features, rois)
-        losses["loss_fast_rcnn"] = fast_rcnn_loss(class_logits, box_deltas, np.concatenate(labels),
-                                                  np.concatenate(regression))
+        losses["loss_fast_rcnn"] = fast_rcnn_loss(
+            class_logits, box_deltas, np.concatenate(labels), np.concatenate(regression)
+        )
         return losses
 
     def loss(self, images, targets) -> mv.Tensor:
@@ -175,13 +257,27 @@ class FasterRCNN(nn.Module):
         losses = self.losses(images, targets)
         return losses["loss_objectness"] + losses["loss_rpn_box_reg"] + losses["loss_fast_rcnn"]
 
-    def predict(self, images, score_thresh: float = 0.05, nms_thresh: float = 0.5,
-                detections_per_img: int = 100) -> list[dict]:
+    def predict(
+        self,
+        images,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        detections_per_img: int = 100,
+    ) -> list[dict]:
         """Boxes (K, 4) xyxy pixels, labels 1..num_classes and scores per image (``postprocess_detections``)."""
         with mv.no_grad():
             proposals, class_logits, box_deltas = self(images)
         logits, deltas = class_logits.numpy(), box_deltas.numpy()
         ends = np.cumsum([len(boxes) for boxes in proposals])
-        return [postprocess_detections(logits[end - len(boxes):end], deltas[end - len(boxes):end], boxes,
-                                       self.image_hw, score_thresh, nms_thresh, detections_per_img)
-                for boxes, end in zip(proposals, ends)]
+        return [
+            postprocess_detections(
+                logits[end - len(boxes) : end],
+                deltas[end - len(boxes) : end],
+                boxes,
+                self.image_hw,
+                score_thresh,
+                nms_thresh,
+                detections_per_img,
+            )
+            for boxes, end in zip(proposals, ends)
+        ]

@@ -30,6 +30,7 @@ whose skip crops fit every input size; a 3x3 one leaves no room for score_pool3'
 pool3 has 4k+1 rows) and a 49-pixel first padding (the smallest that fits it to pool5 for any
 input).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,19 +46,31 @@ _UPSCORE_NAMES = {"32s": "upscore", "16s": "upscore16", "8s": "upscore8"}
 class Backbone:
     """One backbone of the table above: conv widths per stage, fc6/fc7, first padding."""
 
-    stages: tuple          # conv widths of each of the five stages
-    fc_width: int          # fc6 and fc7 channels
-    fc6_kernel: int        # fc6's kernel (a fully connected layer over pool5 windows)
-    first_padding: int     # conv1_1's padding
+    stages: tuple  # conv widths of each of the five stages
+    fc_width: int  # fc6 and fc7 channels
+    fc6_kernel: int  # fc6's kernel (a fully connected layer over pool5 windows)
+    first_padding: int  # conv1_1's padding
     batch_norm: bool
     dropout: float
 
 
 BACKBONES = {
-    "vgg16": Backbone(((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
-                      fc_width=4096, fc6_kernel=7, first_padding=100, batch_norm=False, dropout=0.5),
-    "tiny": Backbone(((8,), (16,), (32,), (64,), (64,)), fc_width=128, fc6_kernel=4, first_padding=49,
-                     batch_norm=True, dropout=0.0),
+    "vgg16": Backbone(
+        ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
+        fc_width=4096,
+        fc6_kernel=7,
+        first_padding=100,
+        batch_norm=False,
+        dropout=0.5,
+    ),
+    "tiny": Backbone(
+        ((8,), (16,), (32,), (64,), (64,)),
+        fc_width=128,
+        fc6_kernel=4,
+        first_padding=49,
+        batch_norm=True,
+        dropout=0.0,
+    ),
 }
 
 
@@ -87,8 +100,10 @@ class Grid:
 def crop(x, offset: int, height: int, width: int):
     """x[:, :, offset:offset + height, offset:offset + width], checked to fit."""
     if x.shape[2] < offset + height or x.shape[3] < offset + width:
-        raise ValueError(f"FCN: cannot crop {height}x{width} at offset {offset} from a map of shape {tuple(x.shape)}")
-    return x[:, :, offset:offset + height, offset:offset + width]
+        raise ValueError(
+            f"FCN: cannot crop {height}x{width} at offset {offset} from a map of shape {tuple(x.shape)}"
+        )
+    return x[:, :, offset : offset + height, offset : offset + width]
 
 
 def _bilinear_upsampling(channels: int, factor: int) -> nn.ConvTranspose2d:
@@ -117,7 +132,9 @@ def crop_offsets(backbone: Backbone, variant: str) -> dict:
         grid = grid.conv(2, 2)
         pools.append(grid)
     score, offsets = pools[4].conv(backbone.fc6_kernel), {}
-    for skip, pool in (("score_pool4", pools[3]), ("score_pool3", pools[2]))[:VARIANTS.index(variant)]:
+    for skip, pool in (("score_pool4", pools[3]), ("score_pool3", pools[2]))[
+        : VARIANTS.index(variant)
+    ]:
         score = score.transposed(4, 2)  # upscore2, upscore_pool4
         offsets[skip] = pool.offset_of(score)
     factor = int(score.step)
@@ -128,16 +145,27 @@ def crop_offsets(backbone: Backbone, variant: str) -> dict:
 class FCN(SegmentationModel):
     """FCN-32s/16s/8s: (N, in_channels, H, W) -> per-pixel scores (N, num_classes, H, W), any H, W."""
 
-    def __init__(self, variant: str = "32s", num_classes: int = 21, backbone: str = "vgg16", in_channels: int = 3,
-                 image_size: int = 500):
+    def __init__(
+        self,
+        variant: str = "32s",
+        num_classes: int = 21,
+        backbone: str = "vgg16",
+        in_channels: int = 3,
+        image_size: int = 500,
+    ):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"FCN: variant must be one of {VARIANTS}, got {variant!r}")
         if backbone not in BACKBONES:
             raise ValueError(f"FCN: backbone must be one of {tuple(BACKBONES)}, got {backbone!r}")
         # image_size: the side of the square images ``minivision train``/``eval`` use; the net takes any
-        self.config = {"variant": variant, "num_classes": num_classes, "backbone": backbone,
-                       "in_channels": in_channels, "image_size": image_size}
+        self.config = {
+            "variant": variant,
+            "num_classes": num_classes,
+            "backbone": backbone,
+            "in_channels": in_channels,
+            "image_size": image_size,
+        }
         spec = BACKBONES[backbone]
         stages, channels = [], in_channels
         for index, widths in enumerate(spec.stages):
@@ -149,8 +177,12 @@ class FCN(SegmentationModel):
             stages.append(nn.Sequential(*layers, nn.MaxPool2d(2, ceil_mode=True)))
         self.stages = nn.Sequential(*stages)  # conv1 .. pool5
         dropout = [nn.Dropout(spec.dropout)] if spec.dropout else []
-        self.fc = nn.Sequential(conv_block(channels, spec.fc_width, spec.fc6_kernel, 0, spec.batch_norm), *dropout,
-                                conv_block(spec.fc_width, spec.fc_width, 1, 0, spec.batch_norm), *dropout)
+        self.fc = nn.Sequential(
+            conv_block(channels, spec.fc_width, spec.fc6_kernel, 0, spec.batch_norm),
+            *dropout,
+            conv_block(spec.fc_width, spec.fc_width, 1, 0, spec.batch_norm),
+            *dropout,
+        )
         self.score_fr = nn.Conv2d(spec.fc_width, num_classes, 1)
         if variant in ("16s", "8s"):
             self.upscore2 = _bilinear_upsampling(num_classes, 2)
@@ -177,9 +209,13 @@ class FCN(SegmentationModel):
         variant = self.config["variant"]
         if variant in ("16s", "8s"):
             score = self.upscore2(score)
-            score = score + crop(self.score_pool4(pools[3]), self.offsets["score_pool4"], *score.shape[2:])
+            score = score + crop(
+                self.score_pool4(pools[3]), self.offsets["score_pool4"], *score.shape[2:]
+            )
         if variant == "8s":
             score = self.upscore_pool4(score)
-            score = score + crop(self.score_pool3(pools[2]), self.offsets["score_pool3"], *score.shape[2:])
+            score = score + crop(
+                self.score_pool3(pools[2]), self.offsets["score_pool3"], *score.shape[2:]
+            )
         score = getattr(self, _UPSCORE_NAMES[variant])(score)
         return crop(score, self.offsets["upscore"], *images.shape[2:])

@@ -14,6 +14,7 @@ not depend on the image's pixel size. It is a plain linear output: behind a sigm
 large early step saturates w or h at 0 and training stalls there for epochs. One object per image:
 with several, the largest is the one to localize.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,20 +44,42 @@ class Localizer(nn.Module):
 
     task = "detection"
 
-    def __init__(self, num_classes: int, image_size: int = 64, in_channels: int = 3,
-                 widths=(16, 32, 64, 128), hidden: int = 256, box_weight: float = 5.0):
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: int = 64,
+        in_channels: int = 3,
+        widths=(16, 32, 64, 128),
+        hidden: int = 256,
+        box_weight: float = 5.0,
+    ):
         super().__init__()
         if image_size % (2 ** len(widths)):
-            raise ValueError(f"image_size must be divisible by {2 ** len(widths)} for {len(widths)} pooling stages, got {image_size}")
-        self.config = {"num_classes": num_classes, "image_size": image_size, "in_channels": in_channels,
-                       "widths": list(widths), "hidden": hidden, "box_weight": box_weight}
+            raise ValueError(
+                f"image_size must be divisible by {2 ** len(widths)} for {len(widths)} pooling stages, got {image_size}"
+            )
+        self.config = {
+            "num_classes": num_classes,
+            "image_size": image_size,
+            "in_channels": in_channels,
+            "widths": list(widths),
+            "hidden": hidden,
+            "box_weight": box_weight,
+        }
         layers, channels = [], in_channels
         for width in widths:
-            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(channels, width, 3, padding=1),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
             channels = width
         side = image_size // 2 ** len(widths)
         self.backbone = nn.Sequential(*layers)
-        self.neck = nn.Sequential(nn.Flatten(), nn.Linear(channels * side * side, hidden), nn.ReLU())
+        self.neck = nn.Sequential(
+            nn.Flatten(), nn.Linear(channels * side * side, hidden), nn.ReLU()
+        )
         self.classifier = nn.Linear(channels, num_classes)
         self.box_head = nn.Linear(hidden, 4)
 
@@ -78,10 +101,19 @@ class Localizer(nn.Module):
         for target in targets:
             (x1, y1, x2, y2), label = largest_object(target)
             labels.append(label - 1)
-            goals.append([(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height])
+            goals.append(
+                [
+                    (x1 + x2) / 2 / width,
+                    (y1 + y2) / 2 / height,
+                    (x2 - x1) / width,
+                    (y2 - y1) / height,
+                ]
+            )
         goals = mv.tensor(np.asarray(goals, dtype=boxes.dtype), device=boxes.device)
         labels = mv.tensor(np.asarray(labels, dtype=np.int64), device=scores.device)
-        return F.cross_entropy(scores, labels) + self.config["box_weight"] * F.smooth_l1_loss(boxes, goals, beta=0.05)
+        return F.cross_entropy(scores, labels) + self.config["box_weight"] * F.smooth_l1_loss(
+            boxes, goals, beta=0.05
+        )
 
     def predict(self, images) -> list[dict]:
         """One detection per image: {"boxes": (1, 4) xyxy pixels, "labels": (1,), "scores": (1,)}."""
@@ -90,9 +122,20 @@ class Localizer(nn.Module):
         probs = F.softmax(scores, dim=1).numpy()
         cx, cy, w, h = np.clip(boxes.numpy(), 0.0, 1.0).T
         height, width = images.shape[-2:]
-        xyxy = np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], axis=1)
+        xyxy = np.stack(
+            [
+                (cx - w / 2) * width,
+                (cy - h / 2) * height,
+                (cx + w / 2) * width,
+                (cy + h / 2) * height,
+            ],
+            axis=1,
+        )
         return [
-            {"boxes": xyxy[i : i + 1].astype(np.float32), "labels": np.array([probs[i].argmax() + 1]),
-             "scores": np.array([probs[i].max()], dtype=np.float32)}
+            {
+                "boxes": xyxy[i : i + 1].astype(np.float32),
+                "labels": np.array([probs[i].argmax() + 1]),
+                "scores": np.array([probs[i].max()], dtype=np.float32),
+            }
             for i in range(len(xyxy))
         ]

@@ -10,6 +10,7 @@ layers that produce ``loc`` and ``conf`` live in ``minivision.models.ssd``; this
 the parts of SSD that are not layers. Labelling runs on the host in NumPy; the loss runs on
 the device of its Tensors.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -47,7 +48,9 @@ def _integers(value, name: str, shape: tuple) -> np.ndarray:
 def _check_range(values: np.ndarray, name: str, low: int, high: int, meaning: str):
     bad = (values < low) | (values > high)
     if bad.any():
-        raise ValueError(f"{name} must hold {meaning} in [{low}, {high}], got {int(values[bad][0])}")
+        raise ValueError(
+            f"{name} must hold {meaning} in [{low}, {high}], got {int(values[bad][0])}"
+        )
 
 
 # --------------------------------------------------------------------------- training targets
@@ -77,8 +80,10 @@ def match(default_boxes, gt_boxes, gt_labels, iou_threshold: float = 0.5):
     gt = _boxes(gt_boxes, "gt_boxes", positive=True)
     gt_labels = _integers(gt_labels, "gt_labels", (gt.shape[0],))
     if (gt_labels < 1).any():
-        raise ValueError(f"gt_labels must be object classes >= 1 (0 is the background), "
-                         f"got {gt_labels[gt_labels < 1][0]}")
+        raise ValueError(
+            f"gt_labels must be object classes >= 1 (0 is the background), "
+            f"got {gt_labels[gt_labels < 1][0]}"
+        )
     iou_threshold = _fraction(iou_threshold, "iou_threshold")
     count = defaults.shape[0]
     if gt.shape[0] == 0 or count == 0:
@@ -86,7 +91,9 @@ def match(default_boxes, gt_boxes, gt_labels, iou_threshold: float = 0.5):
     iou = box_iou(gt, defaults)  # (G, P)
     matched = iou.argmax(axis=0)
     positive = iou.max(axis=0) >= iou_threshold
-    for g, box in enumerate(iou.argmax(axis=1)):  # in ground-truth order: a later ground truth wins a shared box
+    for g, box in enumerate(
+        iou.argmax(axis=1)
+    ):  # in ground-truth order: a later ground truth wins a shared box
         if iou[g, box] > 0:
             matched[box], positive[box] = g, True
     matched = np.where(positive, matched, -1).astype(np.int64)
@@ -131,25 +138,37 @@ def _hard_negatives(losses, positive, neg_pos_ratio: float):
     return rank < num_neg[:, None]
 
 
-def multibox_loss_terms(loc, conf, labels, loc_targets, neg_pos_ratio: float = 3) -> tuple[Tensor, Tensor]:
+def multibox_loss_terms(
+    loc, conf, labels, loc_targets, neg_pos_ratio: float = 3
+) -> tuple[Tensor, Tensor]:
     """The two halves of ``multibox_loss``: ``(loc_loss, conf_loss)``, scalar Tensors, each
     already divided by the batch's number of positives (their sum is ``multibox_loss``)."""
     loc = _tensor(loc, "loc", "(N, P, 4)")
     conf = _tensor(conf, "conf", "(N, P, num_classes + 1)")
     if conf.ndim != 3 or conf.shape[2] < 2:
-        raise ValueError(f"conf must have shape (N, P, num_classes + 1) with num_classes >= 1, "
-                         f"got shape {tuple(conf.shape)}")
+        raise ValueError(
+            f"conf must have shape (N, P, num_classes + 1) with num_classes >= 1, "
+            f"got shape {tuple(conf.shape)}"
+        )
     n, count, classes = conf.shape
     if tuple(loc.shape) != (n, count, 4):
-        raise ValueError(f"loc must have shape ({n}, {count}, 4) to match conf {tuple(conf.shape)}, "
-                         f"got shape {tuple(loc.shape)}")
+        raise ValueError(
+            f"loc must have shape ({n}, {count}, 4) to match conf {tuple(conf.shape)}, "
+            f"got shape {tuple(loc.shape)}"
+        )
     labels = _integers(labels, "labels", (n, count))
     _check_range(labels, "labels", 0, classes - 1, "classes (0 background)")
     targets = _host(loc_targets)
     if targets.shape != (n, count, 4):
-        raise ValueError(f"loc_targets must have shape ({n}, {count}, 4) to match conf {tuple(conf.shape)}, "
-                         f"got shape {tuple(targets.shape)}")
-    if isinstance(neg_pos_ratio, bool) or not isinstance(neg_pos_ratio, numbers.Real) or not neg_pos_ratio >= 0:
+        raise ValueError(
+            f"loc_targets must have shape ({n}, {count}, 4) to match conf {tuple(conf.shape)}, "
+            f"got shape {tuple(targets.shape)}"
+        )
+    if (
+        isinstance(neg_pos_ratio, bool)
+        or not isinstance(neg_pos_ratio, numbers.Real)
+        or not neg_pos_ratio >= 0
+    ):
         raise ValueError(f"neg_pos_ratio must be a number >= 0, got {neg_pos_ratio!r}")
 
     positive = labels > 0
@@ -159,13 +178,19 @@ def multibox_loss_terms(loc, conf, labels, loc_targets, neg_pos_ratio: float = 3
         return zero, zero
     xp = get_array_module(conf.data)  # labels and targets move to the outputs' device
     device_labels = xp.asarray(labels)
-    losses = F.cross_entropy(conf.reshape(n * count, classes), device_labels.reshape(-1), reduction="none")
+    losses = F.cross_entropy(
+        conf.reshape(n * count, classes), device_labels.reshape(-1), reduction="none"
+    )
     device_positive = device_labels > 0
-    chosen = device_positive | _hard_negatives(losses.data.reshape(n, count), device_positive, neg_pos_ratio)
+    chosen = device_positive | _hard_negatives(
+        losses.data.reshape(n, count), device_positive, neg_pos_ratio
+    )
     conf_loss = losses[xp.flatnonzero(chosen.reshape(-1))].sum()
     rows = np.flatnonzero(positive.reshape(-1))
     box_targets = xp.asarray(targets.reshape(-1, 4)[rows].astype(loc.dtype))
-    loc_loss = F.smooth_l1_loss(loc.reshape(n * count, 4)[xp.asarray(rows)], box_targets, reduction="sum", beta=1.0)
+    loc_loss = F.smooth_l1_loss(
+        loc.reshape(n * count, 4)[xp.asarray(rows)], box_targets, reduction="sum", beta=1.0
+    )
     return loc_loss / total, conf_loss / total
 
 
@@ -194,8 +219,16 @@ def multibox_loss(loc, conf, labels, loc_targets, neg_pos_ratio: float = 3) -> T
 
 
 # --------------------------------------------------------------------------- detections
-def decode(loc, conf, default_boxes, image_size, score_thresh: float = 0.01, nms_thresh: float = 0.45,
-           top_k: int = 200, pre_nms_top_k: int | None = 400) -> dict:
+def decode(
+    loc,
+    conf,
+    default_boxes,
+    image_size,
+    score_thresh: float = 0.01,
+    nms_thresh: float = 0.45,
+    top_k: int = 200,
+    pre_nms_top_k: int | None = 400,
+) -> dict:
     """One image's detections from SSD's outputs, the released code's test-time rule.
 
     Args:
@@ -217,19 +250,30 @@ def decode(loc, conf, default_boxes, image_size, score_thresh: float = 0.01, nms
     defaults = _boxes(default_boxes, "default_boxes", positive=True)
     count = defaults.shape[0]
     if logits.ndim != 2 or logits.shape[0] != count or logits.shape[1] < 2:
-        raise ValueError(f"conf must have shape ({count}, num_classes + 1) with num_classes >= 1, one row per "
-                         f"default box, got shape {logits.shape}")
+        raise ValueError(
+            f"conf must have shape ({count}, num_classes + 1) with num_classes >= 1, one row per "
+            f"default box, got shape {logits.shape}"
+        )
     if deltas.shape != (count, 4):
-        raise ValueError(f"loc must have shape ({count}, 4), one row per default box, got shape {deltas.shape}")
+        raise ValueError(
+            f"loc must have shape ({count}, 4), one row per default box, got shape {deltas.shape}"
+        )
     height, width = _image_hw(image_size)
-    score_thresh, nms_thresh = _fraction(score_thresh, "score_thresh"), _fraction(nms_thresh, "nms_thresh")
+    score_thresh, nms_thresh = (
+        _fraction(score_thresh, "score_thresh"),
+        _fraction(nms_thresh, "nms_thresh"),
+    )
     top_k = _positive_int(top_k, "top_k")
     if pre_nms_top_k is not None:
         pre_nms_top_k = _positive_int(pre_nms_top_k, "pre_nms_top_k")
 
     with no_grad():
-        scores = F.softmax(Tensor(logits), dim=1).data[:, 1:].reshape(-1)  # (P C,): box-major, background dropped
-    boxes = np.clip(BOX_CODER.decode(deltas, defaults.astype(np.float64)), 0, [width, height, width, height])
+        scores = (
+            F.softmax(Tensor(logits), dim=1).data[:, 1:].reshape(-1)
+        )  # (P C,): box-major, background dropped
+    boxes = np.clip(
+        BOX_CODER.decode(deltas, defaults.astype(np.float64)), 0, [width, height, width, height]
+    )
     classes = logits.shape[1] - 1
     box_index, labels = np.divmod(np.arange(count * classes), classes)
     labels += 1
@@ -243,5 +287,8 @@ def decode(loc, conf, default_boxes, image_size, score_thresh: float = 0.01, nms
         best.sort()  # back to box-major order, so equal scores keep ranking by box
         box_index, labels, scores = box_index[best], labels[best], scores[best]
     kept = batched_nms(boxes[box_index], scores, labels, nms_thresh)[:top_k]
-    return {"boxes": boxes[box_index[kept]].astype(np.float32), "labels": labels[kept].astype(np.int64),
-            "scores": scores[kept].astype(np.float32)}
+    return {
+        "boxes": boxes[box_index[kept]].astype(np.float32),
+        "labels": labels[kept].astype(np.int64),
+        "scores": scores[kept].astype(np.float32),
+    }

@@ -33,6 +33,7 @@ and a 1x1 layer. It trains for localization (one class and one box per image): t
 score is the spatial maximum of the score map (the paper's classification rule), every
 window regresses the object's box, and ``predict`` merges the windows' boxes (§4.3).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -46,14 +47,43 @@ from minivision.models.localizer import largest_object
 
 # (filters, kernel, stride, padding, pool after it or None); the last row's pool is pool5
 VARIANTS = {
-    "fast": {"input": 231, "window": 6, "classifier": (3072, 4096), "dropout": 0.5, "batch_norm": False,
-             "layers": [(96, 11, 4, 0, 2), (256, 5, 1, 0, 2), (512, 3, 1, 1, None), (1024, 3, 1, 1, None),
-                        (1024, 3, 1, 1, 2)]},
-    "accurate": {"input": 221, "window": 5, "classifier": (4096, 4096), "dropout": 0.5, "batch_norm": False,
-                 "layers": [(96, 7, 2, 0, 3), (256, 7, 1, 0, 2), (512, 3, 1, 1, None), (512, 3, 1, 1, None),
-                            (1024, 3, 1, 1, None), (1024, 3, 1, 1, 3)]},
-    "tiny": {"input": 32, "window": 2, "classifier": (256,), "dropout": 0.0, "batch_norm": True,
-             "layers": [(16, 3, 1, 1, 2), (32, 3, 1, 1, 2), (64, 3, 1, 1, 2), (128, 3, 1, 1, 2)]},
+    "fast": {
+        "input": 231,
+        "window": 6,
+        "classifier": (3072, 4096),
+        "dropout": 0.5,
+        "batch_norm": False,
+        "layers": [
+            (96, 11, 4, 0, 2),
+            (256, 5, 1, 0, 2),
+            (512, 3, 1, 1, None),
+            (1024, 3, 1, 1, None),
+            (1024, 3, 1, 1, 2),
+        ],
+    },
+    "accurate": {
+        "input": 221,
+        "window": 5,
+        "classifier": (4096, 4096),
+        "dropout": 0.5,
+        "batch_norm": False,
+        "layers": [
+            (96, 7, 2, 0, 3),
+            (256, 7, 1, 0, 2),
+            (512, 3, 1, 1, None),
+            (512, 3, 1, 1, None),
+            (1024, 3, 1, 1, None),
+            (1024, 3, 1, 1, 3),
+        ],
+    },
+    "tiny": {
+        "input": 32,
+        "window": 2,
+        "classifier": (256,),
+        "dropout": 0.0,
+        "batch_norm": True,
+        "layers": [(16, 3, 1, 1, 2), (32, 3, 1, 1, 2), (64, 3, 1, 1, 2), (128, 3, 1, 1, 2)],
+    },
 }
 REGRESSOR = {"fast": (4096, 1024), "accurate": (4096, 1024), "tiny": (256,)}
 
@@ -61,10 +91,10 @@ REGRESSOR = {"fast": (4096, 1024), "accurate": (4096, 1024), "tiny": (256,)}
 class MapSizes(NamedTuple):
     """Spatial sizes (h, w) along the network for one input size (the columns of Table 5)."""
 
-    pre_pool: tuple      # layer 5 (last conv) output, before pool5
-    post_pool: tuple     # pool5 output, per offset when offset pooling
-    classifier: tuple    # classifier map, per offset (Table 5's "pre-reshape")
-    interleaved: tuple   # classifier map after interleaving the k x k offsets
+    pre_pool: tuple  # layer 5 (last conv) output, before pool5
+    post_pool: tuple  # pool5 output, per offset when offset pooling
+    classifier: tuple  # classifier map, per offset (Table 5's "pre-reshape")
+    interleaved: tuple  # classifier map after interleaving the k x k offsets
 
 
 # --------------------------------------------------------------------------- geometry
@@ -79,8 +109,12 @@ def map_sizes(variant: str, height: int, width: int) -> MapSizes:
     pool = spec["layers"][-1][4]
     post = (size - pool + 1) // pool  # every offset cropped alike, as offset_max_pool does
     classifier = post - spec["window"] + 1
-    return MapSizes(tuple(int(v) for v in size), tuple(int(v) for v in post),
-                    tuple(int(v) for v in classifier), tuple(int(v) * pool for v in classifier))
+    return MapSizes(
+        tuple(int(v) for v in size),
+        tuple(int(v) for v in post),
+        tuple(int(v) for v in classifier),
+        tuple(int(v) * pool for v in classifier),
+    )
 
 
 def smallest_input(variant: str, dense: bool = False) -> int:
@@ -105,10 +139,15 @@ def offset_max_pool(x, kernel: int):
     n, c, height, width = x.shape
     h, w = (height - kernel + 1) // kernel, (width - kernel + 1) // kernel
     if min(h, w) < 1:
-        raise ValueError(f"offset_max_pool: a {kernel}x{kernel} pool at offsets up to {kernel - 1} needs at least "
-                         f"{2 * kernel - 1}x{2 * kernel - 1} inputs, got {height}x{width}")
-    pooled = [F.max_pool2d(x[:, :, dy: dy + h * kernel, dx: dx + w * kernel], kernel)
-              for dy in range(kernel) for dx in range(kernel)]
+        raise ValueError(
+            f"offset_max_pool: a {kernel}x{kernel} pool at offsets up to {kernel - 1} needs at least "
+            f"{2 * kernel - 1}x{2 * kernel - 1} inputs, got {height}x{width}"
+        )
+    pooled = [
+        F.max_pool2d(x[:, :, dy : dy + h * kernel, dx : dx + w * kernel], kernel)
+        for dy in range(kernel)
+        for dx in range(kernel)
+    ]
     return mv.stack(pooled, dim=1).reshape(n * kernel * kernel, c, h, w)
 
 
@@ -139,30 +178,54 @@ class OverFeat(nn.Module):
 
     task = "detection"
 
-    def __init__(self, variant: str = "fast", num_classes: int = 1000, in_channels: int = 3, image_size=None,
-                 merge_threshold: float = 0.6):
+    def __init__(
+        self,
+        variant: str = "fast",
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        image_size=None,
+        merge_threshold: float = 0.6,
+    ):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
         spec = VARIANTS[variant]
         image_size = spec["input"] if image_size is None else image_size
-        self.config = {"variant": variant, "num_classes": num_classes, "in_channels": in_channels,
-                       "image_size": image_size, "merge_threshold": merge_threshold}
+        self.config = {
+            "variant": variant,
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "image_size": image_size,
+            "merge_threshold": merge_threshold,
+        }
         layers, channels, last = [], in_channels, len(spec["layers"]) - 1
         for k, (filters, kernel, stride, padding, pool) in enumerate(spec["layers"]):
-            layers.append(nn.Conv2d(channels, filters, kernel, stride, padding, bias=not spec["batch_norm"]))
+            layers.append(
+                nn.Conv2d(channels, filters, kernel, stride, padding, bias=not spec["batch_norm"])
+            )
             layers += [nn.BatchNorm2d(filters)] if spec["batch_norm"] else []
             layers.append(nn.ReLU())
-            if pool and k < last:  # pool5 is kept apart: dense evaluation replaces it by offset pooling
+            if (
+                pool and k < last
+            ):  # pool5 is kept apart: dense evaluation replaces it by offset pooling
                 layers.append(nn.MaxPool2d(pool))
             channels = filters
         self.features = nn.Sequential(*layers)
         self.pool5 = nn.MaxPool2d(spec["layers"][-1][4])
-        self.classifier = _fc_as_conv(channels, spec["classifier"], spec["window"], num_classes, spec["dropout"])
-        self.regressor = _fc_as_conv(channels, REGRESSOR[variant], spec["window"], 4 * num_classes, spec["dropout"])
-        self.window, self.dense_window = smallest_input(variant), smallest_input(variant, dense=True)
+        self.classifier = _fc_as_conv(
+            channels, spec["classifier"], spec["window"], num_classes, spec["dropout"]
+        )
+        self.regressor = _fc_as_conv(
+            channels, REGRESSOR[variant], spec["window"], 4 * num_classes, spec["dropout"]
+        )
+        self.window, self.dense_window = (
+            smallest_input(variant),
+            smallest_input(variant, dense=True),
+        )
         if image_size < self.window:
-            raise ValueError(f"OverFeat({variant!r}): image_size must be at least {self.window}, got {image_size}")
+            raise ValueError(
+                f"OverFeat({variant!r}): image_size must be at least {self.window}, got {image_size}"
+            )
 
     @classmethod
     def tiny(cls, num_classes: int, image_size: int = 64) -> "OverFeat":
@@ -172,11 +235,15 @@ class OverFeat(nn.Module):
     def _check_input(self, images, dense: bool = False) -> None:
         channels, smallest = self.config["in_channels"], self.dense_window if dense else self.window
         if len(images.shape) != 4 or images.shape[1] != channels:
-            raise ValueError(f"OverFeat takes images of shape (N, {channels}, H, W), got {tuple(images.shape)}")
+            raise ValueError(
+                f"OverFeat takes images of shape (N, {channels}, H, W), got {tuple(images.shape)}"
+            )
         if min(images.shape[2:]) < smallest:
             what = "dense (offset-pooled) evaluation" if dense else "one window"
-            raise ValueError(f"OverFeat({self.config['variant']!r}) needs images of at least {smallest}x{smallest} "
-                             f"for {what}, got {images.shape[2]}x{images.shape[3]}")
+            raise ValueError(
+                f"OverFeat({self.config['variant']!r}) needs images of at least {smallest}x{smallest} "
+                f"for {what}, got {images.shape[2]}x{images.shape[3]}"
+            )
 
     # ----------------------------------------------------------------- forward passes
     def forward(self, images):
@@ -190,7 +257,9 @@ class OverFeat(nn.Module):
         self._check_input(images, dense=True)
         kernel = self.pool5.kernel_size
         pooled = offset_max_pool(self.features(images), kernel)
-        return interleave_offsets(self.classifier(pooled), kernel), interleave_offsets(self.regressor(pooled), kernel)
+        return interleave_offsets(self.classifier(pooled), kernel), interleave_offsets(
+            self.regressor(pooled), kernel
+        )
 
     def window_boxes(self, boxes: np.ndarray, step: float) -> np.ndarray:
         """Box map (N, 4C, h, w) of (dx, dy, w, h) per window -> xyxy pixels (N, C, h, w, 4), for
@@ -218,7 +287,11 @@ class OverFeat(nn.Module):
         with mv.no_grad():
             for scale in scales:
                 size = [max(self.dense_window, int(round(n * scale))) for n in images.shape[2:]]
-                resized = images if list(images.shape[2:]) == size else F.interpolate(images, size=size, mode="bilinear")
+                resized = (
+                    images
+                    if list(images.shape[2:]) == size
+                    else F.interpolate(images, size=size, mode="bilinear")
+                )
                 scores, boxes = self.dense(resized)
                 corners = self.window_boxes(boxes.numpy(), self.stride() / self.pool5.kernel_size)
                 factor = np.array([images.shape[3] / size[1], images.shape[2] / size[0]] * 2)
@@ -240,14 +313,27 @@ class OverFeat(nn.Module):
         # the target (dx, dy, w, h) of every window, in units of the window size
         rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
         x1, y1, x2, y2 = (np.asarray(goals)[:, k, None, None] for k in range(4))
-        centre_x, centre_y = cols * self.stride() + self.window / 2, rows * self.stride() + self.window / 2
-        goal = np.stack([((x1 + x2) / 2 - centre_x) / self.window, ((y1 + y2) / 2 - centre_y) / self.window,
-                         np.broadcast_to((x2 - x1) / self.window, (n, h, w)),
-                         np.broadcast_to((y2 - y1) / self.window, (n, h, w))], axis=1)
-        own = boxes.reshape(n, -1, 4, h, w)[np.arange(n), labels]  # (N, 4, h, w): the true class's box
+        centre_x, centre_y = (
+            cols * self.stride() + self.window / 2,
+            rows * self.stride() + self.window / 2,
+        )
+        goal = np.stack(
+            [
+                ((x1 + x2) / 2 - centre_x) / self.window,
+                ((y1 + y2) / 2 - centre_y) / self.window,
+                np.broadcast_to((x2 - x1) / self.window, (n, h, w)),
+                np.broadcast_to((y2 - y1) / self.window, (n, h, w)),
+            ],
+            axis=1,
+        )
+        own = boxes.reshape(n, -1, 4, h, w)[
+            np.arange(n), labels
+        ]  # (N, 4, h, w): the true class's box
         goal = mv.tensor(goal.astype(own.dtype), device=own.device)
         label_tensor = mv.tensor(labels, device=scores.device)
-        return F.cross_entropy(scores.max(dim=(2, 3)), label_tensor) + 5.0 * F.smooth_l1_loss(own, goal, beta=0.05)
+        return F.cross_entropy(scores.max(dim=(2, 3)), label_tensor) + 5.0 * F.smooth_l1_loss(
+            own, goal, beta=0.05
+        )
 
     def predict(self, images, scales=(1.0,)) -> list[dict]:
         """One detection per image: the top class over all windows and scales, its boxes merged
@@ -255,13 +341,20 @@ class OverFeat(nn.Module):
         maps = self.multiscale(images, scales)
         results = []
         for k in range(images.shape[0]):
-            best = np.max([probs[k].reshape(probs.shape[1], -1).max(axis=1) for probs, _ in maps], axis=0)
+            best = np.max(
+                [probs[k].reshape(probs.shape[1], -1).max(axis=1) for probs, _ in maps], axis=0
+            )
             label = int(best.argmax())
             boxes = np.concatenate([corners[k, label].reshape(-1, 4) for _, corners in maps])
             scores = np.concatenate([probs[k, label].ravel() for probs, _ in maps])
             merged, merged_scores = merge_boxes(boxes, scores, self.config["merge_threshold"])
-            results.append({"boxes": merged[:1].astype(np.float32), "labels": np.array([label + 1]),
-                            "scores": np.array([best[label]], dtype=np.float32)})
+            results.append(
+                {
+                    "boxes": merged[:1].astype(np.float32),
+                    "labels": np.array([label + 1]),
+                    "scores": np.array([best[label]], dtype=np.float32),
+                }
+            )
         return results
 
 
@@ -290,7 +383,11 @@ def merge_boxes(boxes, scores, threshold: float) -> tuple[np.ndarray, np.ndarray
     boxes = [np.asarray(b, dtype=np.float64) for b in np.asarray(boxes).reshape(-1, 4)]
     scores = [float(s) for s in np.asarray(scores).ravel()]
     while len(boxes) > 1:
-        pairs = [(match_score(boxes[i], boxes[j]), i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes))]
+        pairs = [
+            (match_score(boxes[i], boxes[j]), i, j)
+            for i in range(len(boxes))
+            for j in range(i + 1, len(boxes))
+        ]
         best, i, j = min(pairs)
         if best > threshold:
             break

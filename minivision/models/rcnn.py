@@ -33,6 +33,7 @@ is given ends one stride earlier (``pooled_boxes``). Then a box aligned to the s
 (which see no neighbours, so cropping cannot change them) and BN in eval mode, R-CNN and
 Fast R-CNN give the same scores for it, which the tests check.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,16 +44,23 @@ import numpy as np
 import minivision as mv
 from minivision import nn
 from minivision.backend import get_array_module, random_generator
-from minivision.models.roi_heads import (FastRCNNHead, _boxes, _positive_int, fast_rcnn_loss,
-                                         postprocess_detections, sample_proposals)
+from minivision.models.roi_heads import (
+    FastRCNNHead,
+    _boxes,
+    _positive_int,
+    fast_rcnn_loss,
+    postprocess_detections,
+    sample_proposals,
+)
 from minivision.tensor import Tensor
 
 CROP_CHUNK = 256  # R-CNN warps and runs this many crops at a time, so memory stays bounded
 
 
 # --------------------------------------------------------------------------- proposals
-def grid_proposals(height: int, width: int, sizes=(0.2, 0.3, 0.45), ratios=(0.5, 1.0, 2.0),
-                   step: float = 0.25) -> np.ndarray:
+def grid_proposals(
+    height: int, width: int, sizes=(0.2, 0.3, 0.45), ratios=(0.5, 1.0, 2.0), step: float = 0.25
+) -> np.ndarray:
     """A dense multi-scale grid of boxes inside a height x width image: (P, 4) float32 xyxy.
 
     For each size s (a fraction of the shorter side) and aspect ratio r (height / width), boxes
@@ -63,7 +71,12 @@ def grid_proposals(height: int, width: int, sizes=(0.2, 0.3, 0.45), ratios=(0.5,
     The defaults give 2,094 boxes for a square image of any size, about as many as selective
     search gives R-CNN.
     """
-    if not (isinstance(height, numbers.Integral) and isinstance(width, numbers.Integral) and height > 0 and width > 0):
+    if not (
+        isinstance(height, numbers.Integral)
+        and isinstance(width, numbers.Integral)
+        and height > 0
+        and width > 0
+    ):
         raise ValueError(f"height and width must be positive ints, got {height!r} and {width!r}")
     if not 0 < step <= 1:
         raise ValueError(f"step must be in (0, 1] (a fraction of each box's side), got {step!r}")
@@ -75,7 +88,10 @@ def grid_proposals(height: int, width: int, sizes=(0.2, 0.3, 0.45), ratios=(0.5,
         for ratio in ratios:
             if not ratio > 0:
                 raise ValueError(f"ratios must be positive (height / width), got {ratio!r}")
-            w, h = min(size * side / math.sqrt(ratio), width), min(size * side * math.sqrt(ratio), height)
+            w, h = (
+                min(size * side / math.sqrt(ratio), width),
+                min(size * side * math.sqrt(ratio), height),
+            )
             stride = step * min(w, h)
             x1 = np.linspace(0, width - w, int(np.ceil((width - w) / stride)) + 1)
             y1 = np.linspace(0, height - h, int(np.ceil((height - h) / stride)) + 1)
@@ -84,7 +100,9 @@ def grid_proposals(height: int, width: int, sizes=(0.2, 0.3, 0.45), ratios=(0.5,
     return np.concatenate(boxes).astype(np.float32)
 
 
-def training_proposals(gt_boxes, height: int, width: int, count: int = 64, jitter: float = 0.2) -> np.ndarray:
+def training_proposals(
+    gt_boxes, height: int, width: int, count: int = 64, jitter: float = 0.2
+) -> np.ndarray:
     """Proposals for one training image: (count, 4) float32 xyxy inside the image.
 
     Half are ground-truth boxes (chosen at random) with their centre moved by a normal
@@ -94,7 +112,11 @@ def training_proposals(gt_boxes, height: int, width: int, count: int = 64, jitte
     background. Drawn from minivision's seeded generator.
     """
     count = _positive_int(count, "count")
-    gt = np.zeros((0, 4)) if np.size(gt_boxes) == 0 else _boxes(gt_boxes, "gt_boxes").astype(np.float64)
+    gt = (
+        np.zeros((0, 4))
+        if np.size(gt_boxes) == 0
+        else _boxes(gt_boxes, "gt_boxes").astype(np.float64)
+    )
     rng = random_generator()
     num_jittered = count // 2 if len(gt) else 0
     picked = gt[rng.integers(0, len(gt), num_jittered)] if len(gt) else np.zeros((0, 4))
@@ -104,8 +126,12 @@ def training_proposals(gt_boxes, height: int, width: int, count: int = 64, jitte
     image = np.array([width, height], dtype=np.float64)
     random_size = rng.uniform(0.1, 0.6, (count - num_jittered, 2)) * image
     random_corner = rng.uniform(0, 1, random_size.shape) * (image - random_size)
-    corners = np.concatenate([np.concatenate([centre - size / 2, centre + size / 2], axis=1),
-                              np.concatenate([random_corner, random_corner + random_size], axis=1)])
+    corners = np.concatenate(
+        [
+            np.concatenate([centre - size / 2, centre + size / 2], axis=1),
+            np.concatenate([random_corner, random_corner + random_size], axis=1),
+        ]
+    )
     corners = np.clip(corners, 0, np.tile(image, 2))
     # a box jittered off the image keeps at least one pixel: the head needs positive sizes
     corners[:, 2:] = np.maximum(corners[:, 2:], 1)
@@ -148,7 +174,9 @@ def crop_and_warp(images, boxes, batch, size: int, context: int = 0):
     cols = [xp.clip(x0, 0, width - 1), xp.clip(x0 + 1, 0, width - 1)]
     rows = [xp.clip(y0, 0, height - 1) * width, xp.clip(y0 + 1, 0, height - 1) * width]
     # gathering whole pixels (C values each) from a channels-last copy is the fast gather
-    pixels = xp.ascontiguousarray(images.transpose(0, 2, 3, 1)).reshape(-1, channels)  # (N * H * W, C)
+    pixels = xp.ascontiguousarray(images.transpose(0, 2, 3, 1)).reshape(
+        -1, channels
+    )  # (N * H * W, C)
     first = xp.asarray(batch)[:, None, None] * (height * width)
 
     def tap(r, c):  # (K, size, size, C): images[batch, :, r, c]
@@ -184,32 +212,77 @@ class _RegionCNN(nn.Module):
     task = "detection"
     TINY = dict(widths=(32, 64), hidden=256, rois_per_image=64)  # what ``tiny`` sets
 
-    def __init__(self, num_classes: int, image_size: int = 64, in_channels: int = 3, widths=(16, 32),
-                 kernel_size: int = 3, pool_size: int = 4, hidden: int = 128, rois_per_image: int = 32,
-                 proposal_step: float = 0.25):
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: int = 64,
+        in_channels: int = 3,
+        widths=(16, 32),
+        kernel_size: int = 3,
+        pool_size: int = 4,
+        hidden: int = 128,
+        rois_per_image: int = 32,
+        proposal_step: float = 0.25,
+    ):
         super().__init__()
-        if isinstance(proposal_step, bool) or not isinstance(proposal_step, numbers.Real) or not 0 < proposal_step <= 1:
-            raise ValueError(f"proposal_step must be a number in (0, 1] (a fraction of each box's side), "
-                             f"got {proposal_step!r}")
-        for value, name in ((num_classes, "num_classes"), (image_size, "image_size"), (in_channels, "in_channels"),
-                            (pool_size, "pool_size"), (hidden, "hidden"), (rois_per_image, "rois_per_image")):
+        if (
+            isinstance(proposal_step, bool)
+            or not isinstance(proposal_step, numbers.Real)
+            or not 0 < proposal_step <= 1
+        ):
+            raise ValueError(
+                f"proposal_step must be a number in (0, 1] (a fraction of each box's side), "
+                f"got {proposal_step!r}"
+            )
+        for value, name in (
+            (num_classes, "num_classes"),
+            (image_size, "image_size"),
+            (in_channels, "in_channels"),
+            (pool_size, "pool_size"),
+            (hidden, "hidden"),
+            (rois_per_image, "rois_per_image"),
+        ):
             _positive_int(value, name)
         if not widths:
             raise ValueError(f"widths must name at least one conv stage, got {widths!r}")
         if _positive_int(kernel_size, "kernel_size") % 2 == 0:
-            raise ValueError(f"kernel_size must be odd (same padding keeps the map aligned), got {kernel_size}")
-        self.config = {"num_classes": num_classes, "image_size": image_size, "in_channels": in_channels,
-                       "widths": list(widths), "kernel_size": kernel_size, "pool_size": pool_size, "hidden": hidden,
-                       "rois_per_image": rois_per_image, "proposal_step": proposal_step}
+            raise ValueError(
+                f"kernel_size must be odd (same padding keeps the map aligned), got {kernel_size}"
+            )
+        self.config = {
+            "num_classes": num_classes,
+            "image_size": image_size,
+            "in_channels": in_channels,
+            "widths": list(widths),
+            "kernel_size": kernel_size,
+            "pool_size": pool_size,
+            "hidden": hidden,
+            "rois_per_image": rois_per_image,
+            "proposal_step": proposal_step,
+        }
         layers, channels = [], in_channels
         for i, width in enumerate(widths):
-            layers += [nn.Conv2d(channels, _positive_int(width, f"widths[{i}]"), kernel_size, padding=kernel_size // 2),
-                       nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(
+                    channels,
+                    _positive_int(width, f"widths[{i}]"),
+                    kernel_size,
+                    padding=kernel_size // 2,
+                ),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
             channels = width
         self.stride = 2 ** len(widths)
         self.body = nn.Sequential(*layers)
-        self.head = FastRCNNHead(channels, num_classes, hidden=hidden, output_size=pool_size,
-                                 spatial_scale=1.0 / self.stride)
+        self.head = FastRCNNHead(
+            channels,
+            num_classes,
+            hidden=hidden,
+            output_size=pool_size,
+            spatial_scale=1.0 / self.stride,
+        )
 
     @classmethod
     def tiny(cls, num_classes: int, image_size: int = 64):
@@ -221,16 +294,25 @@ class _RegionCNN(nn.Module):
     def _check_images(self, images) -> None:
         channels = self.config["in_channels"]
         if len(images.shape) != 4 or images.shape[1] != channels:
-            raise ValueError(f"images must have shape (N, {channels}, H, W), got {tuple(images.shape)}")
+            raise ValueError(
+                f"images must have shape (N, {channels}, H, W), got {tuple(images.shape)}"
+            )
 
     def _check_proposals(self, proposals, images) -> list:
         """``proposals`` as N host arrays (P_i, 4) with positive sizes, P_i >= 1."""
         count = images.shape[0]
         if not isinstance(proposals, (list, tuple)) or len(proposals) != count:
-            got = f"a {type(proposals).__name__} of {len(proposals)}" if isinstance(proposals, (list, tuple)) \
+            got = (
+                f"a {type(proposals).__name__} of {len(proposals)}"
+                if isinstance(proposals, (list, tuple))
                 else type(proposals).__name__
-            raise ValueError(f"proposals must be a list of {count} (P, 4) box arrays, one per image, got {got}")
-        checked = [_boxes(boxes, f"proposals[{i}]", positive=True) for i, boxes in enumerate(proposals)]
+            )
+            raise ValueError(
+                f"proposals must be a list of {count} (P, 4) box arrays, one per image, got {got}"
+            )
+        checked = [
+            _boxes(boxes, f"proposals[{i}]", positive=True) for i, boxes in enumerate(proposals)
+        ]
         for i, boxes in enumerate(checked):
             if len(boxes) == 0:
                 raise ValueError(f"proposals[{i}] must hold at least one box, got shape (0, 4)")
@@ -260,31 +342,53 @@ class _RegionCNN(nn.Module):
         ``training_proposals`` of each target)."""
         self._check_images(images)
         if len(targets) != images.shape[0]:
-            raise ValueError(f"targets must hold one dict per image: {images.shape[0]} images, got {len(targets)}")
+            raise ValueError(
+                f"targets must hold one dict per image: {images.shape[0]} images, got {len(targets)}"
+            )
         height, width = images.shape[2:]
         if proposals is None:
             proposals = [training_proposals(t["boxes"], height, width) for t in targets]
         proposals = self._check_proposals(proposals, images)
-        sampled = [sample_proposals(boxes, t["boxes"], np.asarray(t["labels"]),
-                                    batch_size_per_image=self.config["rois_per_image"])
-                   for boxes, t in zip(proposals, targets)]
+        sampled = [
+            sample_proposals(
+                boxes,
+                t["boxes"],
+                np.asarray(t["labels"]),
+                batch_size_per_image=self.config["rois_per_image"],
+            )
+            for boxes, t in zip(proposals, targets)
+        ]
         rois, labels, goals = (list(parts) for parts in zip(*sampled))
         class_logits, box_deltas = self.head(*self._region_features(images, rois))
-        return fast_rcnn_loss(class_logits, box_deltas, np.concatenate(labels), np.concatenate(goals))
+        return fast_rcnn_loss(
+            class_logits, box_deltas, np.concatenate(labels), np.concatenate(goals)
+        )
 
-    def predict(self, images, proposals=None, score_thresh: float = 0.05, nms_thresh: float = 0.5) -> list[dict]:
+    def predict(
+        self, images, proposals=None, score_thresh: float = 0.05, nms_thresh: float = 0.5
+    ) -> list[dict]:
         """Detections per image (``postprocess_detections``): NumPy ``boxes`` (K, 4) xyxy
         pixels, ``labels`` (K,) in 1..num_classes, ``scores`` (K,), from ``proposals``
         (default ``grid_proposals``)."""
         self._check_images(images)
-        proposals = self._check_proposals(self.default_proposals(images) if proposals is None else proposals, images)
+        proposals = self._check_proposals(
+            self.default_proposals(images) if proposals is None else proposals, images
+        )
         with mv.no_grad():
             class_logits, box_deltas = self(images, proposals)
         logits, deltas = class_logits.numpy(), box_deltas.numpy()
         ends = np.cumsum([len(boxes) for boxes in proposals])
-        return [postprocess_detections(logits[end - len(boxes):end], deltas[end - len(boxes):end], boxes,
-                                       tuple(images.shape[2:]), score_thresh=score_thresh, nms_thresh=nms_thresh)
-                for boxes, end in zip(proposals, ends)]
+        return [
+            postprocess_detections(
+                logits[end - len(boxes) : end],
+                deltas[end - len(boxes) : end],
+                boxes,
+                tuple(images.shape[2:]),
+                score_thresh=score_thresh,
+                nms_thresh=nms_thresh,
+            )
+            for boxes, end in zip(proposals, ends)
+        ]
 
 
 class RCNN(_RegionCNN):
@@ -300,16 +404,44 @@ class RCNN(_RegionCNN):
     # (``minivision.memory_plan`` scales only the images themselves with the area)
     step_memory_grows_with_area = False
 
-    def __init__(self, num_classes: int, image_size: int = 64, in_channels: int = 3, widths=(16, 32),
-                 kernel_size: int = 3, pool_size: int = 4, hidden: int = 128, rois_per_image: int = 32,
-                 proposal_step: float = 0.25, warp: int = 32, context: int = 0):
-        super().__init__(num_classes, image_size, in_channels, widths, kernel_size, pool_size, hidden, rois_per_image,
-                         proposal_step)
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: int = 64,
+        in_channels: int = 3,
+        widths=(16, 32),
+        kernel_size: int = 3,
+        pool_size: int = 4,
+        hidden: int = 128,
+        rois_per_image: int = 32,
+        proposal_step: float = 0.25,
+        warp: int = 32,
+        context: int = 0,
+    ):
+        super().__init__(
+            num_classes,
+            image_size,
+            in_channels,
+            widths,
+            kernel_size,
+            pool_size,
+            hidden,
+            rois_per_image,
+            proposal_step,
+        )
         if _positive_int(warp, "warp") % self.stride:
-            raise ValueError(f"warp must be a multiple of the body's stride {self.stride} (its map then covers "
-                             f"the crop exactly), got {warp}")
-        if isinstance(context, bool) or not isinstance(context, numbers.Integral) or not 0 <= 2 * context < warp:
-            raise ValueError(f"context must be an int in [0, warp / 2) = [0, {warp / 2:g}), got {context!r}")
+            raise ValueError(
+                f"warp must be a multiple of the body's stride {self.stride} (its map then covers "
+                f"the crop exactly), got {warp}"
+            )
+        if (
+            isinstance(context, bool)
+            or not isinstance(context, numbers.Integral)
+            or not 0 <= 2 * context < warp
+        ):
+            raise ValueError(
+                f"context must be an int in [0, warp / 2) = [0, {warp / 2:g}), got {context!r}"
+            )
         self.config.update(warp=warp, context=context)
 
     @classmethod
@@ -327,12 +459,21 @@ class RCNN(_RegionCNN):
         flat = np.concatenate(boxes)
         batch = np.repeat(np.arange(len(boxes)), [len(b) for b in boxes])
         warp, context = self.config["warp"], self.config["context"]
-        features = [self.body(Tensor(crop_and_warp(data, flat[i:i + CROP_CHUNK], batch[i:i + CROP_CHUNK],
-                                                      warp, context)))
-                    for i in range(0, len(flat), CROP_CHUNK)]
+        features = [
+            self.body(
+                Tensor(
+                    crop_and_warp(
+                        data, flat[i : i + CROP_CHUNK], batch[i : i + CROP_CHUNK], warp, context
+                    )
+                )
+            )
+            for i in range(0, len(flat), CROP_CHUNK)
+        ]
         features = mv.cat(features, dim=0) if len(features) > 1 else features[0]
         whole = pooled_boxes(np.array([[0, 0, warp, warp]], dtype=np.float64), self.stride)
-        rois = np.concatenate([np.arange(len(flat))[:, None], np.repeat(whole, len(flat), axis=0)], axis=1)
+        rois = np.concatenate(
+            [np.arange(len(flat))[:, None], np.repeat(whole, len(flat), axis=0)], axis=1
+        )
         return features, rois.astype(data.dtype)  # on the host, as the head takes sampled RoIs
 
 

@@ -9,6 +9,7 @@ Class 0 is the background; object classes are 1..num_classes. Box deltas are R-C
 (dx, dy, dw, dh) of ``BoxCoder`` with torchvision's weights (10, 10, 5, 5), which scale
 the targets to about unit variance, as the paper's normalisation of the targets does.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,9 @@ def _boxes(value, name: str, positive: bool = False) -> np.ndarray:
     """``value`` as a finite (N, 4) xyxy float array with x2 >= x1, y2 >= y1 (> when ``positive``)."""
     boxes = _host(value)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{name} must have shape (N, 4) as (x1, y1, x2, y2), got shape {tuple(boxes.shape)}")
+        raise ValueError(
+            f"{name} must have shape (N, 4) as (x1, y1, x2, y2), got shape {tuple(boxes.shape)}"
+        )
     if boxes.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {boxes.dtype}")
     boxes = boxes.astype(np.result_type(boxes.dtype, np.float32), copy=False)
@@ -64,8 +67,16 @@ def _positive_int(value, name: str) -> int:
 
 
 # --------------------------------------------------------------------------- training targets
-def sample_proposals(proposals, gt_boxes, gt_labels, batch_size_per_image: int = 128, positive_fraction: float = 0.25,
-                     fg_iou: float = 0.5, bg_iou_high: float = 0.5, bg_iou_low: float = 0.0):
+def sample_proposals(
+    proposals,
+    gt_boxes,
+    gt_labels,
+    batch_size_per_image: int = 128,
+    positive_fraction: float = 0.25,
+    fg_iou: float = 0.5,
+    bg_iou_high: float = 0.5,
+    bg_iou_low: float = 0.0,
+):
     """One image's RoI minibatch: (boxes (R, 4), labels (R,) int64, regression targets (R, 4)).
 
     proposals: (P, 4) xyxy; gt_boxes: (G, 4) xyxy with positive sizes; gt_labels: (G,) in 1..
@@ -81,21 +92,33 @@ def sample_proposals(proposals, gt_boxes, gt_labels, batch_size_per_image: int =
     gt_boxes = _boxes(gt_boxes, "gt_boxes", positive=True)  # a target's dw, dh are logs of its size
     gt_labels = _host(gt_labels)
     if gt_labels.shape != (gt_boxes.shape[0],):
-        raise ValueError(f"gt_labels must have shape ({gt_boxes.shape[0]},), one per row of gt_boxes, "
-                         f"got shape {tuple(gt_labels.shape)}")
+        raise ValueError(
+            f"gt_labels must have shape ({gt_boxes.shape[0]},), one per row of gt_boxes, "
+            f"got shape {tuple(gt_labels.shape)}"
+        )
     if gt_labels.dtype.kind not in "iu":
-        raise TypeError(f"gt_labels must hold integer classes 1..num_classes, got dtype {gt_labels.dtype}")
+        raise TypeError(
+            f"gt_labels must hold integer classes 1..num_classes, got dtype {gt_labels.dtype}"
+        )
     if (gt_labels < 1).any():
-        raise ValueError(f"gt_labels must be >= 1 (0 is the background), got {gt_labels[gt_labels < 1][0]}")
+        raise ValueError(
+            f"gt_labels must be >= 1 (0 is the background), got {gt_labels[gt_labels < 1][0]}"
+        )
     batch_size_per_image = _positive_int(batch_size_per_image, "batch_size_per_image")
     positive_fraction = _fraction(positive_fraction, "positive_fraction")
-    fg_iou, bg_iou_high, bg_iou_low = (_fraction(v, n) for v, n in
-                                       ((fg_iou, "fg_iou"), (bg_iou_high, "bg_iou_high"), (bg_iou_low, "bg_iou_low")))
+    fg_iou, bg_iou_high, bg_iou_low = (
+        _fraction(v, n)
+        for v, n in ((fg_iou, "fg_iou"), (bg_iou_high, "bg_iou_high"), (bg_iou_low, "bg_iou_low"))
+    )
     if fg_iou == 0:
-        raise ValueError("fg_iou must be in (0, 1] (at 0 a box that misses every object would be foreground), got 0")
+        raise ValueError(
+            "fg_iou must be in (0, 1] (at 0 a box that misses every object would be foreground), got 0"
+        )
     if not bg_iou_low <= bg_iou_high <= fg_iou:
-        raise ValueError(f"IoU bands must satisfy bg_iou_low <= bg_iou_high <= fg_iou (a box has one role), got "
-                         f"bg_iou_low={bg_iou_low}, bg_iou_high={bg_iou_high}, fg_iou={fg_iou}")
+        raise ValueError(
+            f"IoU bands must satisfy bg_iou_low <= bg_iou_high <= fg_iou (a box has one role), got "
+            f"bg_iou_low={bg_iou_low}, bg_iou_high={bg_iou_high}, fg_iou={fg_iou}"
+        )
 
     boxes = np.concatenate([proposals, gt_boxes.astype(proposals.dtype)])
     if gt_boxes.shape[0]:
@@ -112,7 +135,9 @@ def sample_proposals(proposals, gt_boxes, gt_labels, batch_size_per_image: int =
     bg = rng.choice(background, num_bg, replace=False)
 
     keep = np.concatenate([fg, bg]).astype(np.int64)
-    labels = np.concatenate([gt_labels[matched[fg]], np.zeros(num_bg, gt_labels.dtype)]).astype(np.int64)
+    labels = np.concatenate([gt_labels[matched[fg]], np.zeros(num_bg, gt_labels.dtype)]).astype(
+        np.int64
+    )
     targets = np.zeros((len(keep), 4), boxes.dtype)
     if num_fg:  # foreground boxes overlap a ground-truth box, so their sizes are positive
         targets[:num_fg] = BOX_CODER.encode(gt_boxes[matched[fg]], boxes[fg])
@@ -120,7 +145,9 @@ def sample_proposals(proposals, gt_boxes, gt_labels, batch_size_per_image: int =
 
 
 # --------------------------------------------------------------------------- the head
-def fast_rcnn_loss(class_logits, box_deltas, labels, regression_targets, beta: float = BETA) -> Tensor:
+def fast_rcnn_loss(
+    class_logits, box_deltas, labels, regression_targets, beta: float = BETA
+) -> Tensor:
     """Classification plus box regression loss of R sampled RoIs, a scalar Tensor.
 
     class_logits: (R, num_classes + 1); box_deltas: (R, 4 (num_classes + 1)); labels: (R,)
@@ -130,23 +157,37 @@ def fast_rcnn_loss(class_logits, box_deltas, labels, regression_targets, beta: f
     """
     labels = _host(labels)
     if class_logits.ndim != 2 or class_logits.shape[1] < 2:
-        raise ValueError(f"class_logits must have shape (R, num_classes + 1) with num_classes >= 1, "
-                         f"got shape {tuple(class_logits.shape)}")
+        raise ValueError(
+            f"class_logits must have shape (R, num_classes + 1) with num_classes >= 1, "
+            f"got shape {tuple(class_logits.shape)}"
+        )
     count, classes = class_logits.shape
     if count == 0:
-        raise ValueError("class_logits must hold at least one RoI, got shape (0, ...); sample some RoIs first")
+        raise ValueError(
+            "class_logits must hold at least one RoI, got shape (0, ...); sample some RoIs first"
+        )
     if tuple(box_deltas.shape) != (count, 4 * classes):
-        raise ValueError(f"box_deltas must have shape ({count}, {4 * classes}), 4 per class of class_logits, "
-                         f"got shape {tuple(box_deltas.shape)}")
+        raise ValueError(
+            f"box_deltas must have shape ({count}, {4 * classes}), 4 per class of class_logits, "
+            f"got shape {tuple(box_deltas.shape)}"
+        )
     if labels.shape != (count,):
-        raise ValueError(f"labels must have shape ({count},), one per RoI, got shape {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must have shape ({count},), one per RoI, got shape {tuple(labels.shape)}"
+        )
     if tuple(regression_targets.shape) != (count, 4):
-        raise ValueError(f"regression_targets must have shape ({count}, 4), got shape "
-                         f"{tuple(regression_targets.shape)}")
+        raise ValueError(
+            f"regression_targets must have shape ({count}, 4), got shape "
+            f"{tuple(regression_targets.shape)}"
+        )
     xp = get_array_module(class_logits.data)  # labels and targets move to the outputs' device
-    classification = F.cross_entropy(class_logits, xp.asarray(labels))  # checks labels' dtype and range
+    classification = F.cross_entropy(
+        class_logits, xp.asarray(labels)
+    )  # checks labels' dtype and range
     foreground = np.flatnonzero(labels > 0)
-    own = box_deltas.reshape(count, classes, 4)[xp.asarray(foreground), xp.asarray(labels[foreground])]  # (R_fg, 4)
+    own = box_deltas.reshape(count, classes, 4)[
+        xp.asarray(foreground), xp.asarray(labels[foreground])
+    ]  # (R_fg, 4)
     targets = xp.asarray(_host(regression_targets)[foreground].astype(own.dtype))
     box_loss = F.smooth_l1_loss(own, targets, reduction="sum", beta=beta)
     return classification + box_loss / count
@@ -161,18 +202,40 @@ class FastRCNNHead(nn.Module):
     ``hidden``: the fully connected layers' width (4096 in the paper).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, hidden: int = 4096, output_size: int = 7,
-                 spatial_scale: float = 1.0 / 16, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        hidden: int = 4096,
+        output_size: int = 7,
+        spatial_scale: float = 1.0 / 16,
+        dropout: float = 0.0,
+    ):
         super().__init__()
-        for value, name in ((in_channels, "in_channels"), (num_classes, "num_classes"), (hidden, "hidden"),
-                            (output_size, "output_size")):
+        for value, name in (
+            (in_channels, "in_channels"),
+            (num_classes, "num_classes"),
+            (hidden, "hidden"),
+            (output_size, "output_size"),
+        ):
             _positive_int(value, name)
-        if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, numbers.Real) or \
-                not (math.isfinite(spatial_scale) and spatial_scale > 0):
-            raise ValueError(f"spatial_scale must be a positive finite number, got {spatial_scale!r}")
+        if (
+            isinstance(spatial_scale, bool)
+            or not isinstance(spatial_scale, numbers.Real)
+            or not (math.isfinite(spatial_scale) and spatial_scale > 0)
+        ):
+            raise ValueError(
+                f"spatial_scale must be a positive finite number, got {spatial_scale!r}"
+            )
         _fraction(dropout, "dropout")
-        self.config = {"in_channels": in_channels, "num_classes": num_classes, "hidden": hidden,
-                       "output_size": output_size, "spatial_scale": spatial_scale, "dropout": dropout}
+        self.config = {
+            "in_channels": in_channels,
+            "num_classes": num_classes,
+            "hidden": hidden,
+            "output_size": output_size,
+            "spatial_scale": spatial_scale,
+            "dropout": dropout,
+        }
         self.fc6 = nn.Linear(in_channels * output_size * output_size, hidden)
         self.fc7 = nn.Linear(hidden, hidden)
         self.cls_score = nn.Linear(hidden, num_classes + 1)
@@ -186,7 +249,9 @@ class FastRCNNHead(nn.Module):
     def forward(self, features, rois) -> tuple[Tensor, Tensor]:
         channels = self.config["in_channels"]
         if len(features.shape) != 4 or features.shape[1] != channels:
-            raise ValueError(f"features must have shape (N, {channels}, H, W), got {tuple(features.shape)}")
+            raise ValueError(
+                f"features must have shape (N, {channels}, H, W), got {tuple(features.shape)}"
+            )
         xp = get_array_module(features.data)  # boxes sampled on the host go to the features' device
         if isinstance(rois, (list, tuple)):
             rois = [xp.asarray(_host(boxes)) for boxes in rois]
@@ -208,13 +273,25 @@ class FastRCNNHead(nn.Module):
 # --------------------------------------------------------------------------- detections
 def _image_hw(image_size) -> tuple[int, int]:
     size = (image_size, image_size) if isinstance(image_size, numbers.Real) else tuple(image_size)
-    if len(size) != 2 or not all(isinstance(s, numbers.Real) and not isinstance(s, bool) and s > 0 for s in size):
-        raise ValueError(f"image_size must be a positive number or (height, width), got {image_size!r}")
+    if len(size) != 2 or not all(
+        isinstance(s, numbers.Real) and not isinstance(s, bool) and s > 0 for s in size
+    ):
+        raise ValueError(
+            f"image_size must be a positive number or (height, width), got {image_size!r}"
+        )
     return float(size[0]), float(size[1])
 
 
-def postprocess_detections(class_logits, box_deltas, proposals, image_size, score_thresh: float = 0.05,
-                           nms_thresh: float = 0.5, detections_per_img: int = 100, min_size: float = 1e-2) -> dict:
+def postprocess_detections(
+    class_logits,
+    box_deltas,
+    proposals,
+    image_size,
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.5,
+    detections_per_img: int = 100,
+    min_size: float = 1e-2,
+) -> dict:
     """One image's detections from the head's outputs, in ``predict``'s format.
 
     class_logits: (R, num_classes + 1); box_deltas: (R, 4 (num_classes + 1)); proposals: (R, 4)
@@ -225,19 +302,30 @@ def postprocess_detections(class_logits, box_deltas, proposals, image_size, scor
     ``labels`` (K,) int64 in 1..num_classes, ``scores`` (K,) float32, by decreasing score.
     """
     logits, deltas = _host(class_logits).astype(np.float64), _host(box_deltas).astype(np.float64)
-    proposals = _boxes(proposals, "proposals", positive=True)  # the deltas are relative to their size
+    proposals = _boxes(
+        proposals, "proposals", positive=True
+    )  # the deltas are relative to their size
     if logits.ndim != 2 or logits.shape[1] < 2:
-        raise ValueError(f"class_logits must have shape (R, num_classes + 1) with num_classes >= 1, "
-                         f"got shape {logits.shape}")
+        raise ValueError(
+            f"class_logits must have shape (R, num_classes + 1) with num_classes >= 1, "
+            f"got shape {logits.shape}"
+        )
     count, classes = logits.shape
     if deltas.shape != (count, 4 * classes):
-        raise ValueError(f"box_deltas must have shape ({count}, {4 * classes}), 4 per class of class_logits, "
-                         f"got shape {deltas.shape}")
+        raise ValueError(
+            f"box_deltas must have shape ({count}, {4 * classes}), 4 per class of class_logits, "
+            f"got shape {deltas.shape}"
+        )
     if proposals.shape[0] != count:
-        raise ValueError(f"proposals must have one row per row of class_logits: expected ({count}, 4), "
-                         f"got {proposals.shape}")
+        raise ValueError(
+            f"proposals must have one row per row of class_logits: expected ({count}, 4), "
+            f"got {proposals.shape}"
+        )
     height, width = _image_hw(image_size)
-    score_thresh, nms_thresh = _fraction(score_thresh, "score_thresh"), _fraction(nms_thresh, "nms_thresh")
+    score_thresh, nms_thresh = (
+        _fraction(score_thresh, "score_thresh"),
+        _fraction(nms_thresh, "nms_thresh"),
+    )
     if isinstance(min_size, bool) or not isinstance(min_size, numbers.Real) or not min_size >= 0:
         raise ValueError(f"min_size must be a number >= 0, got {min_size!r}")
     detections_per_img = _positive_int(detections_per_img, "detections_per_img")
@@ -249,8 +337,15 @@ def postprocess_detections(class_logits, box_deltas, proposals, image_size, scor
     boxes = np.clip(boxes, 0, [width, height, width, height])
     labels = np.tile(np.arange(1, classes), count)
     scores = scores.reshape(-1)
-    keep = (scores > score_thresh) & (boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size)
+    keep = (
+        (scores > score_thresh)
+        & (boxes[:, 2] - boxes[:, 0] >= min_size)
+        & (boxes[:, 3] - boxes[:, 1] >= min_size)
+    )
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
     keep = batched_nms(boxes, scores, labels, nms_thresh)[:detections_per_img]
-    return {"boxes": boxes[keep].astype(np.float32), "labels": labels[keep].astype(np.int64),
-            "scores": scores[keep].astype(np.float32)}
+    return {
+        "boxes": boxes[keep].astype(np.float32),
+        "labels": labels[keep].astype(np.int64),
+        "scores": scores[keep].astype(np.float32),
+    }

@@ -14,6 +14,7 @@ otherwise. Each image contributes at most 256 sampled anchors, at most half posi
 is the binary cross-entropy of the sampled anchors' logits plus the smooth L1 loss of the
 positive anchors' deltas, the latter summed and divided by the number of sampled anchors.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -24,9 +25,9 @@ import minivision as mv
 from minivision import functional as F
 from minivision import nn
 from minivision.backend import get_array_module, random_generator, to_numpy
+from minivision.models.roi_heads import _fraction
 from minivision.nn import init
 from minivision.ops import AnchorGenerator, BoxCoder, box_iou, nms
-from minivision.models.roi_heads import _fraction
 from minivision.ops._arrays import check_boxes, unwrap
 
 # torchvision's smooth L1 transition point for the RPN's box regression.
@@ -42,14 +43,17 @@ def _check_count(value, name: str) -> int:
 def _check_image_size(image_size) -> tuple:
     """``image_size`` as ``(height, width)`` ints > 0."""
     items = tuple(image_size) if isinstance(image_size, (tuple, list)) else ()
-    if len(items) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
-                                  for v in items):
+    if len(items) != 2 or not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in items
+    ):
         raise ValueError(f"image_size must be (height, width), two ints > 0, got {image_size!r}")
     return int(items[0]), int(items[1])
 
 
 # --------------------------------------------------------------------------- labelling and sampling
-def label_anchors(anchors, gt_boxes, fg_iou: float = 0.7, bg_iou: float = 0.3, allow_low_quality: bool = True):
+def label_anchors(
+    anchors, gt_boxes, fg_iou: float = 0.7, bg_iou: float = 0.3, allow_low_quality: bool = True
+):
     """Label each anchor against one image's ground truth (the paper's rule, torchvision's ``Matcher``).
 
     Args:
@@ -101,13 +105,17 @@ def sample_anchors(labels, batch_size_per_image: int = 256, positive_fraction: f
     """
     raw, _ = unwrap(labels)
     if raw.ndim != 1 or raw.dtype.kind not in "iu":
-        raise ValueError(f"labels must be a 1-D integer array (1, 0 or -1 per anchor), "
-                         f"got shape {tuple(raw.shape)} and dtype {raw.dtype}")
+        raise ValueError(
+            f"labels must be a 1-D integer array (1, 0 or -1 per anchor), "
+            f"got shape {tuple(raw.shape)} and dtype {raw.dtype}"
+        )
     host = to_numpy(raw)
     unknown = ~np.isin(host, (-1, 0, 1))
     if unknown.any():
-        raise ValueError(f"labels must hold only 1, 0 or -1, got {int(host[unknown][0])} at index "
-                         f"{int(np.argmax(unknown))}")
+        raise ValueError(
+            f"labels must hold only 1, 0 or -1, got {int(host[unknown][0])} at index "
+            f"{int(np.argmax(unknown))}"
+        )
     batch = _check_count(batch_size_per_image, "batch_size_per_image")
     fraction = _fraction(positive_fraction, "positive_fraction")
     rng = random_generator()
@@ -116,12 +124,22 @@ def sample_anchors(labels, batch_size_per_image: int = 256, positive_fraction: f
     negative = np.flatnonzero(host == 0)
     negative = rng.choice(negative, size=min(negative.size, batch - positive.size), replace=False)
     xp = get_array_module(raw)
-    return xp.asarray(np.sort(positive).astype(np.int64)), xp.asarray(np.sort(negative).astype(np.int64))
+    return xp.asarray(np.sort(positive).astype(np.int64)), xp.asarray(
+        np.sort(negative).astype(np.int64)
+    )
 
 
 # --------------------------------------------------------------------------- proposals
-def propose(anchors, objectness, deltas, image_size, pre_nms_top_n: int, post_nms_top_n: int,
-            nms_thresh: float = 0.7, min_size: float = 1e-3):
+def propose(
+    anchors,
+    objectness,
+    deltas,
+    image_size,
+    pre_nms_top_n: int,
+    post_nms_top_n: int,
+    nms_thresh: float = 0.7,
+    min_size: float = 1e-3,
+):
     """One image's proposals from its anchors and the RPN's outputs, no gradient.
 
     The paper's proposal layer, in its order: decode the deltas, clip the boxes to the image,
@@ -141,8 +159,10 @@ def propose(anchors, objectness, deltas, image_size, pre_nms_top_n: int, post_nm
     raw_anchors = check_boxes(unwrap(anchors)[0], "anchors")
     logits, raw_deltas = unwrap(objectness)[0], unwrap(deltas)[0]
     if logits.ndim != 1 or logits.shape[0] != raw_anchors.shape[0]:
-        raise ValueError(f"objectness must have shape ({raw_anchors.shape[0]},), one logit per anchor, "
-                         f"got shape {tuple(logits.shape)}")
+        raise ValueError(
+            f"objectness must have shape ({raw_anchors.shape[0]},), one logit per anchor, "
+            f"got shape {tuple(logits.shape)}"
+        )
     height, width = _check_image_size(image_size)
     pre_nms_top_n = _check_count(pre_nms_top_n, "pre_nms_top_n")
     post_nms_top_n = _check_count(post_nms_top_n, "post_nms_top_n")
@@ -150,8 +170,15 @@ def propose(anchors, objectness, deltas, image_size, pre_nms_top_n: int, post_nm
         raise ValueError(f"min_size must be a number >= 0, got {min_size!r}")
     xp = get_array_module(raw_anchors, logits, raw_deltas)
     boxes = BoxCoder((1.0, 1.0, 1.0, 1.0)).decode(raw_deltas, raw_anchors)
-    boxes = xp.stack([boxes[:, 0].clip(0, width), boxes[:, 1].clip(0, height),
-                      boxes[:, 2].clip(0, width), boxes[:, 3].clip(0, height)], axis=1)
+    boxes = xp.stack(
+        [
+            boxes[:, 0].clip(0, width),
+            boxes[:, 1].clip(0, height),
+            boxes[:, 2].clip(0, width),
+            boxes[:, 3].clip(0, height),
+        ],
+        axis=1,
+    )
     large = (boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size)
     boxes, logits = boxes[large], logits[large]
     best = xp.argsort(-logits, kind="stable")[:pre_nms_top_n]
@@ -161,8 +188,16 @@ def propose(anchors, objectness, deltas, image_size, pre_nms_top_n: int, post_nm
 
 
 # --------------------------------------------------------------------------- the loss
-def rpn_loss(objectness, deltas, anchors, gt_boxes, fg_iou: float = 0.7, bg_iou: float = 0.3,
-             batch_size_per_image: int = 256, positive_fraction: float = 0.5) -> dict:
+def rpn_loss(
+    objectness,
+    deltas,
+    anchors,
+    gt_boxes,
+    fg_iou: float = 0.7,
+    bg_iou: float = 0.3,
+    batch_size_per_image: int = 256,
+    positive_fraction: float = 0.5,
+) -> dict:
     """The paper's RPN loss over a batch, torchvision's normalisation.
 
     Args:
@@ -177,15 +212,19 @@ def rpn_loss(objectness, deltas, anchors, gt_boxes, fg_iou: float = 0.7, bg_iou:
     """
     n, count = objectness.shape[0], objectness.shape[1]
     if tuple(deltas.shape) != (n, count, 4):
-        raise ValueError(f"deltas must have shape ({n}, {count}, 4) to match objectness {tuple(objectness.shape)}, "
-                         f"got {tuple(deltas.shape)}")
+        raise ValueError(
+            f"deltas must have shape ({n}, {count}, 4) to match objectness {tuple(objectness.shape)}, "
+            f"got {tuple(deltas.shape)}"
+        )
     if not isinstance(gt_boxes, (tuple, list)) or len(gt_boxes) != n:
         seen = len(gt_boxes) if isinstance(gt_boxes, (tuple, list)) else type(gt_boxes).__name__
         raise ValueError(f"gt_boxes must be a list of {n} (G, 4) arrays, one per image, got {seen}")
     raw_anchors = check_boxes(unwrap(anchors)[0], "anchors")
     if raw_anchors.shape[0] != count:
-        raise ValueError(f"anchors must have shape ({count}, 4), one per objectness logit, "
-                         f"got {tuple(raw_anchors.shape)}")
+        raise ValueError(
+            f"anchors must have shape ({count}, 4), one per objectness logit, "
+            f"got {tuple(raw_anchors.shape)}"
+        )
     xp = get_array_module(raw_anchors)
     coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
     positives, negatives, targets = [], [], []
@@ -203,9 +242,13 @@ def rpn_loss(objectness, deltas, anchors, gt_boxes, fg_iou: float = 0.7, bg_iou:
         return {"loss_objectness": zero, "loss_rpn_box_reg": zero}
     target = xp.concatenate([xp.ones(positive.size), xp.zeros(negative.size)])
     loss_objectness = F.binary_cross_entropy_with_logits(
-        objectness.reshape(-1)[sampled], mv.tensor(target, dtype=objectness.dtype, device=objectness.device))
+        objectness.reshape(-1)[sampled],
+        mv.tensor(target, dtype=objectness.dtype, device=objectness.device),
+    )
     box_target = mv.tensor(xp.concatenate(targets), dtype=deltas.dtype, device=deltas.device)
-    box_loss = F.smooth_l1_loss(deltas.reshape(-1, 4)[positive], box_target, reduction="sum", beta=BOX_LOSS_BETA)
+    box_loss = F.smooth_l1_loss(
+        deltas.reshape(-1, 4)[positive], box_target, reduction="sum", beta=BOX_LOSS_BETA
+    )
     return {"loss_objectness": loss_objectness, "loss_rpn_box_reg": box_loss / int(sampled.size)}
 
 
@@ -223,21 +266,42 @@ class RegionProposalNetwork(nn.Module):
         nms_thresh, min_size: as in ``propose``.
     """
 
-    def __init__(self, in_channels: int, anchor_generator: AnchorGenerator | None = None, fg_iou: float = 0.7,
-                 bg_iou: float = 0.3, batch_size_per_image: int = 256, positive_fraction: float = 0.5,
-                 pre_nms_top_n_train: int = 2000, post_nms_top_n_train: int = 2000, pre_nms_top_n_test: int = 1000,
-                 post_nms_top_n_test: int = 1000, nms_thresh: float = 0.7, min_size: float = 1e-3):
+    def __init__(
+        self,
+        in_channels: int,
+        anchor_generator: AnchorGenerator | None = None,
+        fg_iou: float = 0.7,
+        bg_iou: float = 0.3,
+        batch_size_per_image: int = 256,
+        positive_fraction: float = 0.5,
+        pre_nms_top_n_train: int = 2000,
+        post_nms_top_n_train: int = 2000,
+        pre_nms_top_n_test: int = 1000,
+        post_nms_top_n_test: int = 1000,
+        nms_thresh: float = 0.7,
+        min_size: float = 1e-3,
+    ):
         super().__init__()
-        self.anchor_generator = anchor_generator if anchor_generator is not None else AnchorGenerator()
+        self.anchor_generator = (
+            anchor_generator if anchor_generator is not None else AnchorGenerator()
+        )
         per_location = self.anchor_generator.num_anchors_per_location()
         if len(per_location) != 1:
-            raise ValueError(f"anchor_generator must have one feature-map level, got {len(per_location)}")
+            raise ValueError(
+                f"anchor_generator must have one feature-map level, got {len(per_location)}"
+            )
         anchors = per_location[0]
         self.in_channels = _check_count(in_channels, "in_channels")
-        self.settings = {"fg_iou": fg_iou, "bg_iou": bg_iou, "batch_size_per_image": batch_size_per_image,
-                         "positive_fraction": positive_fraction}
-        self.top_n = {True: (pre_nms_top_n_train, post_nms_top_n_train),
-                      False: (pre_nms_top_n_test, post_nms_top_n_test)}
+        self.settings = {
+            "fg_iou": fg_iou,
+            "bg_iou": bg_iou,
+            "batch_size_per_image": batch_size_per_image,
+            "positive_fraction": positive_fraction,
+        }
+        self.top_n = {
+            True: (pre_nms_top_n_train, post_nms_top_n_train),
+            False: (pre_nms_top_n_test, post_nms_top_n_test),
+        }
         self.nms_thresh, self.min_size = nms_thresh, min_size
         self.conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
         self.cls_logits = nn.Conv2d(in_channels, anchors, 1)
@@ -266,18 +330,33 @@ class RegionProposalNetwork(nn.Module):
             count; ``losses``: ``rpn_loss``'s dict, empty without targets.
         """
         if len(features.shape) != 4 or features.shape[1] != self.in_channels:
-            raise ValueError(f"features must have shape (N, {self.in_channels}, H, W), got {tuple(features.shape)}")
+            raise ValueError(
+                f"features must have shape (N, {self.in_channels}, H, W), got {tuple(features.shape)}"
+            )
         image_size = _check_image_size(image_size)
         objectness, deltas = self.head(features)
         anchors = self.anchor_generator(image_size, [features]).data
         pre_n, post_n = self.top_n[bool(self.training)]
-        proposals = [propose(anchors, objectness.data[k], deltas.data[k], image_size, pre_n, post_n,
-                             self.nms_thresh, self.min_size)[0] for k in range(features.shape[0])]
+        proposals = [
+            propose(
+                anchors,
+                objectness.data[k],
+                deltas.data[k],
+                image_size,
+                pre_n,
+                post_n,
+                self.nms_thresh,
+                self.min_size,
+            )[0]
+            for k in range(features.shape[0])
+        ]
         if targets is None:
             return proposals, {}
         if not isinstance(targets, (tuple, list)) or len(targets) != features.shape[0]:
             seen = len(targets) if isinstance(targets, (tuple, list)) else type(targets).__name__
-            raise ValueError(f"targets must be a list of {features.shape[0]} dicts with 'boxes', one per image, "
-                             f"got {seen}")
+            raise ValueError(
+                f"targets must be a list of {features.shape[0]} dicts with 'boxes', one per image, "
+                f"got {seen}"
+            )
         gt_boxes = [unwrap(target["boxes"])[0] for target in targets]
         return proposals, rpn_loss(objectness, deltas, anchors, gt_boxes, **self.settings)

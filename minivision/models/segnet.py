@@ -20,6 +20,7 @@ BatchNorm, no ReLU in the decoder, a 1x1 classifier) but with 3x3 convs and widt
 instead of 64-channel 7x7 ones, so that it trains on 64x64 Shapes on 2 CPU cores.
 Odd sizes work: pooling drops a last odd row, unpooling (``output_size``) restores it as zeros.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,18 +33,25 @@ from minivision.models._seg_common import SegmentationModel, conv_block
 class Layout:
     """One row of the table above."""
 
-    encoder: tuple        # conv widths of each encoder stage
-    decoder: tuple        # conv widths of each decoder stage, deepest first
+    encoder: tuple  # conv widths of each encoder stage
+    decoder: tuple  # conv widths of each decoder stage, deepest first
     classifier_kernel: int
     decoder_relu: bool
 
 
 VARIANTS = {
-    "vgg16": Layout(encoder=((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
-                    decoder=((512, 512, 512), (512, 512, 256), (256, 256, 128), (128, 64), (64,)),
-                    classifier_kernel=3, decoder_relu=True),
-    "basic": Layout(encoder=((16,), (32,), (64,), (64,)), decoder=((64,), (32,), (16,), (16,)),
-                    classifier_kernel=1, decoder_relu=False),
+    "vgg16": Layout(
+        encoder=((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
+        decoder=((512, 512, 512), (512, 512, 256), (256, 256, 128), (128, 64), (64,)),
+        classifier_kernel=3,
+        decoder_relu=True,
+    ),
+    "basic": Layout(
+        encoder=((16,), (32,), (64,), (64,)),
+        decoder=((64,), (32,), (16,), (16,)),
+        classifier_kernel=1,
+        decoder_relu=False,
+    ),
 }
 
 
@@ -60,23 +68,38 @@ class SegNet(SegmentationModel):
     """SegNet: (N, in_channels, H, W) -> per-pixel scores (N, num_classes, H, W); H, W at least
     2 ** (number of pooling stages)."""
 
-    def __init__(self, variant: str = "vgg16", num_classes: int = 12, in_channels: int = 3, image_size: int = 224):
+    def __init__(
+        self,
+        variant: str = "vgg16",
+        num_classes: int = 12,
+        in_channels: int = 3,
+        image_size: int = 224,
+    ):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"SegNet: variant must be one of {tuple(VARIANTS)}, got {variant!r}")
         # image_size: the side of the square images ``minivision train``/``eval`` use; the net takes others
-        self.config = {"variant": variant, "num_classes": num_classes, "in_channels": in_channels,
-                       "image_size": image_size}
+        self.config = {
+            "variant": variant,
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "image_size": image_size,
+        }
         layout = VARIANTS[variant]
         inputs = [in_channels] + [widths[-1] for widths in layout.encoder[:-1]]
-        self.encoder = nn.Sequential(*[_stage(c, widths, True) for c, widths in zip(inputs, layout.encoder)])
+        self.encoder = nn.Sequential(
+            *[_stage(c, widths, True) for c, widths in zip(inputs, layout.encoder)]
+        )
         inputs = [layout.encoder[-1][-1]] + [widths[-1] for widths in layout.decoder[:-1]]
-        self.decoder = nn.Sequential(*[_stage(c, widths, layout.decoder_relu)
-                                       for c, widths in zip(inputs, layout.decoder)])
+        self.decoder = nn.Sequential(
+            *[_stage(c, widths, layout.decoder_relu) for c, widths in zip(inputs, layout.decoder)]
+        )
         self.pool = nn.MaxPool2d(2, return_indices=True)
         self.unpool = nn.MaxUnpool2d(2)
         kernel = layout.classifier_kernel
-        self.classifier = nn.Conv2d(layout.decoder[-1][-1], num_classes, kernel, padding=kernel // 2)
+        self.classifier = nn.Conv2d(
+            layout.decoder[-1][-1], num_classes, kernel, padding=kernel // 2
+        )
 
     @classmethod
     def tiny(cls, num_classes: int, image_size: int = 64) -> SegNet:
@@ -86,8 +109,10 @@ class SegNet(SegmentationModel):
     def check_size(self, height: int, width: int) -> None:
         smallest = 2 ** len(self.encoder)
         if min(height, width) < smallest:
-            raise ValueError(f"SegNet({self.config['variant']!r}) pools {len(self.encoder)} times, so images must be "
-                             f"at least {smallest}x{smallest}, got {height}x{width}")
+            raise ValueError(
+                f"SegNet({self.config['variant']!r}) pools {len(self.encoder)} times, so images must be "
+                f"at least {smallest}x{smallest}, got {height}x{width}"
+            )
 
     def encode(self, images):
         """Encoder features (N, C, H / 2**k, W / 2**k) and, per stage, the switches and the size pooled."""

@@ -12,6 +12,7 @@ image: each output position is one window, at a stride of 4 pixels (the two pool
 The convolutions are unpadded on purpose: a padded convolution sees zeros at a crop's
 border but real pixels inside the full image, and the two answers would differ.
 """
+
 from __future__ import annotations
 
 import minivision as mv
@@ -21,20 +22,32 @@ from minivision import nn
 class PatchClassifier(nn.Module):
     """Scores (N, num_classes) for (N, in_channels, window, window) patches: conv layers, then fc layers."""
 
-    def __init__(self, num_classes: int = 3, in_channels: int = 3, window: int = 18, widths=(16, 32),
-                 hidden: int = 64):
+    def __init__(
+        self,
+        num_classes: int = 3,
+        in_channels: int = 3,
+        window: int = 18,
+        widths=(16, 32),
+        hidden: int = 64,
+    ):
         super().__init__()
         layers, channels, side = [], in_channels, window
         for width in widths:
             if (side - 2) % 2 or side - 2 < 2:
-                raise ValueError(f"window={window}: each conv3x3 + pool 2 stage needs an even size >= 2 after the "
-                                 f"conv, got {side - 2} at width {width}")
+                raise ValueError(
+                    f"window={window}: each conv3x3 + pool 2 stage needs an even size >= 2 after the "
+                    f"conv, got {side - 2} at width {width}"
+                )
             layers += [nn.Conv2d(channels, width, 3), nn.ReLU(), nn.MaxPool2d(2)]
             channels, side = width, (side - 2) // 2
         self.window, self.stride = window, 2 ** len(widths)
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(channels * side * side, hidden), nn.ReLU(),
-                                        nn.Linear(hidden, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(channels * side * side, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
 
     def forward(self, patches):
         return self.classifier(self.features(patches))
@@ -51,15 +64,20 @@ def windows(image, window: int, stride: int):
     if min(height, width) < window:
         raise ValueError(f"image {height}x{width} is smaller than the {window}x{window} window")
     rows, cols = (height - window) // stride + 1, (width - window) // stride + 1
-    crops = [data[:, r * stride: r * stride + window, c * stride: c * stride + window]
-             for r in range(rows) for c in range(cols)]
+    crops = [
+        data[:, r * stride : r * stride + window, c * stride : c * stride + window]
+        for r in range(rows)
+        for c in range(cols)
+    ]
     return xp.stack(crops), (rows, cols)
 
 
 def classify_windows_naive(model: PatchClassifier, image, window: int, stride: int) -> mv.Tensor:
     """Crop every window of image (C, H, W) and classify the crops: scores (num_classes, rows, cols)."""
     crops, (rows, cols) = windows(image, window, stride)
-    scores = model(mv.tensor(crops, device=model.features[0].weight.device))  # (rows * cols, num_classes)
+    scores = model(
+        mv.tensor(crops, device=model.features[0].weight.device)
+    )  # (rows * cols, num_classes)
     return scores.permute(1, 0).reshape(scores.shape[1], rows, cols)
 
 
@@ -71,8 +89,9 @@ def to_fully_convolutional(model: PatchClassifier) -> nn.Sequential:
     1x1 convolution. The result maps (N, C, H, W) to scores (N, num_classes, rows, cols).
     """
     first = model.features[0]
-    features_out = model.features(mv.zeros(1, first.in_channels, model.window, model.window,
-                                           device=first.weight.device)).shape[1:]
+    features_out = model.features(
+        mv.zeros(1, first.in_channels, model.window, model.window, device=first.weight.device)
+    ).shape[1:]
     layers = list(model.features)
     for layer in model.classifier:
         if isinstance(layer, nn.Flatten):

@@ -21,6 +21,7 @@ Training matches the default boxes to the objects (``multibox.match``) and minim
 MultiBox loss (``multibox.multibox_loss``: smooth L1 on the positives' deltas, cross-entropy on
 the positives and the 3:1 hardest negatives); detections come from ``multibox.decode``.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -40,12 +41,21 @@ from minivision.tensor import Tensor
 VGG16_CONV4_3 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512]
 VGG16_CONV5_3 = ["M", 512, 512, 512]
 # SSD300's extra layers: per source map, (kernel, channels, stride, padding) of its two convolutions.
-SSD300_EXTRAS = [[(1, 256, 1, 0), (3, 512, 2, 1)], [(1, 128, 1, 0), (3, 256, 2, 1)],
-                 [(1, 128, 1, 0), (3, 256, 1, 0)], [(1, 128, 1, 0), (3, 256, 1, 0)]]
+SSD300_EXTRAS = [
+    [(1, 256, 1, 0), (3, 512, 2, 1)],
+    [(1, 128, 1, 0), (3, 256, 2, 1)],
+    [(1, 128, 1, 0), (3, 256, 1, 0)],
+    [(1, 128, 1, 0), (3, 256, 1, 0)],
+]
 # The tiny form: per source map, a ``conv_stack`` spec (with batch norm); its default boxes'
 # smallest and largest sizes as fractions of the image side (8-16, 16-32, 32-56, 56-80 pixels
 # at 96 x 96), aspect ratio 2 (and 1/2) at every map.
-TINY_STAGES = [[32, "M", 64, "M", 64], ["M", 128], [(1, 64, 1), (3, 128, 2)], [(1, 64, 1), (3, 128, 2)]]
+TINY_STAGES = [
+    [32, "M", 64, "M", 64],
+    ["M", 128],
+    [(1, 64, 1), (3, 128, 2)],
+    [(1, 64, 1), (3, 128, 2)],
+]
 TINY_MIN_FRACTIONS = (1 / 12, 1 / 6, 1 / 3, 7 / 12)
 TINY_MAX_FRACTIONS = (1 / 6, 1 / 3, 7 / 12, 5 / 6)
 VARIANTS = ("ssd300", "tiny")
@@ -67,13 +77,25 @@ def _ssd300_stages(in_channels: int) -> tuple[list, list]:
     """The six stages of SSD300, each ending at a source map, and their channels."""
     conv4, channels = _vgg_layers(VGG16_CONV4_3, in_channels)
     conv5, channels = _vgg_layers(VGG16_CONV5_3, channels)
-    fc = [nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(channels, 1024, 3, padding=6, dilation=6), nn.ReLU(),
-          nn.Conv2d(1024, 1024, 1), nn.ReLU()]
-    stages, out_channels, channels = [nn.Sequential(*conv4), nn.Sequential(*conv5, *fc)], [512, 1024], 1024
+    fc = [
+        nn.MaxPool2d(3, stride=1, padding=1),
+        nn.Conv2d(channels, 1024, 3, padding=6, dilation=6),
+        nn.ReLU(),
+        nn.Conv2d(1024, 1024, 1),
+        nn.ReLU(),
+    ]
+    stages, out_channels, channels = (
+        [nn.Sequential(*conv4), nn.Sequential(*conv5, *fc)],
+        [512, 1024],
+        1024,
+    )
     for extra in SSD300_EXTRAS:
         layers = []
         for kernel, filters, stride, padding in extra:
-            layers += [nn.Conv2d(channels, filters, kernel, stride=stride, padding=padding), nn.ReLU()]
+            layers += [
+                nn.Conv2d(channels, filters, kernel, stride=stride, padding=padding),
+                nn.ReLU(),
+            ]
             channels = filters
         stages.append(nn.Sequential(*layers))
         out_channels.append(channels)
@@ -94,13 +116,21 @@ def map_size(layers, size: int) -> int:
     ``size`` x ``size`` input, by PyTorch's output-size rule (floor, or ceil with ``ceil_mode``)."""
     for layer in layers:
         if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
-            kernel, stride, padding, dilation = (layer.kernel_size, layer.stride, layer.padding, layer.dilation)
-            kernel, stride, padding, dilation = (v[0] if isinstance(v, tuple) else v
-                                                 for v in (kernel, stride, padding, dilation))
+            kernel, stride, padding, dilation = (
+                layer.kernel_size,
+                layer.stride,
+                layer.padding,
+                layer.dilation,
+            )
+            kernel, stride, padding, dilation = (
+                v[0] if isinstance(v, tuple) else v for v in (kernel, stride, padding, dilation)
+            )
             span = size + 2 * padding - dilation * (kernel - 1) - 1
             if getattr(layer, "ceil_mode", False):
                 steps = -(-span // stride)
-                steps -= steps * stride >= size + padding  # the last window must start inside the input
+                steps -= (
+                    steps * stride >= size + padding
+                )  # the last window must start inside the input
             else:
                 steps = span // stride
             size = steps + 1
@@ -118,36 +148,69 @@ class SSD(nn.Module):
 
     task = "detection"
 
-    def __init__(self, variant: str = "ssd300", num_classes: int = 20, image_size: int = 300, in_channels: int = 3):
+    def __init__(
+        self,
+        variant: str = "ssd300",
+        num_classes: int = 20,
+        image_size: int = 300,
+        in_channels: int = 3,
+    ):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        for value, name in ((num_classes, "num_classes"), (image_size, "image_size"), (in_channels, "in_channels")):
+        for value, name in (
+            (num_classes, "num_classes"),
+            (image_size, "image_size"),
+            (in_channels, "in_channels"),
+        ):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if variant == "ssd300" and image_size != 300:
-            raise ValueError(f"SSD('ssd300') takes 300 x 300 images (its default boxes are the released "
-                             f"SSD300's), got image_size={image_size}; use variant 'tiny' for other sizes")
-        self.config = {"variant": variant, "num_classes": num_classes, "image_size": image_size,
-                       "in_channels": in_channels}
+            raise ValueError(
+                f"SSD('ssd300') takes 300 x 300 images (its default boxes are the released "
+                f"SSD300's), got image_size={image_size}; use variant 'tiny' for other sizes"
+            )
+        self.config = {
+            "variant": variant,
+            "num_classes": num_classes,
+            "image_size": image_size,
+            "in_channels": in_channels,
+        }
         stages, channels = (_ssd300_stages if variant == "ssd300" else _tiny_stages)(in_channels)
         sizes, layers = [], []
         for stage in stages:
             layers += list(stage)
             sizes.append(map_size(layers, image_size))
         if min(sizes) < 1:
-            raise ValueError(f"SSD({variant!r}) needs a larger image: image_size {image_size} leaves source maps "
-                             f"of {sizes} cells")
+            raise ValueError(
+                f"SSD({variant!r}) needs a larger image: image_size {image_size} leaves source maps "
+                f"of {sizes} cells"
+            )
         self.stages = nn.Sequential(*stages)
         self.l2norm = L2Norm(channels[0], scale=20.0) if variant == "ssd300" else None
-        self.priors = DefaultBoxes.ssd300() if variant == "ssd300" else DefaultBoxes(
-            image_size, sizes, [image_size / s for s in sizes], [f * image_size for f in TINY_MIN_FRACTIONS],
-            [f * image_size for f in TINY_MAX_FRACTIONS], [[2]] * len(sizes))
+        self.priors = (
+            DefaultBoxes.ssd300()
+            if variant == "ssd300"
+            else DefaultBoxes(
+                image_size,
+                sizes,
+                [image_size / s for s in sizes],
+                [f * image_size for f in TINY_MIN_FRACTIONS],
+                [f * image_size for f in TINY_MAX_FRACTIONS],
+                [[2]] * len(sizes),
+            )
+        )
         self.default_boxes = self.priors()  # (P, 4) xyxy pixels, on the host
         per_position = self.priors.num_boxes_per_location()
-        self.loc = nn.Sequential(*(nn.Conv2d(c, 4 * a, 3, padding=1) for c, a in zip(channels, per_position)))
-        self.conf = nn.Sequential(*(nn.Conv2d(c, (num_classes + 1) * a, 3, padding=1)
-                                    for c, a in zip(channels, per_position)))
+        self.loc = nn.Sequential(
+            *(nn.Conv2d(c, 4 * a, 3, padding=1) for c, a in zip(channels, per_position))
+        )
+        self.conf = nn.Sequential(
+            *(
+                nn.Conv2d(c, (num_classes + 1) * a, 3, padding=1)
+                for c, a in zip(channels, per_position)
+            )
+        )
 
     @classmethod
     def tiny(cls, num_classes: int, image_size: int = 96) -> "SSD":
@@ -157,8 +220,10 @@ class SSD(nn.Module):
     def _check_images(self, images) -> None:
         size, channels = self.config["image_size"], self.config["in_channels"]
         if len(images.shape) != 4 or tuple(images.shape[1:]) != (channels, size, size):
-            raise ValueError(f"SSD({self.config['variant']!r}) takes images of shape (N, {channels}, {size}, {size}) "
-                             f"(build it with image_size=... for another size), got {tuple(images.shape)}")
+            raise ValueError(
+                f"SSD({self.config['variant']!r}) takes images of shape (N, {channels}, {size}, {size}) "
+                f"(build it with image_size=... for another size), got {tuple(images.shape)}"
+            )
 
     def forward(self, images) -> tuple[Tensor, Tensor]:
         self._check_images(images)
@@ -176,9 +241,15 @@ class SSD(nn.Module):
         """The MultiBox loss of a batch: ``targets`` a list of N dicts with ``boxes`` (G, 4) xyxy
         pixels and ``labels`` (G,) in 1..num_classes."""
         if not isinstance(targets, (list, tuple)) or len(targets) != images.shape[0]:
-            seen = f"{len(targets)} items" if isinstance(targets, (list, tuple)) else type(targets).__name__
-            raise ValueError(f"targets must be a list of {images.shape[0]} dicts with 'boxes' and 'labels', "
-                             f"one per image, got {seen}")
+            seen = (
+                f"{len(targets)} items"
+                if isinstance(targets, (list, tuple))
+                else type(targets).__name__
+            )
+            raise ValueError(
+                f"targets must be a list of {images.shape[0]} dicts with 'boxes' and 'labels', "
+                f"one per image, got {seen}"
+            )
         loc, conf = self(images)
         labels, goals = [], []
         for target in targets:
@@ -187,11 +258,23 @@ class SSD(nn.Module):
             goals.append(encode_targets(self.default_boxes, target["boxes"], matched))
         return multibox_loss(loc, conf, np.stack(labels), np.stack(goals))
 
-    def predict(self, images, score_thresh: float = 0.01, nms_thresh: float = 0.45, top_k: int = 200) -> list[dict]:
+    def predict(
+        self, images, score_thresh: float = 0.01, nms_thresh: float = 0.45, top_k: int = 200
+    ) -> list[dict]:
         """Detections per image (``multibox.decode``): NumPy ``boxes`` (K, 4) xyxy pixels,
         ``labels`` (K,) in 1..num_classes, ``scores`` (K,), best first."""
         with mv.no_grad():
             loc, conf = self(images)
         loc, conf = loc.numpy(), conf.numpy()
-        return [decode(loc[i], conf[i], self.default_boxes, self.config["image_size"], score_thresh=score_thresh,
-                       nms_thresh=nms_thresh, top_k=top_k) for i in range(loc.shape[0])]
+        return [
+            decode(
+                loc[i],
+                conf[i],
+                self.default_boxes,
+                self.config["image_size"],
+                score_thresh=score_thresh,
+                nms_thresh=nms_thresh,
+                top_k=top_k,
+            )
+            for i in range(loc.shape[0])
+        ]

@@ -1,4 +1,5 @@
 """``Sequential``: modules applied one after another."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -17,7 +18,9 @@ class Sequential(Module):
         else:
             for i, module in enumerate(modules):
                 if not isinstance(module, Module):
-                    raise TypeError(f"Sequential takes Modules, got {type(module).__name__} at position {i}")
+                    raise TypeError(
+                        f"Sequential takes Modules, got {type(module).__name__} at position {i}"
+                    )
                 self.add_module(str(i), module)
 
     def __len__(self) -> int:

@@ -1,4 +1,5 @@
 """Weight initialisers, in place on Tensors, drawing from ``mv.manual_seed``'s generator."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,9 @@ from minivision.tensor import Tensor
 def _fans(tensor: Tensor) -> tuple[int, int]:
     """fan_in, fan_out of a (out, in, *kernel) weight, as PyTorch computes them."""
     if tensor.ndim < 2:
-        raise ValueError(f"fan in/out need a weight of at least 2 dimensions, got shape {tensor.shape}")
+        raise ValueError(
+            f"fan in/out need a weight of at least 2 dimensions, got shape {tensor.shape}"
+        )
     receptive = math.prod(tensor.shape[2:])
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
@@ -23,7 +26,9 @@ def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     xp = get_array_module(tensor.data)
-    tensor.data = xp.asarray((mean + std * random_generator().standard_normal(tensor.shape)).astype(tensor.dtype))
+    tensor.data = xp.asarray(
+        (mean + std * random_generator().standard_normal(tensor.shape)).astype(tensor.dtype)
+    )
     return tensor
 
 
@@ -37,7 +42,9 @@ def ones_(tensor: Tensor) -> Tensor:
     return tensor
 
 
-def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Tensor:
+def kaiming_uniform_(
+    tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
+) -> Tensor:
     """U(-bound, bound) with bound = gain * sqrt(3 / fan); gain = sqrt(2 / (1 + a^2)) for
     (leaky) ReLU, 1 for "linear"."""
     fan_in, fan_out = _fans(tensor)
@@ -47,7 +54,9 @@ def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonli
     return uniform_(tensor, -bound, bound)
 
 
-def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Tensor:
+def kaiming_normal_(
+    tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
+) -> Tensor:
     fan_in, fan_out = _fans(tensor)
     fan = fan_in if mode == "fan_in" else fan_out
     gain = math.sqrt(2.0 / (1 + a * a)) if nonlinearity in ("relu", "leaky_relu") else 1.0

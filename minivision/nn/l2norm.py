@@ -12,6 +12,7 @@ the output is 0 and the exact derivative is ``weight[c] / eps``. Built from ``sq
 ``sum`` by autograd the derivative there is ``0 * inf = NaN`` (the PyTorch port gives NaN), which
 a ReLU's zero gradient cannot mask; ``_L2Normalize`` writes the gradient out so it stays finite.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,7 +41,10 @@ class _L2Normalize(Function):
         # term's limit is 0: divide by 1 there instead of 0.
         xp = get_array_module(grad)
         safe_norm = xp.where(self.norm > 0, self.norm, 1)
-        return (grad / self.denominator - self.y * (grad * self.y).sum(axis=1, keepdims=True) / safe_norm,)
+        return (
+            grad / self.denominator
+            - self.y * (grad * self.y).sum(axis=1, keepdims=True) / safe_norm,
+        )
 
 
 def l2_norm(input, weight, eps: float = 1e-10) -> Tensor:
@@ -55,8 +59,10 @@ def l2_norm(input, weight, eps: float = 1e-10) -> Tensor:
         raise ValueError(f"input must have shape (N, C, H, W), got shape {tuple(shape)}")
     weight = weight if isinstance(weight, Tensor) else Tensor(weight)
     if weight.shape != (shape[1],):
-        raise ValueError(f"weight must have shape ({shape[1]},), one entry per channel of input, "
-                         f"got shape {weight.shape}")
+        raise ValueError(
+            f"weight must have shape ({shape[1]},), one entry per channel of input, "
+            f"got shape {weight.shape}"
+        )
     return _L2Normalize.apply(input, eps=eps) * weight.reshape(1, -1, 1, 1)
 
 
@@ -66,10 +72,18 @@ class L2Norm(Module):
 
     def __init__(self, n_channels: int, scale: float = 20.0, eps: float = 1e-10, dtype=np.float32):
         super().__init__()
-        if not isinstance(n_channels, numbers.Integral) or isinstance(n_channels, bool) or n_channels < 1:
+        if (
+            not isinstance(n_channels, numbers.Integral)
+            or isinstance(n_channels, bool)
+            or n_channels < 1
+        ):
             raise ValueError(f"n_channels must be an int >= 1, got {n_channels!r}")
         for name, value in (("scale", scale), ("eps", eps)):
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+            if (
+                not isinstance(value, numbers.Real)
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+            ):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if eps <= 0:
             raise ValueError(f"eps must be > 0 (it keeps an all-zero position finite), got {eps!r}")
@@ -79,8 +93,10 @@ class L2Norm(Module):
     def forward(self, input):
         shape = getattr(input, "shape", None)
         if shape is not None and (len(shape) != 4 or shape[1] != self.n_channels):
-            raise ValueError(f"L2Norm({self.n_channels}) expects input (N, {self.n_channels}, H, W), "
-                             f"got shape {tuple(shape)}")
+            raise ValueError(
+                f"L2Norm({self.n_channels}) expects input (N, {self.n_channels}, H, W), "
+                f"got shape {tuple(shape)}"
+            )
         return l2_norm(input, self.weight, self.eps)
 
     def extra_repr(self) -> str:

@@ -1,4 +1,5 @@
 """Simple layers: Linear, activations, Dropout, Flatten, Identity."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """``Module`` and ``Parameter``: containers of trainable state, as in ``torch.nn``."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -13,7 +14,9 @@ class Parameter(Tensor):
     """A Tensor that a Module registers as trainable; requires grad by default."""
 
     def __init__(self, data, requires_grad: bool = True):
-        super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
+        super().__init__(
+            data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad
+        )
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -43,7 +46,9 @@ class Module:
 
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
-            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before assigning {name!r}")
+            raise RuntimeError(
+                f"{type(self).__name__}.__init__ must call super().__init__() before assigning {name!r}"
+            )
         for registry in (self._parameters, self._modules, self._buffers):
             registry.pop(name, None)
         if isinstance(value, Parameter):
@@ -99,7 +104,11 @@ class Module:
                 continue
             seen.add(id(module))
             yield name, module
-            children = [(f"{name}.{n}" if name else n, m) for n, m in module._modules.items() if m is not None]
+            children = [
+                (f"{name}.{n}" if name else n, m)
+                for n, m in module._modules.items()
+                if m is not None
+            ]
             stack.extend(reversed(children))
 
     def modules(self):
@@ -200,10 +209,14 @@ class Module:
         if strict and unexpected:
             problems.append("unexpected keys: " + ", ".join(unexpected))
         if problems:
-            raise ValueError(f"cannot load state_dict into {type(self).__name__}: " + ". ".join(problems))
+            raise ValueError(
+                f"cannot load state_dict into {type(self).__name__}: " + ". ".join(problems)
+            )
         for key, target in own.items():
             if key in state_dict:
-                target.data = to_device(state_dict[key], target.device).astype(target.dtype, copy=True)
+                target.data = to_device(state_dict[key], target.device).astype(
+                    target.dtype, copy=True
+                )
         return missing, unexpected
 
     # ----------------------------------------------------------------- display

@@ -5,9 +5,14 @@ Boxes are ``(x1, y1, x2, y2)`` floats in continuous coordinates (no "+1"). Every
 NumPy arrays, CuPy arrays or Tensors and returns the kind it was given; NumPy inputs run
 Numba kernels, CuPy inputs CuPy kernels.
 """
+
 from minivision.ops.anchors import AnchorGenerator
 from minivision.ops.box_coder import BoxCoder
-from minivision.ops.box_losses import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
+from minivision.ops.box_losses import (
+    complete_box_iou_loss,
+    distance_box_iou_loss,
+    generalized_box_iou_loss,
+)
 from minivision.ops.boxes import (
     box_area,
     box_convert,

@@ -5,6 +5,7 @@ given, so each op starts with ``unwrap`` and ends with the ``wrap`` it returned.
 raise errors that name the argument, what was seen and what was expected, before any
 kernel sees the data.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,12 +8,14 @@ which ``_rescaled_iou`` measures in float64. The IoU of two boxes is written onc
 disagree. Compiled on first use and cached on disk (``cache=True``), one specialisation
 per dtype.
 """
+
 # FAST PATH FILE iou
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
 from minivision._numba import njit
 
 
@@ -85,13 +87,20 @@ def iou_matrix(boxes1, boxes2):
     out = np.empty((n, m), dtype=boxes1.dtype)
     normal = _normal_range(boxes1.dtype)
     # Columns of boxes2 as contiguous vectors: the inner loop then streams through memory.
-    x1, y1, x2, y2 = boxes2[:, 0].copy(), boxes2[:, 1].copy(), boxes2[:, 2].copy(), boxes2[:, 3].copy()
+    x1, y1, x2, y2 = (
+        boxes2[:, 0].copy(),
+        boxes2[:, 1].copy(),
+        boxes2[:, 2].copy(),
+        boxes2[:, 3].copy(),
+    )
     area2 = (x2 - x1) * (y2 - y1)
     for i in range(n):
         ax1, ay1, ax2, ay2 = boxes1[i, 0], boxes1[i, 1], boxes1[i, 2], boxes1[i, 3]
         area_a = (ax2 - ax1) * (ay2 - ay1)
         for j in range(m):
-            out[i, j] = _pair_iou(ax1, ay1, ax2, ay2, area_a, x1[j], y1[j], x2[j], y2[j], area2[j], normal)
+            out[i, j] = _pair_iou(
+                ax1, ay1, ax2, ay2, area_a, x1[j], y1[j], x2[j], y2[j], area2[j], normal
+            )
     return out
 
 
@@ -104,6 +113,17 @@ def matched_iou(boxes1, boxes2):
     for i in range(boxes1.shape[0]):
         ax1, ay1, ax2, ay2 = boxes1[i, 0], boxes1[i, 1], boxes1[i, 2], boxes1[i, 3]
         bx1, by1, bx2, by2 = boxes2[i, 0], boxes2[i, 1], boxes2[i, 2], boxes2[i, 3]
-        out[i] = _pair_iou(ax1, ay1, ax2, ay2, (ax2 - ax1) * (ay2 - ay1),
-                           bx1, by1, bx2, by2, (bx2 - bx1) * (by2 - by1), normal)
+        out[i] = _pair_iou(
+            ax1,
+            ay1,
+            ax2,
+            ay2,
+            (ax2 - ax1) * (ay2 - ay1),
+            bx1,
+            by1,
+            bx2,
+            by2,
+            (bx2 - bx1) * (by2 - by1),
+            normal,
+        )
     return out

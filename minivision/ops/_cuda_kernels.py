@@ -5,6 +5,7 @@ Every kernel calls one ``pair_iou`` (``PAIR_IOU_SOURCE``, which ``_nms_cuda`` sh
 as ``_cpu_kernels._pair_iou`` is: same operations, same dtype, the same rescaled float64 path
 for areas that under- or overflow, no FMA contraction, so IoUs equal the CPU's bit for bit.
 """
+
 # FAST PATH FILE iou
 from __future__ import annotations
 
@@ -55,7 +56,9 @@ __device__ inline T pair_iou(const T* a, const T* b) {
 }
 """
 
-_SOURCE = PAIR_IOU_SOURCE + r"""
+_SOURCE = (
+    PAIR_IOU_SOURCE
+    + r"""
 extern "C" __global__ void iou_matrix(const long long count, const T* boxes1, const T* boxes2, const int m, T* out) {
     FOR_EACH(k, count) out[k] = pair_iou(boxes1 + k / m * 4, boxes2 + k % m * 4);
 }
@@ -64,14 +67,23 @@ extern "C" __global__ void matched_iou(const long long count, const T* boxes1, c
     FOR_EACH(k, count) out[k] = pair_iou(boxes1 + k * 4, boxes2 + k * 4);
 }
 """
+)
 
 
 def iou_matrix(boxes1, boxes2):
     """IoU of every pair: ``(N, 4)``, ``(M, 4)`` CuPy boxes of one dtype -> ``(N, M)``."""
     xp = get_array_module(boxes1, boxes2)
     out = xp.empty((boxes1.shape[0], boxes2.shape[0]), dtype=boxes1.dtype)
-    _cuda.launch(_SOURCE, "iou_matrix", out.dtype, out.size, xp.ascontiguousarray(boxes1),
-                 xp.ascontiguousarray(boxes2, dtype=boxes1.dtype), np.int32(out.shape[1]), out)
+    _cuda.launch(
+        _SOURCE,
+        "iou_matrix",
+        out.dtype,
+        out.size,
+        xp.ascontiguousarray(boxes1),
+        xp.ascontiguousarray(boxes2, dtype=boxes1.dtype),
+        np.int32(out.shape[1]),
+        out,
+    )
     return out
 
 
@@ -79,6 +91,13 @@ def matched_iou(boxes1, boxes2):
     """IoU of each box with its partner: ``(N, 4)``, ``(N, 4)`` CuPy boxes of one dtype -> ``(N,)``."""
     xp = get_array_module(boxes1, boxes2)
     out = xp.empty(boxes1.shape[0], dtype=boxes1.dtype)
-    _cuda.launch(_SOURCE, "matched_iou", out.dtype, out.size, xp.ascontiguousarray(boxes1),
-                 xp.ascontiguousarray(boxes2, dtype=boxes1.dtype), out)
+    _cuda.launch(
+        _SOURCE,
+        "matched_iou",
+        out.dtype,
+        out.size,
+        xp.ascontiguousarray(boxes1),
+        xp.ascontiguousarray(boxes2, dtype=boxes1.dtype),
+        out,
+    )
     return out

@@ -7,6 +7,7 @@ in score order). IoUs come from ``_cuda_kernels.PAIR_IOU_SOURCE``, equal to the 
 for bit. The ``(N, ceil(N / 64))`` mask then goes to the host for the short serial pass
 (``keep_from_mask``, a Numba loop).
 """
+
 # FAST PATH FILE iou, nms
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from minivision.ops._cuda_kernels import PAIR_IOU_SOURCE
 
 BLOCK = 64
 
-_SOURCE = PAIR_IOU_SOURCE + r"""
+_SOURCE = (
+    PAIR_IOU_SOURCE
+    + r"""
 extern "C" __global__ void nms_mask(const int n, const double threshold, const T* boxes,
                                     const long long* groups, unsigned long long* mask) {
     const int row_block = blockIdx.y, col_block = blockIdx.x;
@@ -48,6 +51,7 @@ extern "C" __global__ void nms_mask(const int n, const double threshold, const T
     }
 }
 """
+)
 
 
 def nms(boxes, score_order, groups, iou_threshold):
@@ -65,7 +69,8 @@ def nms(boxes, score_order, groups, iou_threshold):
     blocks = (n + BLOCK - 1) // BLOCK
     mask = xp.zeros((n, blocks), dtype=np.uint64)
     _cuda.kernel(_SOURCE, "nms_mask", boxes.dtype)(
-        (blocks, blocks), (BLOCK,),
+        (blocks, blocks),
+        (BLOCK,),
         (np.int32(n), np.float64(iou_threshold), sorted_boxes, sorted_groups, mask),
     )
     kept_positions = keep_from_mask(to_numpy(mask), n)

@@ -6,6 +6,7 @@ CUDA twin, equal to ``reference.boxes.box_iou`` bit for bit) and the same compar
 the threshold (in float64). Groups (``batched_nms``'s categories) only suppress within
 themselves, so no coordinate offsets (and their float32 rounding) are needed.
 """
+
 # FAST PATH FILE iou, nms
 from __future__ import annotations
 
@@ -90,15 +91,25 @@ def nms_sweep(boxes, score_order, spatial_order, groups, iou_threshold):
         lowest_x1 = x1[p] - reach
         q = p - 1
         while q >= 0 and group[q] == group[p] and x1[q] >= lowest_x1:
-            if candidate[q] and _pair_iou(x1[p], y1[p], x2[p], y2[p], area[p], x1[q], y1[q], x2[q],
-                                          y2[q], area[q], normal) > iou_threshold:
+            if (
+                candidate[q]
+                and _pair_iou(
+                    x1[p], y1[p], x2[p], y2[p], area[p], x1[q], y1[q], x2[q], y2[q], area[q], normal
+                )
+                > iou_threshold
+            ):
                 candidate[q] = False
             q -= 1
         q = p + 1
         # A box starting at or after x2 cannot overlap (IoU 0 is never above a threshold >= 0).
         while q < n and group[q] == group[p] and x1[q] < x2[p]:
-            if candidate[q] and _pair_iou(x1[p], y1[p], x2[p], y2[p], area[p], x1[q], y1[q], x2[q],
-                                          y2[q], area[q], normal) > iou_threshold:
+            if (
+                candidate[q]
+                and _pair_iou(
+                    x1[p], y1[p], x2[p], y2[p], area[p], x1[q], y1[q], x2[q], y2[q], area[q], normal
+                )
+                > iou_threshold
+            ):
                 candidate[q] = False
             q += 1
     return keep[:kept]

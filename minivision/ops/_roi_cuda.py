@@ -8,6 +8,7 @@ of its image in order and adds, in the CPU's order, the terms that land on it; p
 spans ([first, last] row or column a bin reads) let it skip the bins that miss it.
 (RoI max pooling's twins are in ``_roi_pool_cuda``.)
 """
+
 from __future__ import annotations
 
 from minivision import _cuda
@@ -96,8 +97,12 @@ def _c(array):
 
 def _samples(geometry):
     """The per-sample arrays of a RoIAlign geometry, in kernel argument order, and (G_h, G_w)."""
-    return ((_c(geometry.grids), _c(geometry.count), _c(geometry.y_taps), _c(geometry.y_weights)),
-            (_c(geometry.x_taps), _c(geometry.x_weights)), geometry.y_taps.shape[2], geometry.x_taps.shape[2])
+    return (
+        (_c(geometry.grids), _c(geometry.count), _c(geometry.y_taps), _c(geometry.y_weights)),
+        (_c(geometry.x_taps), _c(geometry.x_weights)),
+        geometry.y_taps.shape[2],
+        geometry.x_taps.shape[2],
+    )
 
 
 def roi_align(x, batch, geometry, out_hw):
@@ -106,8 +111,18 @@ def roi_align(x, batch, geometry, out_hw):
     xp = get_array_module(x)
     out = xp.empty((batch.shape[0], x.shape[1]) + tuple(out_hw), dtype=x.dtype)
     rows, columns, samples_h, samples_w = _samples(geometry)
-    _cuda.launch(_ALIGN_SOURCE, "roi_align", x.dtype, out.size, _c(x), _c(batch), *rows, *columns,
-                 *_cuda.int32s(*x.shape[1:], *out_hw, samples_h, samples_w), out)
+    _cuda.launch(
+        _ALIGN_SOURCE,
+        "roi_align",
+        x.dtype,
+        out.size,
+        _c(x),
+        _c(batch),
+        *rows,
+        *columns,
+        *_cuda.int32s(*x.shape[1:], *out_hw, samples_h, samples_w),
+        out,
+    )
     return out
 
 
@@ -116,8 +131,25 @@ def roi_align_backward(grad, batch, geometry, x_shape):
     CPU's order, the bilinear shares of the samples that read it."""
     xp = get_array_module(grad)
     grad_x = xp.empty(x_shape, dtype=grad.dtype)
-    (grids, count, y_taps, y_weights), (x_taps, x_weights), samples_h, samples_w = _samples(geometry)
-    _cuda.launch(_ALIGN_SOURCE, "roi_align_backward", grad.dtype, grad_x.size, _c(grad), _c(batch), grids, count,
-                 y_taps, y_weights, _c(geometry.y_spans), x_taps, x_weights, _c(geometry.x_spans),
-                 *_cuda.int32s(batch.shape[0], *x_shape[1:], *grad.shape[2:], samples_h, samples_w), grad_x)
+    (grids, count, y_taps, y_weights), (x_taps, x_weights), samples_h, samples_w = _samples(
+        geometry
+    )
+    _cuda.launch(
+        _ALIGN_SOURCE,
+        "roi_align_backward",
+        grad.dtype,
+        grad_x.size,
+        _c(grad),
+        _c(batch),
+        grids,
+        count,
+        y_taps,
+        y_weights,
+        _c(geometry.y_spans),
+        x_taps,
+        x_weights,
+        _c(geometry.x_spans),
+        *_cuda.int32s(batch.shape[0], *x_shape[1:], *grad.shape[2:], samples_h, samples_w),
+        grad_x,
+    )
     return grad_x

@@ -7,9 +7,11 @@ the RoIs; the backward kernel takes a share of the channels and walks the RoIs i
 inside each, so every input gradient adds up its terms in torchvision's order, and no two
 workers write one element. (RoI max pooling's kernels are in ``_roi_pool_fast``.)
 """
+
 from __future__ import annotations
 
 import numpy as np
+
 from minivision._numba import njit
 
 
@@ -55,12 +57,19 @@ def roi_align_rois(x, batch, grids, count, y_taps, y_weights, x_taps, x_weights,
                     total = out.dtype.type(0)
                     for s in range(per_bin):
                         at, w = positions[i, j, s], weights[i, j, s]
-                        total += w[0] * plane[at[0]] + w[1] * plane[at[1]] + w[2] * plane[at[2]] + w[3] * plane[at[3]]
+                        total += (
+                            w[0] * plane[at[0]]
+                            + w[1] * plane[at[1]]
+                            + w[2] * plane[at[2]]
+                            + w[3] * plane[at[3]]
+                        )
                     out[k, c, i, j] = total / count[k]
 
 
 @njit(cache=True, nogil=True)
-def roi_align_backward_channels(grad, batch, grids, count, y_taps, y_weights, x_taps, x_weights, grad_x):
+def roi_align_backward_channels(
+    grad, batch, grids, count, y_taps, y_weights, x_taps, x_weights, grad_x
+):
     """The adjoint of ``roi_align_rois``: each sample adds grad * w / count to its four taps,
     in torchvision's order (k, i, j, iy, ix, then the taps); samples off the map add
     nothing. grad_x starts at zero."""

@@ -6,6 +6,7 @@ reference's) to the bit. Forward: one thread per output element. Backward: a det
 gather without atomics, one thread per input element, which walks the RoIs of its image in
 order and adds the gradients of the bins whose argmax it is, skipping bins that miss it.
 """
+
 # FAST PATH FILE roi
 from __future__ import annotations
 
@@ -83,8 +84,20 @@ def roi_pool(x, batch, h_bins, w_bins, lowest, out_hw):
     out = xp.empty((batch.shape[0], x.shape[1]) + tuple(out_hw), dtype=x.dtype)
     argmax = xp.empty(out.shape, dtype=np.int64)
     sizes = _cuda.int32s(*x.shape[1:], *out_hw)
-    _cuda.launch(_SOURCE, "roi_pool", x.dtype, out.size, _c(x), _c(batch), _c(h_bins), _c(w_bins),
-                 *sizes, x.dtype.type(lowest), out, argmax)
+    _cuda.launch(
+        _SOURCE,
+        "roi_pool",
+        x.dtype,
+        out.size,
+        _c(x),
+        _c(batch),
+        _c(h_bins),
+        _c(w_bins),
+        *sizes,
+        x.dtype.type(lowest),
+        out,
+        argmax,
+    )
     return out, argmax
 
 
@@ -94,6 +107,17 @@ def roi_pool_backward(grad, argmax, batch, h_bins, w_bins, x_shape):
     xp = get_array_module(grad)
     grad_x = xp.empty(x_shape, dtype=grad.dtype)
     sizes = _cuda.int32s(batch.shape[0], *x_shape[1:], *grad.shape[2:])
-    _cuda.launch(_SOURCE, "roi_pool_backward", grad.dtype, grad_x.size, _c(grad), _c(argmax),
-                 _c(batch), _c(h_bins), _c(w_bins), *sizes, grad_x)
+    _cuda.launch(
+        _SOURCE,
+        "roi_pool_backward",
+        grad.dtype,
+        grad_x.size,
+        _c(grad),
+        _c(argmax),
+        _c(batch),
+        _c(h_bins),
+        _c(w_bins),
+        *sizes,
+        grad_x,
+    )
     return grad_x

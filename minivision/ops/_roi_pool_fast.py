@@ -8,6 +8,7 @@ reference's order (region, then bin), so it is equal to the bit too. The forward
 takes a share of the RoIs; the backward kernel a share of the channels, so that no two
 workers write one element.
 """
+
 # FAST PATH FILE roi
 from __future__ import annotations
 
@@ -36,8 +37,12 @@ def roi_pool(x, rois, output_size, spatial_scale):
     argmax = np.empty(out.shape, dtype=np.int64)
     lowest = x.dtype.type(LOWEST)
     planes = np.ascontiguousarray(x)  # the kernel reads each plane flat
-    threads.over_batch(out, lambda share, _: roi_pool_rois(
-        planes, batch[share], h_bins[share], w_bins[share], lowest, out[share], argmax[share]))
+    threads.over_batch(
+        out,
+        lambda share, _: roi_pool_rois(
+            planes, batch[share], h_bins[share], w_bins[share], lowest, out[share], argmax[share]
+        ),
+    )
     return out, argmax
 
 
@@ -50,9 +55,12 @@ def roi_pool_backward(grad, argmax, rois, spatial_scale, x_shape):
         return _roi_pool_cuda.roi_pool_backward(grad, argmax, batch, h_bins, w_bins, x_shape)
     n, channels, height, width = x_shape
     grad_planes = np.zeros((n, channels, height * width), dtype=grad.dtype)
-    threads.parallel_map(lambda share: roi_pool_backward_channels(
-        grad[:, share], argmax[:, share], batch, grad_planes[:, share]),
-        threads.batch_parts(grad_planes, axis=1))
+    threads.parallel_map(
+        lambda share: roi_pool_backward_channels(
+            grad[:, share], argmax[:, share], batch, grad_planes[:, share]
+        ),
+        threads.batch_parts(grad_planes, axis=1),
+    )
     return grad_planes.reshape(x_shape)
 
 

@@ -8,6 +8,7 @@ they are converted to the input's (what a caller would do first). float16 input 
 refused: neither the Numba nor the CUDA kernels compute in it, and torchvision's CPU
 RoI pooling refuses it too.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,12 @@ def output_hw(op: str, output_size) -> tuple[int, int]:
     try:
         size = tuple(size)
     except TypeError:
-        raise TypeError(f"{op}: output_size must be an int or a pair of ints, got {output_size!r}") from None
-    if len(size) != 2 or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in size):
+        raise TypeError(
+            f"{op}: output_size must be an int or a pair of ints, got {output_size!r}"
+        ) from None
+    if len(size) != 2 or not all(
+        isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in size
+    ):
         raise TypeError(f"{op}: output_size must be an int or a pair of ints, got {output_size!r}")
     if min(size) < 1:
         raise ValueError(f"{op}: output_size must be positive, got {output_size!r}")
@@ -75,7 +80,9 @@ def _stack_per_image(op: str, boxes, xp, dtype):
     for i, image_boxes in enumerate(boxes):
         array = _real(op, xp.asarray(_raw(image_boxes)), f"boxes[{i}]")
         if array.ndim != 2 or array.shape[1] != 4:
-            raise ValueError(f"{op}: boxes[{i}] must have shape (L, 4) as (x1, y1, x2, y2), got shape {tuple(array.shape)}")
+            raise ValueError(
+                f"{op}: boxes[{i}] must have shape (L, 4) as (x1, y1, x2, y2), got shape {tuple(array.shape)}"
+            )
         index = xp.full((array.shape[0], 1), i, dtype=dtype)
         parts.append(xp.concatenate([index, array.astype(dtype)], axis=1))
     return xp.concatenate(parts) if parts else xp.zeros((0, 5), dtype=dtype)
@@ -97,28 +104,46 @@ def as_rois(op: str, boxes, x, spatial_scale: float):
     else:
         array = _raw(boxes)
         if not hasattr(array, "shape"):
-            raise TypeError(f"{op}: boxes must be a (K, 5) Tensor or array, or a list of (L, 4) ones, "
-                            f"got {type(boxes).__name__}")
+            raise TypeError(
+                f"{op}: boxes must be a (K, 5) Tensor or array, or a list of (L, 4) ones, "
+                f"got {type(boxes).__name__}"
+            )
         get_array_module(x, array)
         if array.ndim != 2 or array.shape[1] != 5:
-            raise ValueError(f"{op}: boxes must have shape (K, 5) as (batch index, x1, y1, x2, y2), "
-                             f"or be a list of (L, 4) boxes per image, got shape {tuple(array.shape)}")
+            raise ValueError(
+                f"{op}: boxes must have shape (K, 5) as (batch index, x1, y1, x2, y2), "
+                f"or be a list of (L, 4) boxes per image, got shape {tuple(array.shape)}"
+            )
         rois = _real(op, array, "boxes").astype(x.dtype)
     rois = xp.ascontiguousarray(rois)
     if rois.shape[0] == 0:
         return rois, xp.zeros(0, dtype=np.int64)
     index = rois[:, 0]
     problems = (  # (rows breaking a rule, its message for the first such row), checked in this order
-        (~xp.isfinite(rois).all(axis=1),
-         lambda row: f"{op}: boxes must be finite, got NaN or inf in row {row}: {to_numpy(rois[row]).tolist()}"),
-        ((index != xp.floor(index)) | (index < 0) | (index >= x.shape[0]),
-         lambda row: f"{op}: boxes' batch index must be an integer in [0, {x.shape[0]}) for input of "
-                     f"{x.shape[0]} images, got {to_numpy(index[row]).item()!r} in row {row}"),
-        ((xp.abs(rois[:, 1:].astype(np.float64)) * spatial_scale > MAX_COORD).any(axis=1),
-         lambda row: f"{op}: boxes times spatial_scale must lie within +-2**30, got row {row}: "
-                     f"{to_numpy(rois[row]).tolist()} with spatial_scale={spatial_scale!r}"),
+        (
+            ~xp.isfinite(rois).all(axis=1),
+            lambda row: (
+                f"{op}: boxes must be finite, got NaN or inf in row {row}: {to_numpy(rois[row]).tolist()}"
+            ),
+        ),
+        (
+            (index != xp.floor(index)) | (index < 0) | (index >= x.shape[0]),
+            lambda row: (
+                f"{op}: boxes' batch index must be an integer in [0, {x.shape[0]}) for input of "
+                f"{x.shape[0]} images, got {to_numpy(index[row]).item()!r} in row {row}"
+            ),
+        ),
+        (
+            (xp.abs(rois[:, 1:].astype(np.float64)) * spatial_scale > MAX_COORD).any(axis=1),
+            lambda row: (
+                f"{op}: boxes times spatial_scale must lie within +-2**30, got row {row}: "
+                f"{to_numpy(rois[row]).tolist()} with spatial_scale={spatial_scale!r}"
+            ),
+        ),
     )
-    if bool(xp.stack([bad for bad, _ in problems]).any()):  # one copy to the host for all three rules
+    if bool(
+        xp.stack([bad for bad, _ in problems]).any()
+    ):  # one copy to the host for all three rules
         bad, message = next((bad, message) for bad, message in problems if bool(bad.any()))
         raise ValueError(message(_first(bad)))
     return rois, index.astype(np.int64)

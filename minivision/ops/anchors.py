@@ -27,6 +27,7 @@ centred on (8, 8), the middle of the first 16 x 16 cell, not on (0, 0). Its size
 rounding each ratio's box at 16 pixels (23 x 12 for ratio 0.5) and scaling that by 8, 16, 32:
 184 x 96 rather than 181.02 x 90.51.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,9 +42,13 @@ from minivision.ops._arrays import unwrap
 def _positive_numbers(values, name: str) -> tuple:
     """``values`` (a sequence of finite numbers > 0) as a tuple of floats."""
     items = tuple(values) if isinstance(values, (tuple, list)) else ()
-    if not items or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-                            for v in items):
-        raise ValueError(f"{name} must be a non-empty sequence of finite numbers > 0, got {values!r}")
+    if not items or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        for v in items
+    ):
+        raise ValueError(
+            f"{name} must be a non-empty sequence of finite numbers > 0, got {values!r}"
+        )
     return tuple(float(v) for v in items)
 
 
@@ -51,7 +56,9 @@ def _nested(values, name: str) -> bool:
     """Whether ``values`` (a non-empty sequence) holds one sequence per feature-map level; a flat
     one is read as torchvision reads it (sizes: one per level; aspect_ratios: the same for all)."""
     if not isinstance(values, (tuple, list)) or not values:
-        raise ValueError(f"{name} must be a non-empty sequence (one entry per feature-map level), got {values!r}")
+        raise ValueError(
+            f"{name} must be a non-empty sequence (one entry per feature-map level), got {values!r}"
+        )
     return isinstance(values[0], (tuple, list))
 
 
@@ -59,7 +66,9 @@ def _size_pair(value, name: str, integral: bool) -> tuple:
     """``value`` (one number or two, each > 0; ints when ``integral``) as ``(h, w)``."""
     items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     kind = numbers.Integral if integral else numbers.Real
-    if len(items) != 2 or not all(isinstance(v, kind) and not isinstance(v, bool) and v > 0 for v in items):
+    if len(items) != 2 or not all(
+        isinstance(v, kind) and not isinstance(v, bool) and v > 0 for v in items
+    ):
         what = "ints" if integral else "numbers"
         raise ValueError(f"{name} must be one or two {what} > 0 as (height, width), got {value!r}")
     return tuple(int(v) if integral else float(v) for v in items)
@@ -69,8 +78,10 @@ def _spatial_size(value, name: str) -> tuple:
     """(h, w) of a size pair, or of the last two axes of an array or Tensor."""
     if hasattr(value, "shape"):
         if len(value.shape) < 2:
-            raise ValueError(f"{name} must be an (H, W) pair or an array whose last two axes are (H, W), "
-                             f"got an array of shape {tuple(value.shape)}")
+            raise ValueError(
+                f"{name} must be an (H, W) pair or an array whose last two axes are (H, W), "
+                f"got an array of shape {tuple(value.shape)}"
+            )
         value = tuple(int(n) for n in value.shape[-2:])
     return _size_pair(value, name, integral=True)
 
@@ -89,13 +100,23 @@ class AnchorGenerator:
 
     def __init__(self, sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),)):
         levels = tuple(sizes) if _nested(sizes, "sizes") else tuple((s,) for s in sizes)
-        ratios = tuple(aspect_ratios) if _nested(aspect_ratios, "aspect_ratios") else (aspect_ratios,) * len(levels)
+        ratios = (
+            tuple(aspect_ratios)
+            if _nested(aspect_ratios, "aspect_ratios")
+            else (aspect_ratios,) * len(levels)
+        )
         if len(levels) != len(ratios):
-            raise ValueError(f"sizes and aspect_ratios must have one entry per feature-map level, "
-                             f"got {len(levels)} and {len(ratios)}")
+            raise ValueError(
+                f"sizes and aspect_ratios must have one entry per feature-map level, "
+                f"got {len(levels)} and {len(ratios)}"
+            )
         self.sizes = tuple(_positive_numbers(s, f"sizes[{k}]") for k, s in enumerate(levels))
-        self.aspect_ratios = tuple(_positive_numbers(r, f"aspect_ratios[{k}]") for k, r in enumerate(ratios))
-        self.cell_anchors = [self._centred_anchors(s, r) for s, r in zip(self.sizes, self.aspect_ratios)]
+        self.aspect_ratios = tuple(
+            _positive_numbers(r, f"aspect_ratios[{k}]") for k, r in enumerate(ratios)
+        )
+        self.cell_anchors = [
+            self._centred_anchors(s, r) for s, r in zip(self.sizes, self.aspect_ratios)
+        ]
 
     @staticmethod
     def _centred_anchors(sizes, ratios) -> np.ndarray:
@@ -122,14 +143,18 @@ class AnchorGenerator:
         """
         for name, given in (("grid_sizes", grid_sizes), ("strides", strides)):
             if not isinstance(given, (tuple, list)) or len(given) != len(self.cell_anchors):
-                raise ValueError(f"{name} must have one entry per feature-map level ({len(self.cell_anchors)}), "
-                                 f"got {given!r}")
+                raise ValueError(
+                    f"{name} must have one entry per feature-map level ({len(self.cell_anchors)}), "
+                    f"got {given!r}"
+                )
         xp = xp_for_device(device)
         out = []
         for level, (size, stride, cell) in enumerate(zip(grid_sizes, strides, self.cell_anchors)):
             height, width = _size_pair(size, f"grid_sizes[{level}]", integral=True)
             stride_h, stride_w = _size_pair(stride, f"strides[{level}]", integral=False)
-            centre_y, centre_x = xp.meshgrid(xp.arange(height) * stride_h, xp.arange(width) * stride_w, indexing="ij")
+            centre_y, centre_x = xp.meshgrid(
+                xp.arange(height) * stride_h, xp.arange(width) * stride_w, indexing="ij"
+            )
             centres = xp.stack([centre_x, centre_y, centre_x, centre_y], axis=-1).reshape(-1, 1, 4)
             out.append((centres + xp.asarray(cell)[None]).reshape(-1, 4).astype(np.float32))
         return out
@@ -147,18 +172,32 @@ class AnchorGenerator:
         that round up (Caffe's ceil pooling: 38 x 63) it gives 15: call ``grid_anchors`` with
         the strides instead.
         """
-        if not isinstance(feature_maps, (tuple, list)) or len(feature_maps) != len(self.cell_anchors):
-            seen = len(feature_maps) if isinstance(feature_maps, (tuple, list)) else type(feature_maps).__name__
-            raise ValueError(f"feature_maps must be a list with one map or (H, W) per level "
-                             f"({len(self.cell_anchors)}), got {seen}")
+        if not isinstance(feature_maps, (tuple, list)) or len(feature_maps) != len(
+            self.cell_anchors
+        ):
+            seen = (
+                len(feature_maps)
+                if isinstance(feature_maps, (tuple, list))
+                else type(feature_maps).__name__
+            )
+            raise ValueError(
+                f"feature_maps must be a list with one map or (H, W) per level "
+                f"({len(self.cell_anchors)}), got {seen}"
+            )
         image_h, image_w = _spatial_size(image_size, "image_size")
         grid_sizes = [_spatial_size(m, f"feature_maps[{k}]") for k, m in enumerate(feature_maps)]
         for level, (h, w) in enumerate(grid_sizes):
             if h > image_h or w > image_w:
-                raise ValueError(f"feature_maps[{level}] ({h}x{w}) must not be larger than the image "
-                                 f"({image_h}x{image_w})")
+                raise ValueError(
+                    f"feature_maps[{level}] ({h}x{w}) must not be larger than the image "
+                    f"({image_h}x{image_w})"
+                )
         strides = [(image_h // h, image_w // w) for h, w in grid_sizes]
         arrays = [m for m in feature_maps if hasattr(m, "shape")]
         raw, wrap = unwrap(arrays[0]) if arrays else (None, lambda anchors: anchors)
         device = device_of(raw)
-        return wrap(xp_for_device(device).concatenate(self.grid_anchors(grid_sizes, strides, device), axis=0))
+        return wrap(
+            xp_for_device(device).concatenate(
+                self.grid_anchors(grid_sizes, strides, device), axis=0
+            )
+        )

@@ -8,6 +8,7 @@ R-CNN's parameterisation, as in torchvision's ``BoxCoder``, written out in
 
 Widths are ``x2 - x1`` (no "+1").
 """
+
 from __future__ import annotations
 
 import math
@@ -53,7 +54,9 @@ class BoxCoder:
     def __init__(self, weights=(1.0, 1.0, 1.0, 1.0), bbox_xform_clip: float = DEFAULT_XFORM_CLIP):
         weights = tuple(float(w) for w in weights)
         if len(weights) != 4 or not all(math.isfinite(w) and w > 0 for w in weights):
-            raise ValueError(f"weights must be four positive finite numbers (wx, wy, ww, wh), got {weights!r}")
+            raise ValueError(
+                f"weights must be four positive finite numbers (wx, wy, ww, wh), got {weights!r}"
+            )
         if not math.isfinite(bbox_xform_clip):
             raise ValueError(f"bbox_xform_clip must be finite, got {bbox_xform_clip!r}")
         self.weights = weights
@@ -86,7 +89,9 @@ class BoxCoder:
         """
         raw, wrap = unwrap(deltas)
         if raw.ndim != 2 or raw.shape[1] != 4:
-            raise ValueError(f"deltas must have shape (N, 4) as (dx, dy, dw, dh), got shape {tuple(raw.shape)}")
+            raise ValueError(
+                f"deltas must have shape (N, 4) as (dx, dy, dw, dh), got shape {tuple(raw.shape)}"
+            )
         raw = as_float(raw, "deltas")
         reference, _ = unwrap(reference_boxes)
         reference = _check_reference(reference, raw.shape[0], "deltas")

@@ -7,6 +7,7 @@ squared enclosing diagonal get ``+ eps``, and CIoU's weight ``alpha`` is a const
 backprop. Where torchvision divides 0 by 0 (a point's aspect ratio, or ``eps=0``) these
 losses define the value instead, as the pairwise functions in ``boxes`` do.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,17 +26,24 @@ def _box_tensor(boxes, name: str):
     and the float dtype to compute it in."""
     raw, _ = unwrap(boxes)
     if raw.ndim not in (1, 2) or raw.shape[-1] != 4:
-        raise ValueError(f"{name} must have shape (N, 4) or (4,) as (x1, y1, x2, y2), got shape {tuple(raw.shape)}")
+        raise ValueError(
+            f"{name} must have shape (N, 4) or (4,) as (x1, y1, x2, y2), got shape {tuple(raw.shape)}"
+        )
     dtype = check_boxes(raw.reshape(-1, 4), name).dtype
     return (boxes if isinstance(boxes, Tensor) else Tensor(raw)), dtype
 
 
 def _matched_pair(boxes1, boxes2):
     """Both box sets as Tensors of one float dtype and one shape, ``(N, 4)`` or ``(4,)``."""
-    (boxes1, dtype1), (boxes2, dtype2) = _box_tensor(boxes1, "boxes1"), _box_tensor(boxes2, "boxes2")
+    (boxes1, dtype1), (boxes2, dtype2) = (
+        _box_tensor(boxes1, "boxes1"),
+        _box_tensor(boxes2, "boxes2"),
+    )
     if boxes1.shape != boxes2.shape:
-        raise ValueError(f"boxes1 and boxes2 must have the same shape (boxes1[i] is paired with boxes2[i]), "
-                         f"got {boxes1.shape} and {boxes2.shape}")
+        raise ValueError(
+            f"boxes1 and boxes2 must have the same shape (boxes1[i] is paired with boxes2[i]), "
+            f"got {boxes1.shape} and {boxes2.shape}"
+        )
     get_array_module(boxes1.data, boxes2.data)  # a clear error when they live on different devices
     # Mixed float32/float64 pairs compute in the wider type, as the pairwise functions do.
     dtype = np.result_type(dtype1, dtype2)
@@ -62,7 +70,7 @@ class _AspectAngle(Function):
 
     def backward(self, grad):
         # d/dw = h / (w^2 + h^2), d/dh = -w / (w^2 + h^2); a point has no angle to move, so 0.
-        scale = _safe_ratio(grad, self.width ** 2 + self.height ** 2, get_array_module(grad))
+        scale = _safe_ratio(grad, self.width**2 + self.height**2, get_array_module(grad))
         return scale * self.height, -scale * self.width
 
 
@@ -91,7 +99,7 @@ def _diou_loss_and_iou(boxes1: Tensor, boxes2: Tensor, eps: float):
     x1g, y1g, x2g, y2g = _corners(boxes2)
     center_dx = (x1 + x2) / 2 - (x1g + x2g) / 2
     center_dy = (y1 + y2) / 2 - (y1g + y2g) / 2
-    penalty = _ratio(center_dx ** 2 + center_dy ** 2, enclose_w ** 2 + enclose_h ** 2 + eps)
+    penalty = _ratio(center_dx**2 + center_dy**2, enclose_w**2 + enclose_h**2 + eps)
     return 1.0 - iou + penalty, iou
 
 
@@ -146,7 +154,9 @@ def complete_box_iou_loss(boxes1, boxes2, reduction: str = "none", eps: float = 
     x1g, y1g, x2g, y2g = _corners(boxes2)
     w1, h1, w2, h2 = x2 - x1, y2 - y1, x2g - x1g, y2g - y1g
     has_shape = ((w1.data > 0) | (h1.data > 0)) & ((w2.data > 0) | (h2.data > 0))
-    v = math.where(has_shape, _aspect_penalty(_AspectAngle.apply(w1, h1), _AspectAngle.apply(w2, h2)), 0.0)
+    v = math.where(
+        has_shape, _aspect_penalty(_AspectAngle.apply(w1, h1), _AspectAngle.apply(w2, h2)), 0.0
+    )
     xp = get_array_module(v.data)
     # alpha's denominator is 0 only for a perfect match (IoU 1, v 0) with eps 0; v is 0 there too.
     alpha = Tensor(_safe_ratio(v.data, 1 - iou.data + v.data + eps, xp))

@@ -7,16 +7,21 @@ returns the kind it was given. IoU is ``minivision.reference.boxes``'s; NumPy bo
 its Numba twin (``_cpu_kernels``) and CuPy boxes its CUDA twin (``_cuda_kernels``), equal to
 it bit for bit, unless the reference switch is on.
 """
+
 from __future__ import annotations
 
 import math
 import numbers
 
 from minivision.backend import get_array_module
+
+# isort: split
 # BEGIN FAST PATH iou
 from minivision.dispatch import cuda_kernels_apply, fast_paths_enabled, numba_kernels_apply
 from minivision.ops import _cpu_kernels, _cuda_kernels
+
 # END FAST PATH iou
+# isort: split
 from minivision.ops._arrays import as_float, check_boxes, check_finite, unwrap
 from minivision.reference import boxes as reference
 
@@ -50,7 +55,9 @@ def box_convert(boxes, in_fmt: str, out_fmt: str):
             raise ValueError(f"{name} must be one of {BOX_FORMATS}, got {fmt!r}")
     raw, wrap = unwrap(boxes)
     if raw.ndim != 2 or raw.shape[1] != 4:
-        raise ValueError(f"boxes must have shape (N, 4) in format {in_fmt!r}, got shape {tuple(raw.shape)}")
+        raise ValueError(
+            f"boxes must have shape (N, 4) in format {in_fmt!r}, got shape {tuple(raw.shape)}"
+        )
     raw = as_float(raw, "boxes")
     xp = get_array_module(raw)
     check_finite(raw, "boxes", xp)
@@ -91,14 +98,17 @@ def _broadcast_inter_union(boxes1, boxes2, xp):
 
 def _broadcast_enclosing_wh(boxes1, boxes2, xp):
     """Width and height of the smallest box enclosing each pair, ``(N, M, 2)``."""
-    return (xp.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-            - xp.minimum(boxes1[:, None, :2], boxes2[None, :, :2]))
+    return xp.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:]) - xp.minimum(
+        boxes1[:, None, :2], boxes2[None, :, :2]
+    )
 
 
 def _safe_ratio(numerator, denominator, xp):
     """numerator / denominator, and 0 where the denominator is 0 (zero-area boxes)."""
     positive = denominator > 0
-    return xp.where(positive, numerator / xp.where(positive, denominator, 1), 0).astype(numerator.dtype)
+    return xp.where(positive, numerator / xp.where(positive, denominator, 1), 0).astype(
+        numerator.dtype
+    )
 
 
 def box_iou(boxes1, boxes2):
@@ -125,8 +135,10 @@ def matched_box_iou(boxes1, boxes2):
     extreme boxes), without its other N * N - N pairs."""
     raw1, raw2, xp, wrap = _check_pair(boxes1, boxes2)
     if raw1.shape[0] != raw2.shape[0]:
-        raise ValueError(f"matched_box_iou pairs boxes1[i] with boxes2[i]: boxes1 holds {raw1.shape[0]} boxes, "
-                         f"boxes2 {raw2.shape[0]}; expected as many")
+        raise ValueError(
+            f"matched_box_iou pairs boxes1[i] with boxes2[i]: boxes1 holds {raw1.shape[0]} boxes, "
+            f"boxes2 {raw2.shape[0]}; expected as many"
+        )
     # BEGIN FAST PATH iou
     kernels = _iou_kernels(raw1)
     if kernels is not None:
@@ -144,6 +156,8 @@ def _iou_kernels(boxes):
     if numba_kernels_apply(boxes):
         return _cpu_kernels
     return _cuda_kernels if cuda_kernels_apply(boxes) else None
+
+
 # END FAST PATH iou
 
 
@@ -180,7 +194,7 @@ def _broadcast_center_penalty(boxes1, boxes2, xp, eps):
 def _aspect_penalty(angle1, angle2):
     """CIoU's aspect-ratio term v = 4 / pi^2 (angle1 - angle2)^2, in [0, 1], from aspect
     angles arctan(width / height) in [0, pi/2]; arrays or Tensors."""
-    return (angle1 - angle2) ** 2 * (4 / math.pi ** 2)
+    return (angle1 - angle2) ** 2 * (4 / math.pi**2)
 
 
 def distance_box_iou(boxes1, boxes2, eps: float = 1e-7):

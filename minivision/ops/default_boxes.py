@@ -29,6 +29,7 @@ Where the released SSD300 departs from the paper:
   the same rule. The PyTorch port (ssd.pytorch) clamps the ``(cx, cy, w, h)`` values to [0, 1]
   instead, which caps widths and heights at the image size but leaves boxes outside it.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,7 +44,9 @@ from minivision.ops.boxes import box_convert
 def _per_level(values, name: str, levels: int) -> tuple:
     """``values`` as a tuple with one entry per feature-map level."""
     if not isinstance(values, (tuple, list)) or len(values) != levels:
-        raise ValueError(f"{name} must be a sequence with one entry per feature map ({levels}), got {values!r}")
+        raise ValueError(
+            f"{name} must be a sequence with one entry per feature map ({levels}), got {values!r}"
+        )
     return tuple(values)
 
 
@@ -55,9 +58,13 @@ def _ratios(values, name: str) -> tuple:
     try:
         ratios = _positive_numbers(values, name)
     except ValueError:
-        raise ValueError(f"{name} must be a sequence (possibly empty) of finite numbers > 0, got {values!r}") from None
+        raise ValueError(
+            f"{name} must be a sequence (possibly empty) of finite numbers > 0, got {values!r}"
+        ) from None
     if 1.0 in ratios:
-        raise ValueError(f"{name} must not contain 1 (the square boxes are always made), got {values!r}")
+        raise ValueError(
+            f"{name} must not contain 1 (the square boxes are always made), got {values!r}"
+        )
     return ratios
 
 
@@ -79,35 +86,59 @@ class DefaultBoxes:
     in the order they take at every position.
     """
 
-    def __init__(self, image_size, feature_maps, steps, min_sizes, max_sizes, aspect_ratios, clip: bool = False):
+    def __init__(
+        self,
+        image_size,
+        feature_maps,
+        steps,
+        min_sizes,
+        max_sizes,
+        aspect_ratios,
+        clip: bool = False,
+    ):
         self.image_size = _size_pair(image_size, "image_size", integral=True)
         if not isinstance(feature_maps, (tuple, list)) or not feature_maps:
-            raise ValueError(f"feature_maps must be a non-empty sequence of (H, W) map sizes, got {feature_maps!r}")
+            raise ValueError(
+                f"feature_maps must be a non-empty sequence of (H, W) map sizes, got {feature_maps!r}"
+            )
         levels = len(feature_maps)
-        self.feature_maps = tuple(_size_pair(f, f"feature_maps[{k}]", integral=True)
-                                  for k, f in enumerate(feature_maps))
-        self.steps = tuple(_size_pair(s, f"steps[{k}]", integral=False)
-                           for k, s in enumerate(_per_level(steps, "steps", levels)))
+        self.feature_maps = tuple(
+            _size_pair(f, f"feature_maps[{k}]", integral=True) for k, f in enumerate(feature_maps)
+        )
+        self.steps = tuple(
+            _size_pair(s, f"steps[{k}]", integral=False)
+            for k, s in enumerate(_per_level(steps, "steps", levels))
+        )
         self.min_sizes = _positive_numbers(_per_level(min_sizes, "min_sizes", levels), "min_sizes")
         self.max_sizes = _positive_numbers(_per_level(max_sizes, "max_sizes", levels), "max_sizes")
         for k, (low, high) in enumerate(zip(self.min_sizes, self.max_sizes)):
             if high <= low:
                 raise ValueError(f"max_sizes[{k}] must be > min_sizes[{k}] ({low:g}), got {high:g}")
-        self.aspect_ratios = tuple(_ratios(r, f"aspect_ratios[{k}]")
-                                   for k, r in enumerate(_per_level(aspect_ratios, "aspect_ratios", levels)))
+        self.aspect_ratios = tuple(
+            _ratios(r, f"aspect_ratios[{k}]")
+            for k, r in enumerate(_per_level(aspect_ratios, "aspect_ratios", levels))
+        )
         if not isinstance(clip, bool):
             raise TypeError(f"clip must be a bool, got {clip!r}")
         self.clip = clip
-        self.cell_sizes = [self._cell_sizes(low, high, ratios)
-                           for low, high, ratios in zip(self.min_sizes, self.max_sizes, self.aspect_ratios)]
+        self.cell_sizes = [
+            self._cell_sizes(low, high, ratios)
+            for low, high, ratios in zip(self.min_sizes, self.max_sizes, self.aspect_ratios)
+        ]
 
     @classmethod
     def ssd300(cls, clip: bool = False) -> "DefaultBoxes":
         """The released SSD300's 8,732 boxes: maps 38, 19, 10, 5, 3, 1 (conv4_3, fc7, conv8_2 to
         conv11_2) with 4, 6, 6, 6, 4, 4 boxes per position."""
-        return cls(300, feature_maps=(38, 19, 10, 5, 3, 1), steps=(8, 16, 32, 64, 100, 300),
-                   min_sizes=(30, 60, 111, 162, 213, 264), max_sizes=(60, 111, 162, 213, 264, 315),
-                   aspect_ratios=((2,), (2, 3), (2, 3), (2, 3), (2,), (2,)), clip=clip)
+        return cls(
+            300,
+            feature_maps=(38, 19, 10, 5, 3, 1),
+            steps=(8, 16, 32, 64, 100, 300),
+            min_sizes=(30, 60, 111, 162, 213, 264),
+            max_sizes=(60, 111, 162, 213, 264, 315),
+            aspect_ratios=((2,), (2, 3), (2, 3), (2, 3), (2,), (2,)),
+            clip=clip,
+        )
 
     @staticmethod
     def _cell_sizes(min_size: float, max_size: float, ratios) -> np.ndarray:
@@ -121,9 +152,11 @@ class DefaultBoxes:
         return np.array(sizes, dtype=np.float64)
 
     def __repr__(self):
-        return (f"DefaultBoxes(image_size={self.image_size}, feature_maps={self.feature_maps}, steps={self.steps}, "
-                f"min_sizes={self.min_sizes}, max_sizes={self.max_sizes}, aspect_ratios={self.aspect_ratios}, "
-                f"clip={self.clip})")
+        return (
+            f"DefaultBoxes(image_size={self.image_size}, feature_maps={self.feature_maps}, steps={self.steps}, "
+            f"min_sizes={self.min_sizes}, max_sizes={self.max_sizes}, aspect_ratios={self.aspect_ratios}, "
+            f"clip={self.clip})"
+        )
 
     def num_boxes_per_location(self) -> list:
         """Boxes at each position of each level's map: ``[B_0, B_1, ...]``."""
@@ -136,16 +169,21 @@ class DefaultBoxes:
     def _pixel_boxes(self, xp):
         """(P, 4) float64 xyxy pixel boxes, clipped when ``clip`` is set."""
         out = []
-        for (height, width), (step_h, step_w), sizes in zip(self.feature_maps, self.steps, self.cell_sizes):
-            centre_y, centre_x = xp.meshgrid((xp.arange(height) + 0.5) * step_h, (xp.arange(width) + 0.5) * step_w,
-                                             indexing="ij")
+        for (height, width), (step_h, step_w), sizes in zip(
+            self.feature_maps, self.steps, self.cell_sizes
+        ):
+            centre_y, centre_x = xp.meshgrid(
+                (xp.arange(height) + 0.5) * step_h, (xp.arange(width) + 0.5) * step_w, indexing="ij"
+            )
             centres = xp.stack([centre_x, centre_y, centre_x, centre_y], axis=-1).reshape(-1, 1, 4)
             half = xp.asarray(sizes) / 2
             out.append((centres + xp.concatenate([-half, half], axis=1)[None]).reshape(-1, 4))
         boxes = xp.concatenate(out, axis=0)
         if self.clip:
             image_h, image_w = self.image_size
-            boxes = xp.clip(boxes, 0.0, xp.asarray([image_w, image_h, image_w, image_h], dtype=np.float64))
+            boxes = xp.clip(
+                boxes, 0.0, xp.asarray([image_w, image_h, image_w, image_h], dtype=np.float64)
+            )
         return boxes
 
     def boxes(self, device: str = "cpu"):
@@ -161,4 +199,6 @@ class DefaultBoxes:
         xp = xp_for_device(device)
         image_h, image_w = self.image_size
         centre_size = box_convert(self._pixel_boxes(xp), "xyxy", "cxcywh")
-        return (centre_size / xp.asarray([image_w, image_h, image_w, image_h], dtype=np.float64)).astype(np.float32)
+        return (
+            centre_size / xp.asarray([image_w, image_h, image_w, image_h], dtype=np.float64)
+        ).astype(np.float32)

@@ -11,6 +11,7 @@ The NMS is ``minivision.reference.nms``'s; float32 and float64 boxes take its fa
 (``_nms_fast``: a Numba sweep on the CPU, bitmask NMS on the GPU), which keeps the same
 boxes, unless the reference switch is on.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,10 +19,14 @@ import math
 import numpy as np
 
 from minivision.backend import get_array_module
+
+# isort: split
 # BEGIN FAST PATH iou, nms
 from minivision.dispatch import fast_paths_enabled
 from minivision.ops import _nms_fast
+
 # END FAST PATH iou, nms
+# isort: split
 from minivision.ops._arrays import as_float, check_boxes, check_finite, check_vector, unwrap
 from minivision.reference import nms as reference
 
@@ -30,7 +35,9 @@ def _check_threshold(iou_threshold) -> float:
     try:
         value = float(iou_threshold)
     except (TypeError, ValueError):
-        raise TypeError(f"iou_threshold must be a number in [0, 1], got {iou_threshold!r}") from None
+        raise TypeError(
+            f"iou_threshold must be a number in [0, 1], got {iou_threshold!r}"
+        ) from None
     if math.isnan(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold!r}")
     return value
@@ -82,7 +89,9 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
     get_array_module(raw_boxes, raw_idxs)  # raises when idxs sits on another device
     check_vector(raw_idxs, "idxs", raw_boxes.shape[0])
     if raw_idxs.dtype.kind not in "iu":
-        raise TypeError(f"idxs must be an integer array (category of each box), got dtype {raw_idxs.dtype}")
+        raise TypeError(
+            f"idxs must be an integer array (category of each box), got dtype {raw_idxs.dtype}"
+        )
     raw_idxs = raw_idxs.astype(np.int64, copy=False)
     # BEGIN FAST PATH iou, nms
     if fast_paths_enabled() and _nms_fast.takes(raw_boxes):

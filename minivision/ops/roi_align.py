@@ -14,6 +14,7 @@ torchvision's rules, followed exactly (in the input's dtype):
   y >= H - 1 reads row H - 1, and rows floor(y), floor(y) + 1 are blended;
 - the sum over samples is divided by max(grid_h * grid_w, 1).
 """
+
 from __future__ import annotations
 
 import numbers
@@ -24,9 +25,9 @@ import numpy as np
 from minivision import threads
 from minivision.backend import get_array_module
 from minivision.dispatch import cuda_kernels_apply
+from minivision.nn.module import Module
 from minivision.ops import _roi_cuda, _roi_kernels
 from minivision.ops._rois import parse
-from minivision.nn.module import Module
 from minivision.tensor import Function
 
 
@@ -55,16 +56,21 @@ def _axis_samples(start, size, pooled: int, grid, extent: int, xp):
     bin_size = (size / dtype.type(pooled))[:, None, None]
     per_bin = max(int(grid.max()), 1) if grid.size else 1
     offsets = xp.arange(per_bin, dtype=dtype) + dtype.type(0.5)  # iy + 0.5
-    positions = (start[:, None, None] + xp.arange(pooled, dtype=dtype)[None, :, None] * bin_size) \
-        + offsets * bin_size / xp.maximum(grid, 1).astype(dtype)[:, None, None]
+    positions = (
+        start[:, None, None] + xp.arange(pooled, dtype=dtype)[None, :, None] * bin_size
+    ) + offsets * bin_size / xp.maximum(grid, 1).astype(dtype)[:, None, None]
     used = (positions >= -1) & (positions <= extent) & (xp.arange(per_bin) < grid[:, None, None])
     positions = xp.where(positions <= 0, dtype.type(0), positions)
     low = xp.where(used, positions, 0).astype(np.int64)  # truncation (positions >= 0), as (int)y
     top = low >= extent - 1
     low = xp.where(top, extent - 1, low)
     high = xp.where(top, extent - 1, low + 1)
-    blend = xp.where(top, dtype.type(0), positions - low.astype(dtype))  # at the last row: y = H - 1 exactly
-    weights = xp.where(used[..., None], xp.stack([blend, dtype.type(1) - blend], axis=-1), dtype.type(0))
+    blend = xp.where(
+        top, dtype.type(0), positions - low.astype(dtype)
+    )  # at the last row: y = H - 1 exactly
+    weights = xp.where(
+        used[..., None], xp.stack([blend, dtype.type(1) - blend], axis=-1), dtype.type(0)
+    )
     taps = xp.where(used[..., None], xp.stack([low, high], axis=-1), -1)
     first = xp.where(used, low, extent).min(axis=2)
     last = xp.where(used, high, -1).max(axis=2)
@@ -84,7 +90,9 @@ def samples(rois, scale, out_hw, in_hw, sampling_ratio: int, aligned: bool) -> _
     if sampling_ratio > 0:
         grids = xp.full(size.shape, sampling_ratio, dtype=np.int64)
     else:
-        grids = xp.ceil(size / pooled).astype(np.int64)  # C's (int)ceil(size / out): negative when reversed
+        grids = xp.ceil(size / pooled).astype(
+            np.int64
+        )  # C's (int)ceil(size / out): negative when reversed
     count = xp.maximum(grids[:, 0] * grids[:, 1], 1).astype(dtype)
     grids = xp.maximum(grids, 0)
     x_axis = _axis_samples(start[:, 0], size[:, 0], out_hw[1], grids[:, 0], in_hw[1], xp)
@@ -102,9 +110,20 @@ class _RoIAlign(Function):
             return _roi_cuda.roi_align(x, batch, geometry, out_hw)
         out = np.empty((batch.shape[0], x.shape[1]) + tuple(out_hw), dtype=x.dtype)
         g, planes = geometry, np.ascontiguousarray(x)  # the kernel reads each plane flat
-        threads.over_batch(out, lambda share, _: _roi_kernels.roi_align_rois(
-            planes, batch[share], g.grids[share], g.count[share], g.y_taps[share], g.y_weights[share],
-            g.x_taps[share], g.x_weights[share], out[share]))
+        threads.over_batch(
+            out,
+            lambda share, _: _roi_kernels.roi_align_rois(
+                planes,
+                batch[share],
+                g.grids[share],
+                g.count[share],
+                g.y_taps[share],
+                g.y_weights[share],
+                g.x_taps[share],
+                g.x_weights[share],
+                out[share],
+            ),
+        )
         return out
 
     def backward(self, grad):
@@ -113,15 +132,28 @@ class _RoIAlign(Function):
         grad_x = np.zeros(self.x_shape, dtype=grad.dtype)
         g = self.geometry
         # a worker per share of channels: each adds its channels' terms in torchvision's order
-        threads.parallel_map(lambda share: _roi_kernels.roi_align_backward_channels(
-            grad[:, share], self.batch, g.grids, g.count, g.y_taps, g.y_weights, g.x_taps, g.x_weights,
-            grad_x[:, share]), threads.batch_parts(grad_x, axis=1))
+        threads.parallel_map(
+            lambda share: _roi_kernels.roi_align_backward_channels(
+                grad[:, share],
+                self.batch,
+                g.grids,
+                g.count,
+                g.y_taps,
+                g.y_weights,
+                g.x_taps,
+                g.x_weights,
+                grad_x[:, share],
+            ),
+            threads.batch_parts(grad_x, axis=1),
+        )
         return grad_x
 
 
 def _check_sampling_ratio(sampling_ratio) -> int:
     if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, numbers.Integral):
-        raise TypeError(f"roi_align: sampling_ratio must be an int (<= 0: adaptive), got {sampling_ratio!r}")
+        raise TypeError(
+            f"roi_align: sampling_ratio must be an int (<= 0: adaptive), got {sampling_ratio!r}"
+        )
     return int(sampling_ratio)
 
 
@@ -145,14 +177,20 @@ class RoIAlign(Module):
     """RoI Align as a module, as ``torchvision.ops.RoIAlign``:
     forward(input (N, C, H, W), rois) -> (K, C, *output_size)."""
 
-    def __init__(self, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool = False):
+    def __init__(
+        self, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool = False
+    ):
         super().__init__()
         self.output_size, self.spatial_scale = output_size, spatial_scale
         self.sampling_ratio, self.aligned = sampling_ratio, aligned
 
     def forward(self, input, rois):
-        return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+        return roi_align(
+            input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned
+        )
 
     def extra_repr(self) -> str:
-        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
-                f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}")
+        return (
+            f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+            f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}"
+        )

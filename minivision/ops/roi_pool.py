@@ -9,16 +9,20 @@ torchvision's rules for rounding, bins and maxima are written out in
 otherwise float32 and float64 maps take its fast path (``_roi_pool_fast``: Numba loops on
 the CPU, CUDA kernels on the GPU), equal to it bit for bit.
 """
+
 from __future__ import annotations
 
-# BEGIN FAST PATH roi
-from minivision.dispatch import fast_paths_enabled
-from minivision.ops import _roi_pool_fast
-# END FAST PATH roi
 from minivision.nn.module import Module
 from minivision.ops._rois import parse
 from minivision.reference import roi_pool as reference
 from minivision.tensor import Function
+
+# isort: split
+# BEGIN FAST PATH roi
+from minivision.dispatch import fast_paths_enabled
+from minivision.ops import _roi_pool_fast
+
+# END FAST PATH roi
 
 
 class _RoIPool(Function):
@@ -38,8 +42,9 @@ class _RoIPool(Function):
     def backward(self, grad):
         # BEGIN FAST PATH roi
         if fast_paths_enabled() and _roi_pool_fast.takes(grad):
-            return _roi_pool_fast.roi_pool_backward(grad, self.argmax, self.rois,
-                                                    self.spatial_scale, self.x_shape)
+            return _roi_pool_fast.roi_pool_backward(
+                grad, self.argmax, self.rois, self.spatial_scale, self.x_shape
+            )
         # END FAST PATH roi
         return reference.roi_pool_backward(grad, self.argmax, self.rois, self.x_shape)
 

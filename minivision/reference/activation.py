@@ -6,6 +6,7 @@ and returns an array of the same shape; each ``*_backward`` takes the upstream g
 Sigmoid, softmax and log-softmax differentiate from their saved output ``y``: the forward
 already computed everything the derivative needs.
 """
+
 from __future__ import annotations
 
 from minivision.backend import get_array_module
@@ -54,7 +55,7 @@ def sigmoid(x):
 def sigmoid_backward(grad, y):
     """grad, y = sigmoid(x) (same shape) -> dL/dx (same shape).
 
-        d sigmoid(x) / dx = sigmoid(x) (1 - sigmoid(x)) = y (1 - y)
+    d sigmoid(x) / dx = sigmoid(x) (1 - sigmoid(x)) = y (1 - y)
     """
     # BEGIN SOLUTION sigmoid: write the sigmoid backward from the saved output y
     return grad * y * (1 - y)

@@ -9,6 +9,7 @@ the reference's size and the log of the size ratio, each multiplied by a weight:
 Widths are ``x2 - x1`` (no "+1"). Offsets of this kind are what a detector's box head
 regresses: they are small, centred on 0 and the same for a box at any position and scale.
 """
+
 from __future__ import annotations
 
 from minivision.backend import get_array_module
@@ -32,12 +33,15 @@ def encode(boxes, reference_boxes, weights):
     wx, wy, ww, wh = weights
     cx, cy, w, h = centres_and_sizes(boxes)
     ref_cx, ref_cy, ref_w, ref_h = centres_and_sizes(reference_boxes)
-    deltas = xp.stack([
-        wx * (cx - ref_cx) / ref_w,
-        wy * (cy - ref_cy) / ref_h,
-        ww * xp.log(w / ref_w),
-        wh * xp.log(h / ref_h),
-    ], axis=1)
+    deltas = xp.stack(
+        [
+            wx * (cx - ref_cx) / ref_w,
+            wy * (cy - ref_cy) / ref_h,
+            ww * xp.log(w / ref_w),
+            wh * xp.log(h / ref_h),
+        ],
+        axis=1,
+    )
     return deltas.astype(xp.result_type(boxes.dtype, reference_boxes.dtype), copy=False)
 
 

@@ -9,6 +9,7 @@ IoU is computed in the boxes' dtype. Where an area does not fit the dtype (sides
 1e20 in float32 give areas that underflow to 0 or overflow to inf), the pair is measured
 again on rescaled axes (``_rescaled_iou``), so every finite box has an IoU.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -23,6 +23,7 @@ overlapping stamps add), and its input gradient is that convolution.
 
 Every size argument here is a pair (h, w) of ints.
 """
+
 from __future__ import annotations
 
 from minivision.backend import get_array_module
@@ -31,8 +32,10 @@ from minivision.backend import get_array_module
 def output_hw(in_hw, kernel, stride, padding, dilation) -> tuple[int, int]:
     """(H, W) -> (out_h, out_w) of a convolution: (H + 2 ph - dh (kh - 1) - 1) // sh + 1 per axis,
     the number of windows that fit in the padded input."""
-    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
-                 for n, k, s, p, d in zip(in_hw, kernel, stride, padding, dilation))
+    return tuple(
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(in_hw, kernel, stride, padding, dilation)
+    )
 
 
 def transposed_output_hw(in_hw, kernel, stride, padding, output_padding, dilation) -> tuple:
@@ -61,7 +64,9 @@ def im2col(x, kernel, stride, padding, dilation):
     cols = xp.empty((c, kh, kw, n, out_h, out_w), dtype=x.dtype)
     for p in range(kh):
         for q in range(kw):
-            offset = x_pad[:, :, p * dh:p * dh + sh * out_h:sh, q * dw:q * dw + sw * out_w:sw]
+            offset = x_pad[
+                :, :, p * dh : p * dh + sh * out_h : sh, q * dw : q * dw + sw * out_w : sw
+            ]
             cols[:, p, q] = offset.transpose(1, 0, 2, 3)  # (C, N, out_h, out_w)
     return cols.reshape(c * kh * kw, n * out_h * out_w)
     # END SOLUTION conv
@@ -86,9 +91,11 @@ def col2im(cols, x_shape, kernel, stride, padding, dilation):
     x_pad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
     for p in range(kh):
         for q in range(kw):
-            offset = x_pad[:, :, p * dh:p * dh + sh * out_h:sh, q * dw:q * dw + sw * out_w:sw]
+            offset = x_pad[
+                :, :, p * dh : p * dh + sh * out_h : sh, q * dw : q * dw + sw * out_w : sw
+            ]
             offset += windows[:, p, q].transpose(1, 0, 2, 3)  # (N, C, out_h, out_w)
-    return x_pad[:, :, ph:ph + h, pw:pw + w]
+    return x_pad[:, :, ph : ph + h, pw : pw + w]
     # END SOLUTION conv
 
 
@@ -175,8 +182,9 @@ def _pad_to_windows(x, out_hw, kernel, stride, padding, dilation):
     return xp.pad(x, ((0, 0), (0, 0)) + tuple((0, m - n) for m, n in zip(windows, x.shape[2:])))
 
 
-def conv_transpose2d_backward(grad, x, weight, stride, padding, dilation, groups,
-                              needs=(True, True, True)):
+def conv_transpose2d_backward(
+    grad, x, weight, stride, padding, dilation, groups, needs=(True, True, True)
+):
     """grad (N, C_out, out_h, out_w) = dL/dout of ``conv_transpose2d`` -> (dL/dx (N, C_in, H, W),
     dL/dW (C_in, C_out/G, kh, kw), dL/db (C_out,)), each None where ``needs`` says so. The adjoint
     of the adjoint is the convolution: dL/dx = conv2d(g, W), and dL/dW is that convolution's

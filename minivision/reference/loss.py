@@ -6,6 +6,7 @@ classes on axis 1, targets (N,) or (N, d1, d2, ...) of integer class indices in 
 per sample), "sum", or "mean": the sum divided by the summed weights of the counted samples,
 so that ignored samples and class weights do not bias the mean.
 """
+
 from __future__ import annotations
 
 from minivision.backend import get_array_module

@@ -5,6 +5,7 @@ each cluster. Walk the boxes by decreasing score (ties: the lower index first) a
 box unless a box kept before it overlaps it with IoU strictly greater than the threshold.
 IoUs are ``box_iou``'s, so a box without area neither suppresses nor is suppressed.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,7 @@ def nms(boxes, scores, iou_threshold):
         if left[i]:
             keep.append(i)
             # In float64: a float32 IoU meets the threshold as given, not rounded to float32.
-            left &= box_iou(boxes[i:i + 1], boxes)[0].astype(np.float64) <= iou_threshold
+            left &= box_iou(boxes[i : i + 1], boxes)[0].astype(np.float64) <= iou_threshold
     return order[xp.asarray(keep, dtype=np.int64)]
     # END SOLUTION nms
 

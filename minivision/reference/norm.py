@@ -9,6 +9,7 @@ shifted by the learned ``weight[c]`` and ``bias[c]``:
 Training also moves the running statistics towards the batch's. Its backward differentiates
 through the batch statistics too, since they depend on every x of the channel.
 """
+
 from __future__ import annotations
 
 from minivision.backend import get_array_module

@@ -10,16 +10,37 @@ The switches are PyTorch's: per (n, c) plane, the flat index ``h * W + w`` into 
 input of each window's maximum. Max unpooling puts values back at the switches; the gradient
 of max pooling goes back to them the same way.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from minivision.backend import get_array_module
-from minivision.functional._geometry import window_output_size
 
 
-def _window_positions(size: int, kernel: int, stride: int, padding: int, dilation: int,
-                      ceil_mode: bool) -> np.ndarray:
+def window_output_size(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool = False
+) -> int:
+    """How many windows of ``kernel`` (spread by ``dilation``) fit along one padded axis.
+
+    With ``ceil_mode`` a last, partial window counts, but only when it starts inside the
+    input or the left padding (PyTorch's rule), never wholly in the right padding.
+    May return < 1; callers turn that into their own error message.
+    """
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if span < 0:
+        return 0
+    if not ceil_mode:
+        return span // stride + 1
+    count = -(-span // stride) + 1
+    if (count - 1) * stride >= size + padding:
+        count -= 1
+    return count
+
+
+def _window_positions(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool
+) -> np.ndarray:
     """(out, kernel) int64: the input positions along one axis that each window reads, some
     of them outside [0, size) (padding). ``out`` is PyTorch's number of windows."""
     out = window_output_size(size, kernel, stride, padding, dilation, ceil_mode)
@@ -49,8 +70,10 @@ def max_pool2d(x, kernel, stride, padding, dilation, ceil_mode):
     cols = _window_positions(width, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
     # BEGIN SOLUTION pool: write max_pool2d, each window's maximum and its switch h * W + w
     maxima = xp.full(x.shape[:2] + (len(rows), len(cols)), -np.inf, dtype=x.dtype)
-    first = (_first_position_inside(rows, dilation[0])[:, None] * width
-             + _first_position_inside(cols, dilation[1])[None, :])
+    first = (
+        _first_position_inside(rows, dilation[0])[:, None] * width
+        + _first_position_inside(cols, dilation[1])[None, :]
+    )
     switches = xp.broadcast_to(xp.asarray(first), maxima.shape)
     for p in range(kernel[0]):
         for q in range(kernel[1]):
@@ -116,8 +139,9 @@ def max_unpool2d_backward(grad, switches):
     return gathered.reshape(switches.shape)
 
 
-def avg_pool_divisors(in_hw, kernel, stride, padding, out_hw, count_include_pad,
-                      divisor_override) -> np.ndarray:
+def avg_pool_divisors(
+    in_hw, kernel, stride, padding, out_hw, count_include_pad, divisor_override
+) -> np.ndarray:
     """(out_h, out_w) float64: what each window's sum is divided by, PyTorch's rule. The
     window is clipped to the padded input (a window of ceil_mode hangs off it) and, without
     ``count_include_pad``, to the input itself; ``divisor_override`` replaces both."""
@@ -143,7 +167,7 @@ def _padded_shape(x_shape, kernel, stride, padding, out_hw) -> tuple:
 def _window_view(padded, p: int, q: int, stride, out_hw):
     """(N, C, out_h, out_w) view of position (p, q) of every window of ``padded``."""
     (sh, sw), (out_h, out_w) = stride, out_hw
-    return padded[:, :, p:p + (out_h - 1) * sh + 1:sh, q:q + (out_w - 1) * sw + 1:sw]
+    return padded[:, :, p : p + (out_h - 1) * sh + 1 : sh, q : q + (out_w - 1) * sw + 1 : sw]
 
 
 def avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
@@ -154,21 +178,25 @@ def avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor
     """
     xp = get_array_module(x)
     height, width = x.shape[2:]
-    out_hw = tuple(window_output_size(n, k, s, p, 1, ceil_mode)
-                   for n, k, s, p in zip((height, width), kernel, stride, padding))
+    out_hw = tuple(
+        window_output_size(n, k, s, p, 1, ceil_mode)
+        for n, k, s, p in zip((height, width), kernel, stride, padding)
+    )
     padded = xp.zeros(_padded_shape(x.shape, kernel, stride, padding, out_hw), dtype=x.dtype)
-    padded[:, :, padding[0]:padding[0] + height, padding[1]:padding[1] + width] = x
+    padded[:, :, padding[0] : padding[0] + height, padding[1] : padding[1] + width] = x
     total = xp.zeros(x.shape[:2] + out_hw, dtype=x.dtype)
     for p in range(kernel[0]):
         for q in range(kernel[1]):
             total += _window_view(padded, p, q, stride, out_hw)
-    divisors = avg_pool_divisors(x.shape[2:], kernel, stride, padding, out_hw, count_include_pad,
-                                 divisor_override)
+    divisors = avg_pool_divisors(
+        x.shape[2:], kernel, stride, padding, out_hw, count_include_pad, divisor_override
+    )
     return total / xp.asarray(divisors, dtype=x.dtype)
 
 
-def avg_pool2d_backward(grad, x_shape, kernel, stride, padding, count_include_pad,
-                        divisor_override):
+def avg_pool2d_backward(
+    grad, x_shape, kernel, stride, padding, count_include_pad, divisor_override
+):
     """grad (N, C, out_h, out_w) -> the input's gradient, of ``x_shape`` (N, C, H, W): every
     position of window (i, j) receives the same share grad[n, c, i, j] / divisor; where
     windows overlap, the shares add up. Padding's shares are dropped.
@@ -177,12 +205,13 @@ def avg_pool2d_backward(grad, x_shape, kernel, stride, padding, count_include_pa
     """
     xp = get_array_module(grad)
     out_hw = tuple(grad.shape[2:])
-    divisors = avg_pool_divisors(x_shape[2:], kernel, stride, padding, out_hw, count_include_pad,
-                                 divisor_override)
+    divisors = avg_pool_divisors(
+        x_shape[2:], kernel, stride, padding, out_hw, count_include_pad, divisor_override
+    )
     share = grad / xp.asarray(divisors, dtype=grad.dtype)
     padded = xp.zeros(_padded_shape(x_shape, kernel, stride, padding, out_hw), dtype=grad.dtype)
     for p in range(kernel[0]):
         for q in range(kernel[1]):
             _window_view(padded, p, q, stride, out_hw)[...] += share
     (ph, pw), (height, width) = padding, x_shape[2:]
-    return padded[:, :, ph:ph + height, pw:pw + width].copy()
+    return padded[:, :, ph : ph + height, pw : pw + width].copy()

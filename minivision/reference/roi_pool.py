@@ -16,6 +16,7 @@ torchvision's rules (its CPU kernel's), in the input's dtype:
   ties keep the first cell, NaN never wins, and a bin of values <= -FLT_MAX outputs
   -FLT_MAX with argmax -1 (and passes no gradient).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,10 @@ def bins(rois, output_size, spatial_scale, in_hw):
     Lecture: region proposals (Fast R-CNN pools each region from the shared features).
     """
     corners = round_half_away(rois[:, 1:] * rois.dtype.type(spatial_scale))  # x1, y1, x2, y2
-    return (_axis_bins(corners[:, 1], corners[:, 3], output_size[0], in_hw[0], rois.dtype),
-            _axis_bins(corners[:, 0], corners[:, 2], output_size[1], in_hw[1], rois.dtype))
+    return (
+        _axis_bins(corners[:, 1], corners[:, 3], output_size[0], in_hw[0], rois.dtype),
+        _axis_bins(corners[:, 0], corners[:, 2], output_size[1], in_hw[1], rois.dtype),
+    )
 
 
 def _axis_bins(start, stop, pooled: int, extent: int, dtype):

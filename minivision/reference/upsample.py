@@ -9,6 +9,7 @@ with the same weights, adding where several outputs read one input row.
 ``scale`` (one per axis) is the ``scale_factor`` the caller gave, or None: PyTorch steps
 through the input by ``1 / scale`` when it is given and by ``in_size / out_size`` otherwise.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -95,16 +96,18 @@ def upsample_nearest2d_backward(grad, in_hw, scales=(None, None)):
 def _lerp(x, source, axis: int):
     """Linear interpolation along ``axis`` from ``bilinear_source``'s (lower, upper, frac)."""
     lower, upper, frac = source
-    return (_take(x, lower, axis) * _along(1.0 - frac, axis, x)
-            + _take(x, upper, axis) * _along(frac, axis, x))
+    return _take(x, lower, axis) * _along(1.0 - frac, axis, x) + _take(x, upper, axis) * _along(
+        frac, axis, x
+    )
 
 
 def _lerp_backward(grad, source, size: int, axis: int):
     """The adjoint of ``_lerp``: each output's gradient goes back to its lower and upper
     input rows (or columns) with their weights, adding up where rows are shared."""
     lower, upper, frac = source
-    return (_add_back(grad * _along(1.0 - frac, axis, grad), lower, size, axis)
-            + _add_back(grad * _along(frac, axis, grad), upper, size, axis))
+    return _add_back(grad * _along(1.0 - frac, axis, grad), lower, size, axis) + _add_back(
+        grad * _along(frac, axis, grad), upper, size, axis
+    )
 
 
 def upsample_bilinear2d(x, size, align_corners=False, scales=(None, None)):
@@ -114,8 +117,9 @@ def upsample_bilinear2d(x, size, align_corners=False, scales=(None, None)):
 
     Lecture: segmentation (upsample back to full resolution).
     """
-    rows, cols = (bilinear_source(n, o, s, align_corners)
-                  for n, o, s in zip(x.shape[2:], size, scales))
+    rows, cols = (
+        bilinear_source(n, o, s, align_corners) for n, o, s in zip(x.shape[2:], size, scales)
+    )
     return _lerp(_lerp(x, cols, 3), rows, 2)
 
 
@@ -125,6 +129,7 @@ def upsample_bilinear2d_backward(grad, in_hw, align_corners=False, scales=(None,
 
     Lecture: segmentation (upsample back to full resolution).
     """
-    rows, cols = (bilinear_source(n, o, s, align_corners)
-                  for n, o, s in zip(in_hw, grad.shape[2:], scales))
+    rows, cols = (
+        bilinear_source(n, o, s, align_corners) for n, o, s in zip(in_hw, grad.shape[2:], scales)
+    )
     return _lerp_backward(_lerp_backward(grad, rows, in_hw[0], 2), cols, in_hw[1], 3)

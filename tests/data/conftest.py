@@ -1,4 +1,5 @@
 """Fixtures for the data tests: small VOC and COCO folders built in tmp_path."""
+
 import json
 
 import pytest
@@ -14,7 +15,8 @@ def voc_root(tmp_path):
         write_image(root / "JPEGImages" / f"{stem}.jpg", h, w)
     (root / "Annotations").mkdir()
     (root / "Annotations" / "a.xml").write_text(
-        voc_xml(40, 30, [("dog", 1, 1, 40, 30, False), ("cat", 5, 6, 10, 12, True)]))
+        voc_xml(40, 30, [("dog", 1, 1, 40, 30, False), ("cat", 5, 6, 10, 12, True)])
+    )
     (root / "Annotations" / "b.xml").write_text(voc_xml(20, 10, []))
     main = root / "ImageSets" / "Main"
     main.mkdir(parents=True)
@@ -36,7 +38,13 @@ def coco_files(tmp_path):
             {"id": 5, "file_name": "five.png", "width": 8, "height": 8},
         ],
         "annotations": [
-            {"id": 1, "image_id": 7, "bbox": [2.5, 3.0, 10.0, 4.5], "category_id": 18, "iscrowd": 0},
+            {
+                "id": 1,
+                "image_id": 7,
+                "bbox": [2.5, 3.0, 10.0, 4.5],
+                "category_id": 18,
+                "iscrowd": 0,
+            },
             {"id": 2, "image_id": 7, "bbox": [0, 0, 32, 24], "category_id": 1, "iscrowd": 1},
             {"id": 3, "image_id": 3, "bbox": [1, 2, 3, 4], "category_id": 1},
         ],

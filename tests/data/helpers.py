@@ -1,4 +1,5 @@
 """Helpers for the data tests: an independent tight-box computation and tiny files."""
+
 import numpy as np
 
 
@@ -24,5 +25,7 @@ def voc_xml(width, height, objects):
         f"<ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
         for name, x0, y0, x1, y1, diff in objects
     )
-    return (f"<annotation><filename>x.jpg</filename><size><width>{width}</width><height>{height}</height>"
-            f"<depth>3</depth></size>{body}</annotation>")
+    return (
+        f"<annotation><filename>x.jpg</filename><size><width>{width}</width><height>{height}</height>"
+        f"<depth>3</depth></size>{body}</annotation>"
+    )

@@ -1,5 +1,6 @@
 """Reading image files: the pixel limit checked from the header, Pillow's own limit kept out
 of the way, reduced decoding with ``max_side``, and every mode becoming RGB."""
+
 import io
 import json
 import struct
@@ -16,10 +17,18 @@ Image = pytest.importorskip("PIL.Image")
 
 from minivision.data import _image  # noqa: E402
 from minivision.data._image import (  # noqa: E402
-    DEFAULT_MAX_IMAGE_PIXELS, MAX_PIXELS_ENV, image_size, max_image_pixels, read_image,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    MAX_PIXELS_ENV,
+    image_size,
+    max_image_pixels,
+    read_image,
 )
 
-HUGE_HEADERS = {"60000x60000": (60000, 60000), "80000000x1": (80_000_000, 1), "10000x10000": (10000, 10000)}
+HUGE_HEADERS = {
+    "60000x60000": (60000, 60000),
+    "80000000x1": (80_000_000, 1),
+    "10000x10000": (10000, 10000),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -74,15 +83,21 @@ def test_huge_header_is_refused_in_one_line(tmp_path, name, reader):
     path = png_claiming(tmp_path / f"{name}.png", width, height)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Pillow's DecompressionBombWarning must not appear either
-        with pytest.raises(ValueError, match=rf"{name}\.png.* {width} x {height} = .*limit of 67,108,864.*"
-                                             rf"{MAX_PIXELS_ENV}") as info:
+        with pytest.raises(
+            ValueError,
+            match=rf"{name}\.png.* {width} x {height} = .*limit of 67,108,864.*"
+            rf"{MAX_PIXELS_ENV}",
+        ) as info:
             reader(path)
     assert "\n" not in str(info.value)
 
 
 def test_huge_headers_are_refused_fast_without_allocating(tmp_path):
     """In a fresh process (so peak RSS means something): each refusal under a second, < 32 MiB."""
-    paths = {name: str(png_claiming(tmp_path / f"{name}.png", *size)) for name, size in HUGE_HEADERS.items()}
+    paths = {
+        name: str(png_claiming(tmp_path / f"{name}.png", *size))
+        for name, size in HUGE_HEADERS.items()
+    }
     small = str(png_claiming(tmp_path / "small.png", 8, 8))
     script = textwrap.dedent(f"""
         import json, resource, time
@@ -105,10 +120,15 @@ def test_huge_headers_are_refused_fast_without_allocating(tmp_path):
     """)
     if not sys.platform.startswith("linux"):
         pytest.skip("measures memory through /proc and RLIMIT_AS")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     for name, (outcome, seconds, growth) in json.loads(done.stdout.splitlines()[-1]).items():
-        assert outcome.startswith("ValueError: ") and "over minivision's limit" in outcome, (name, outcome)
+        assert outcome.startswith("ValueError: ") and "over minivision's limit" in outcome, (
+            name,
+            outcome,
+        )
         assert seconds < 1.0, (name, seconds)
         assert growth < 32 * 2**20, (name, growth)
 
@@ -116,7 +136,9 @@ def test_huge_headers_are_refused_fast_without_allocating(tmp_path):
 def test_limit_is_inclusive_and_max_pixels_overrides_env(tmp_path, monkeypatch):
     path = save(tmp_path / "a.png", smooth_rgb(20, 30))
     assert read_image(path, max_pixels=600).shape == (3, 20, 30)
-    with pytest.raises(ValueError, match=r"a\.png.* 30 x 20 = 600 pixels, over minivision's limit of 599"):
+    with pytest.raises(
+        ValueError, match=r"a\.png.* 30 x 20 = 600 pixels, over minivision's limit of 599"
+    ):
         read_image(path, max_pixels=599)
     monkeypatch.setenv(MAX_PIXELS_ENV, "599")
     with pytest.raises(ValueError, match=r"limit of 599;"):
@@ -124,7 +146,9 @@ def test_limit_is_inclusive_and_max_pixels_overrides_env(tmp_path, monkeypatch):
     assert image_size(path, max_pixels=600) == (30, 20)
 
 
-@pytest.mark.parametrize("raw, expected", [("100", 100), ("4_000_000_000", 4_000_000_000), (" 7 ", 7)])
+@pytest.mark.parametrize(
+    "raw, expected", [("100", 100), ("4_000_000_000", 4_000_000_000), (" 7 ", 7)]
+)
 def test_env_var_sets_the_limit(monkeypatch, raw, expected):
     monkeypatch.setenv(MAX_PIXELS_ENV, raw)
     assert max_image_pixels() == expected
@@ -140,13 +164,17 @@ def test_bad_env_value_names_the_variable(tmp_path, monkeypatch, raw):
     path = save(tmp_path / "a.png", smooth_rgb(4, 4))
     monkeypatch.setenv(MAX_PIXELS_ENV, raw)
     for reader in (read_image, image_size):
-        with pytest.raises(ValueError, match=rf"environment variable {MAX_PIXELS_ENV}={raw!r} is not a positive"):
+        with pytest.raises(
+            ValueError, match=rf"environment variable {MAX_PIXELS_ENV}={raw!r} is not a positive"
+        ):
             reader(path)
 
 
 @pytest.mark.parametrize("argument", ["max_pixels", "max_side"])
-@pytest.mark.parametrize("value, error", [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError),
-                                          ("64", TypeError)])
+@pytest.mark.parametrize(
+    "value, error",
+    [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError), ("64", TypeError)],
+)
 def test_bad_arguments_are_named(tmp_path, argument, value, error):
     path = save(tmp_path / "a.png", smooth_rgb(4, 4))
     with pytest.raises(error, match=rf"{argument} must be a positive integer, got .*{value!r}"):
@@ -159,7 +187,9 @@ def test_zero_sized_image_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"zero\.png.* could not be decoded"):
         read_image(png)
     monkeypatch.setattr(Image, "open", lambda path: Image.new("RGB", (0, 10)))
-    with pytest.raises(ValueError, match=r"zero\.png' is 0 x 10 pixels; expected a width and height of at least 1"):
+    with pytest.raises(
+        ValueError, match=r"zero\.png' is 0 x 10 pixels; expected a width and height of at least 1"
+    ):
         image_size(png)
 
 
@@ -175,7 +205,9 @@ def test_missing_and_undecodable_files(tmp_path):
 
 
 def test_pillow_limit_never_fires_below_ours_and_is_restored(tmp_path, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow warns above 100 and raises above 200
+    monkeypatch.setattr(
+        Image, "MAX_IMAGE_PIXELS", 100
+    )  # Pillow warns above 100 and raises above 200
     path = save(tmp_path / "a.png", smooth_rgb(20, 20))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -210,10 +242,17 @@ def test_overlapping_reads_restore_pillows_limit_only_when_the_last_ends(monkeyp
 # ---------------------------------------------------------------- max_side and modes
 
 
-@pytest.mark.parametrize("height, width, max_side, shape", [
-    (70, 100, 32, (3, 22, 32)), (100, 70, 32, (3, 32, 22)), (48, 64, 16, (3, 12, 16)),
-    (1, 500, 50, (3, 1, 50)), (30, 40, 40, (3, 30, 40)), (30, 40, 1000, (3, 30, 40)),
-])
+@pytest.mark.parametrize(
+    "height, width, max_side, shape",
+    [
+        (70, 100, 32, (3, 22, 32)),
+        (100, 70, 32, (3, 32, 22)),
+        (48, 64, 16, (3, 12, 16)),
+        (1, 500, 50, (3, 1, 50)),
+        (30, 40, 40, (3, 30, 40)),
+        (30, 40, 1000, (3, 30, 40)),
+    ],
+)
 def test_max_side_shape(tmp_path, height, width, max_side, shape):
     path = save(tmp_path / "a.png", smooth_rgb(height, width))
     image = read_image(path, max_side=max_side)
@@ -236,7 +275,9 @@ def test_max_side_by_a_whole_factor_is_the_block_mean(tmp_path):
     np.testing.assert_allclose(reduced, blocks.transpose(2, 0, 1), atol=1 / 255 + 1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("height, width, max_side", [(210, 300, 96), (297, 183, 120), (300, 200, 64)])
+@pytest.mark.parametrize(
+    "height, width, max_side", [(210, 300, 96), (297, 183, 120), (300, 200, 64)]
+)
 def test_max_side_is_close_to_area_average_of_full_read(tmp_path, height, width, max_side):
     path = save(tmp_path / "a.png", smooth_rgb(height, width))
     reduced = read_image(path, max_side=max_side)
@@ -263,9 +304,14 @@ def test_jpeg_is_decoded_reduced(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("max_side", [None, 4])
 def test_grey_and_one_bit_become_rgb(tmp_path, max_side):
-    grey = np.tile(np.array([[0, 100], [200, 50]], np.uint8), (4, 4))  # 8x8, every 2x2 block the same
+    grey = np.tile(
+        np.array([[0, 100], [200, 50]], np.uint8), (4, 4)
+    )  # 8x8, every 2x2 block the same
     bits = np.tile(np.array([[True, False], [False, False]]), (4, 4))
-    for name, pixels, value in [("grey", grey, (0 + 100 + 200 + 50) / 4 / 255), ("bits", bits, 0.25)]:
+    for name, pixels, value in [
+        ("grey", grey, (0 + 100 + 200 + 50) / 4 / 255),
+        ("bits", bits, 0.25),
+    ]:
         path = tmp_path / f"{name}.png"
         Image.fromarray(pixels).save(path)
         image = read_image(path, max_side=max_side)
@@ -273,7 +319,9 @@ def test_grey_and_one_bit_become_rgb(tmp_path, max_side):
         np.testing.assert_array_equal(image[0], image[1])
         np.testing.assert_array_equal(image[0], image[2])
         if max_side is None:
-            np.testing.assert_array_equal(image[0], pixels.astype(np.float32) / (1 if name == "bits" else 255))
+            np.testing.assert_array_equal(
+                image[0], pixels.astype(np.float32) / (1 if name == "bits" else 255)
+            )
         else:
             np.testing.assert_allclose(image, value, atol=0.5 / 255 + 1e-6)
 
@@ -286,8 +334,11 @@ def test_palette_colours_are_averaged_not_their_indices(tmp_path):
     palette_image.save(path)
     full = read_image(path)
     np.testing.assert_array_equal(full[:, 0, :2], [[1, 0], [0, 0], [0, 1]])
-    np.testing.assert_allclose(read_image(path, max_side=4), np.array([0.5, 0, 0.5])[:, None, None]
-                               * np.ones((3, 4, 4)), atol=0.5 / 255 + 1e-6)
+    np.testing.assert_allclose(
+        read_image(path, max_side=4),
+        np.array([0.5, 0, 0.5])[:, None, None] * np.ones((3, 4, 4)),
+        atol=0.5 / 255 + 1e-6,
+    )
 
 
 def test_alpha_is_dropped_before_averaging(tmp_path):
@@ -297,6 +348,11 @@ def test_alpha_is_dropped_before_averaging(tmp_path):
     rgba[:, 1::2, 1] = 100  # odd columns carry green but are fully transparent
     rgba[:, 0::2, 3] = 255
     path = save(tmp_path / "a.png", rgba)
-    np.testing.assert_array_equal(read_image(path), rgba[..., :3].transpose(2, 0, 1) / np.float32(255))
-    np.testing.assert_allclose(read_image(path, max_side=4),
-                               np.array([200, 50, 0])[:, None, None] / 255 * np.ones((3, 4, 4)), atol=0.5 / 255 + 1e-6)
+    np.testing.assert_array_equal(
+        read_image(path), rgba[..., :3].transpose(2, 0, 1) / np.float32(255)
+    )
+    np.testing.assert_allclose(
+        read_image(path, max_side=4),
+        np.array([200, 50, 0])[:, None, None] / 255 * np.ones((3, 4, 4)),
+        atol=0.5 / 255 + 1e-6,
+    )

@@ -1,11 +1,19 @@
 """DataLoader: every sample once per epoch, reproducible shuffling, collate formats."""
+
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minivision as mv
 from minivision.data import (
-    DataLoader, Dataset, Shapes, Subset, default_collate, detection_collate, segmentation_collate,
+    DataLoader,
+    Dataset,
+    Shapes,
+    Subset,
+    default_collate,
+    detection_collate,
+    segmentation_collate,
 )
 
 
@@ -26,10 +34,17 @@ def ids_of(loader):
     return [[t["id"] for t in targets] for _, targets in loader]
 
 
-@given(n=st.integers(0, 23), batch_size=st.integers(1, 7), shuffle=st.booleans(), drop_last=st.booleans(),
-       seed=st.integers(0, 2**32))
+@given(
+    n=st.integers(0, 23),
+    batch_size=st.integers(1, 7),
+    shuffle=st.booleans(),
+    drop_last=st.booleans(),
+    seed=st.integers(0, 2**32),
+)
 def test_every_sample_once_per_epoch(n, batch_size, shuffle, drop_last, seed):
-    loader = DataLoader(Numbered(n), batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    loader = DataLoader(
+        Numbered(n), batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last
+    )
     for _ in range(2):
         batches = ids_of(loader)
         assert len(batches) == len(loader)
@@ -79,12 +94,21 @@ def test_unseeded_loader_still_replays_its_own_epochs():
 
 
 def test_detection_batch_format_with_zero_boxes():
-    empty = (np.zeros((3, 4, 4), np.float32), {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64)})
-    full = (np.ones((3, 4, 4), np.float32), {"boxes": np.array([[0, 0, 2, 2], [1, 1, 4, 3]], np.float32),
-                                             "labels": np.array([1, 3])})
+    empty = (
+        np.zeros((3, 4, 4), np.float32),
+        {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64)},
+    )
+    full = (
+        np.ones((3, 4, 4), np.float32),
+        {"boxes": np.array([[0, 0, 2, 2], [1, 1, 4, 3]], np.float32), "labels": np.array([1, 3])},
+    )
     for collate in (detection_collate, default_collate):
         images, targets = collate([empty, full])
-        assert isinstance(images, mv.Tensor) and images.shape == (2, 3, 4, 4) and images.dtype == np.float32
+        assert (
+            isinstance(images, mv.Tensor)
+            and images.shape == (2, 3, 4, 4)
+            and images.dtype == np.float32
+        )
         np.testing.assert_array_equal(images.numpy()[1], 1.0)
         assert targets[0]["boxes"].shape == (0, 4) and targets[1]["boxes"].shape == (2, 4)
         assert targets[1]["labels"].tolist() == [1, 3]
@@ -100,7 +124,11 @@ def test_loader_over_shapes_with_zero_objects():
 def test_segmentation_collate_stacks_semantic_maps():
     data = Shapes(3, image_size=16)
     images, semantic = segmentation_collate([data[i] for i in range(3)])
-    assert images.shape == (3, 3, 16, 16) and semantic.shape == (3, 16, 16) and semantic.dtype == np.int64
+    assert (
+        images.shape == (3, 3, 16, 16)
+        and semantic.shape == (3, 16, 16)
+        and semantic.dtype == np.int64
+    )
     np.testing.assert_array_equal(semantic.numpy()[2], data[2][1]["semantic"])
     with pytest.raises(ValueError, match=r"needs target\['semantic'\]; samples \[0\] have none"):
         segmentation_collate([(np.zeros((3, 2, 2)), {})])
@@ -114,7 +142,9 @@ def test_default_collate_stacks_numbers_and_arrays():
 def test_subset_and_custom_collate():
     subset = Subset(Numbered(10), [7, 2, -1])
     assert len(subset) == 3 and subset[-1][1]["id"] == 9
-    loader = DataLoader(subset, batch_size=2, collate_fn=lambda samples: [t["id"] for _, t in samples])
+    loader = DataLoader(
+        subset, batch_size=2, collate_fn=lambda samples: [t["id"] for _, t in samples]
+    )
     assert list(loader) == [[7, 2], [9]]
     with pytest.raises(IndexError, match="index 10 is out of range for a dataset of length 10"):
         Subset(Numbered(10), [10])
@@ -131,9 +161,13 @@ def test_bad_loader_arguments_and_batches():
         DataLoader(Numbered(3)).set_epoch(-1)
     mixed = [(np.zeros((3, 4, 4)), {}), (np.zeros((3, 5, 4)), {})]
     shapes = r"\[\(3, 4, 4\), \(3, 5, 4\)\]"
-    with pytest.raises(ValueError, match=r"cannot batch images: samples have different shapes " + shapes):
+    with pytest.raises(
+        ValueError, match=r"cannot batch images: samples have different shapes " + shapes
+    ):
         detection_collate(mixed)
-    with pytest.raises(TypeError, match="sample 1 of the batch must be an .image, target dict. pair, got ndarray"):
+    with pytest.raises(
+        TypeError, match="sample 1 of the batch must be an .image, target dict. pair, got ndarray"
+    ):
         detection_collate([mixed[0], np.zeros(3)])
     with pytest.raises(NotImplementedError, match="must implement __len__"):
         len(Dataset())

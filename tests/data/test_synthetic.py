@@ -1,11 +1,13 @@
 """Shapes and DigitsOnCanvas: determinism, target format, boxes tight around masks."""
+
 import hashlib
 import math
 import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from minivision.data import DigitsOnCanvas, Shapes
 from minivision.data.shapes import SHAPE_CLASSES
@@ -98,7 +100,9 @@ def test_class_subset_and_names():
 def test_digit_splits_use_disjoint_glyphs():
     train, test = DigitsOnCanvas(1, split="train"), DigitsOnCanvas(1, split="test")
     assert len(train.glyphs) + len(test.glyphs) == 1797
-    assert not any(np.array_equal(train.glyphs[i], test.glyphs[0]) for i in range(len(train.glyphs)))
+    assert not any(
+        np.array_equal(train.glyphs[i], test.glyphs[0]) for i in range(len(train.glyphs))
+    )
 
 
 def test_index_errors_follow_the_sequence_protocol():
@@ -110,36 +114,65 @@ def test_index_errors_follow_the_sequence_protocol():
     assert len(list(iter(data))) == 3  # the legacy iteration protocol stops at IndexError
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"image_size": 8}, "image_size must be an integer >= 16, got 8"),
-    ({"min_objects": 3, "max_objects": 1}, "0 <= min_objects <= max_objects, got 3 and 1"),
-    ({"classes": ("circle", "hexagon")}, "classes must be distinct names from"),
-    ({"noise": 2.0}, r"noise must be in \[0, 1\], got 2.0"),
-    ({"seed": -1}, "seed must be a non-negative integer, got -1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"image_size": 8}, "image_size must be an integer >= 16, got 8"),
+        ({"min_objects": 3, "max_objects": 1}, "0 <= min_objects <= max_objects, got 3 and 1"),
+        ({"classes": ("circle", "hexagon")}, "classes must be distinct names from"),
+        ({"noise": 2.0}, r"noise must be in \[0, 1\], got 2.0"),
+        ({"seed": -1}, "seed must be a non-negative integer, got -1"),
+    ],
+)
 def test_shapes_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Shapes(2, **kwargs)
-
 
 
 # Samples as Shapes draws them with the default object sizes (0.15-0.45 of the side, uniform):
 # (constructor kwargs, index, labels, boxes, sha256 of the packed masks (first 16 hex digits),
 # image sum). Drawing with the default must keep reproducing these, seed for seed.
 DEFAULT_DRAWS = [
-    ({}, 0, [2, 3, 3], [[38, 33, 61, 51], [37, 53, 62, 63], [11, 46, 35, 60]], "5d865bc4e461e5d5", 4843.678691607798),
+    (
+        {},
+        0,
+        [2, 3, 3],
+        [[38, 33, 61, 51], [37, 53, 62, 63], [11, 46, 35, 60]],
+        "5d865bc4e461e5d5",
+        4843.678691607798,
+    ),
     ({}, 1, [3, 3], [[32, 35, 48, 53], [35, 27, 53, 37]], "532add281d712791", 7315.316690519627),
-    ({}, 5, [2, 3, 1], [[6, 5, 22, 27], [2, 20, 26, 41], [25, 2, 38, 14]], "ab0e8562183bb80c", 5639.74767103442),
-    ({"image_size": 96, "max_objects": 5, "seed": 7}, 0, [2, 3, 2, 3, 3],
-     [[32, 49, 72, 69], [22, 2, 54, 26], [33, 23, 73, 52], [1, 63, 27, 81], [20, 41, 60, 65]],
-     "3e5f32c753f00f40", 14987.905615477095),
-    ({"image_size": 96, "max_objects": 5, "seed": 7}, 3, [3, 1, 2, 3],
-     [[53, 37, 91, 53], [7, 36, 40, 63], [3, 23, 37, 49], [50, 6, 84, 34]], "8e83711d626b7ab5", 13224.024774970228),
+    (
+        {},
+        5,
+        [2, 3, 1],
+        [[6, 5, 22, 27], [2, 20, 26, 41], [25, 2, 38, 14]],
+        "ab0e8562183bb80c",
+        5639.74767103442,
+    ),
+    (
+        {"image_size": 96, "max_objects": 5, "seed": 7},
+        0,
+        [2, 3, 2, 3, 3],
+        [[32, 49, 72, 69], [22, 2, 54, 26], [33, 23, 73, 52], [1, 63, 27, 81], [20, 41, 60, 65]],
+        "3e5f32c753f00f40",
+        14987.905615477095,
+    ),
+    (
+        {"image_size": 96, "max_objects": 5, "seed": 7},
+        3,
+        [3, 1, 2, 3],
+        [[53, 37, 91, 53], [7, 36, 40, 63], [3, 23, 37, 49], [50, 6, 84, 34]],
+        "8e83711d626b7ab5",
+        13224.024774970228,
+    ),
 ]
 
 
 @pytest.mark.parametrize("kwargs, index, labels, boxes, masks_sha, image_sum", DEFAULT_DRAWS)
-def test_default_object_sizes_draw_the_same_samples(kwargs, index, labels, boxes, masks_sha, image_sum):
+def test_default_object_sizes_draw_the_same_samples(
+    kwargs, index, labels, boxes, masks_sha, image_sum
+):
     image, target = Shapes(8, **kwargs)[index]
     assert target["labels"].tolist() == labels
     np.testing.assert_array_equal(target["boxes"], np.array(boxes, np.float32))
@@ -155,7 +188,9 @@ def test_object_sizes_are_log_uniform():
     sides = data._sides(np.random.default_rng(0), 20000)
     assert sides.min() >= 8 and sides.max() <= 48
     shares = np.histogram(sides, bins=[8, 16, 32, 48])[0] / sides.size
-    np.testing.assert_allclose(shares, [math.log(2) / math.log(6)] * 2 + [math.log(1.5) / math.log(6)], atol=0.02)
+    np.testing.assert_allclose(
+        shares, [math.log(2) / math.log(6)] * 2 + [math.log(1.5) / math.log(6)], atol=0.02
+    )
 
 
 def test_equal_object_sizes_give_that_size():
@@ -176,6 +211,7 @@ def test_shapes_with_object_sizes_targets_agree_with_masks(seed, size, data):
     for index in range(len(shapes)):
         check_target(*shapes[index], num_classes=3, size=size)
 
+
 def _drawn_masks(data, index, monkeypatch):
     """Sample ``index`` and each object's mask as drawn, before later objects covered it."""
     drawn, sample = [], data._sample_object
@@ -192,7 +228,9 @@ def _drawn_masks(data, index, monkeypatch):
     # come in between) whose pixels not covered by the objects above are its visible mask.
     full, covered, last = [], np.zeros(image.shape[1:], bool), len(drawn)
     for visible in target["masks"][::-1]:
-        last = next(j for j in range(last - 1, -1, -1) if np.array_equal(drawn[j] & ~covered, visible))
+        last = next(
+            j for j in range(last - 1, -1, -1) if np.array_equal(drawn[j] & ~covered, visible)
+        )
         full.append(drawn[last])
         covered |= drawn[last]
     return target, full[::-1]
@@ -217,17 +255,23 @@ def test_small_and_large_objects_stay_visible(monkeypatch):
         assert min(sides) < 14 and max(sides) > 40
 
 
-@pytest.mark.parametrize("object_sizes, error, message", [
-    ((2, 10), ValueError,
-     r"object_sizes must be \(low, high\) pixels with 4 <= low <= high <= image_size \(64\), got \(2, 10\)"),
-    ((20, 10), ValueError, r"object_sizes .* got \(20, 10\)"),
-    ((8, 65), ValueError, r"high <= image_size \(64\), got \(8, 65\)"),
-    ((math.nan, 10), ValueError, r"object_sizes .* got \(nan, 10\)"),
-    (8, TypeError, r"object_sizes must be \(low, high\) .* got 8"),
-    ((8, 16, 32), TypeError, r"object_sizes .* got \(8, 16, 32\)"),
-    (("8", "16"), TypeError, r"object_sizes .* got \('8', '16'\)"),
-    ((True, 16), TypeError, r"object_sizes .* got \(True, 16\)"),
-])
+@pytest.mark.parametrize(
+    "object_sizes, error, message",
+    [
+        (
+            (2, 10),
+            ValueError,
+            r"object_sizes must be \(low, high\) pixels with 4 <= low <= high <= image_size \(64\), got \(2, 10\)",
+        ),
+        ((20, 10), ValueError, r"object_sizes .* got \(20, 10\)"),
+        ((8, 65), ValueError, r"high <= image_size \(64\), got \(8, 65\)"),
+        ((math.nan, 10), ValueError, r"object_sizes .* got \(nan, 10\)"),
+        (8, TypeError, r"object_sizes must be \(low, high\) .* got 8"),
+        ((8, 16, 32), TypeError, r"object_sizes .* got \(8, 16, 32\)"),
+        (("8", "16"), TypeError, r"object_sizes .* got \('8', '16'\)"),
+        ((True, 16), TypeError, r"object_sizes .* got \(True, 16\)"),
+    ],
+)
 def test_shapes_bad_object_sizes(object_sizes, error, message):
     with pytest.raises(error, match=message):
         Shapes(2, object_sizes=object_sizes)
@@ -237,6 +281,7 @@ def test_object_sizes_is_keyword_only():
     with pytest.raises(TypeError, match="positional"):
         Shapes(2, 64, 1, 3, SHAPE_CLASSES, 0.05, 0, None, (8, 16))
     assert Shapes(2, object_sizes=[4, 64.0]).object_sizes == (4.0, 64.0)
+
 
 def test_digits_bad_arguments():
     with pytest.raises(ValueError, match=r"glyph_size must be \(low, high\).*got \(2, 10\)"):
@@ -252,6 +297,8 @@ def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
 
     digits._load_glyphs.cache_clear()
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(ImportError, match=r"scikit-learn's load_digits.*'sklearn'.*minivision\[data\]"):
+    with pytest.raises(
+        ImportError, match=r"scikit-learn's load_digits.*'sklearn'.*minivision\[data\]"
+    ):
         DigitsOnCanvas(1)
     digits._load_glyphs.cache_clear()

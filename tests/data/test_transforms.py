@@ -1,12 +1,19 @@
 """Paired transforms keep boxes, masks and the semantic map aligned with the image."""
+
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minivision as mv
 from minivision.data import DataLoader, Shapes
 from minivision.data.transforms import (
-    Compose, Normalize, RandomCrop, RandomHorizontalFlip, Resize, ToTensor,
+    Compose,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    Resize,
+    ToTensor,
 )
 from tests.data.helpers import tight_box
 
@@ -22,8 +29,13 @@ def hand_made_target():
     image = np.arange(3 * 4 * 6, dtype=np.float32).reshape(3, 4, 6)
     masks = np.zeros((1, 4, 6), bool)
     masks[0, 1:3, 0:3] = True
-    target = {"boxes": np.array([[0, 1, 3, 3]], np.float32), "labels": np.array([2]),
-              "masks": masks, "semantic": masks[0].astype(np.int64) * 2, "image_id": 0}
+    target = {
+        "boxes": np.array([[0, 1, 3, 3]], np.float32),
+        "labels": np.array([2]),
+        "masks": masks,
+        "semantic": masks[0].astype(np.int64) * 2,
+        "image_id": 0,
+    }
     return image, target
 
 
@@ -48,7 +60,9 @@ def test_flip_keeps_boxes_tight(seed):
     image, target = RandomHorizontalFlip(p=1.0)(*shapes_sample(seed))
     for box, mask in zip(target["boxes"], target["masks"]):
         np.testing.assert_array_equal(box, tight_box(mask))
-    np.testing.assert_array_equal(target["semantic"], (target["masks"] * target["labels"][:, None, None]).sum(0))
+    np.testing.assert_array_equal(
+        target["semantic"], (target["masks"] * target["labels"][:, None, None]).sum(0)
+    )
 
 
 @given(seed=SAMPLE_SEEDS, out_h=st.integers(48, 112), out_w=st.integers(48, 112))
@@ -56,22 +70,33 @@ def test_resize_up_keeps_boxes_on_masks(seed, out_h, out_w):
     """Enlarging samples every input pixel, so each mask edge moves by less than a pixel."""
     image, target = Resize((out_h, out_w))(*shapes_sample(seed, size=48))
     assert image.shape == (3, out_h, out_w) and image.dtype == np.float32
-    assert target["masks"].shape[1:] == (out_h, out_w) and target["semantic"].shape == (out_h, out_w)
+    assert target["masks"].shape[1:] == (out_h, out_w) and target["semantic"].shape == (
+        out_h,
+        out_w,
+    )
     for box, mask in zip(target["boxes"], target["masks"]):
         np.testing.assert_allclose(box, tight_box(mask), atol=1.0)
 
 
-@given(rects=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(4, 8), st.integers(4, 8)),
-                      min_size=1, max_size=3),
-       out_h=st.integers(24, 47), out_w=st.integers(24, 47))
+@given(
+    rects=st.lists(
+        st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(4, 8), st.integers(4, 8)),
+        min_size=1,
+        max_size=3,
+    ),
+    out_h=st.integers(24, 47),
+    out_w=st.integers(24, 47),
+)
 def test_resize_down_keeps_boxes_on_solid_masks(rects, out_h, out_w):
     """Shrinking at most 2x keeps every solid rectangle of side >= 4, within a pixel.
     (Slivers thinner than the step can be missed by nearest sampling, so shapes are not used.)"""
     masks = np.zeros((len(rects), 48, 48), bool)
     for mask, (top, left, h, w) in zip(masks, rects):
-        mask[top:top + h, left:left + w] = True
+        mask[top : top + h, left : left + w] = True
     boxes = np.array([tight_box(m) for m in masks])
-    _, target = Resize((out_h, out_w))(np.zeros((3, 48, 48), np.float32), {"boxes": boxes, "masks": masks})
+    _, target = Resize((out_h, out_w))(
+        np.zeros((3, 48, 48), np.float32), {"boxes": boxes, "masks": masks}
+    )
     for box, mask in zip(target["boxes"], target["masks"]):
         np.testing.assert_allclose(box, tight_box(mask), atol=1.0)
 
@@ -107,7 +132,7 @@ def _find_window(image, cropped):
     h, w = cropped.shape[1:]
     for top in range(image.shape[1] - h + 1):
         for left in range(image.shape[2] - w + 1):
-            if np.array_equal(image[:, top:top + h, left:left + w], cropped):
+            if np.array_equal(image[:, top : top + h, left : left + w], cropped):
                 return top, left
     raise AssertionError("the crop is not a window of the image")
 
@@ -139,8 +164,11 @@ class _FixedOffsets:
 
 def test_random_crop_keeps_zero_boxes_shaped():
     image = np.zeros((3, 8, 8), np.float32)
-    target = {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64),
-              "masks": np.zeros((0, 8, 8), bool)}
+    target = {
+        "boxes": np.zeros((0, 4), np.float32),
+        "labels": np.zeros(0, np.int64),
+        "masks": np.zeros((0, 8, 8), bool),
+    }
     _, out = RandomCrop(4, seed=0)(image, target)
     assert out["boxes"].shape == (0, 4) and out["masks"].shape == (0, 4, 4)
 
@@ -160,6 +188,7 @@ def test_random_transforms_reproduce_per_seed_and_epoch():
 
 def test_loader_epochs_reseed_dataset_transforms():
     """A loader told set_epoch(1) replays epoch 1 exactly, augmentation included."""
+
     def epoch_one_batches():
         data = Shapes(6, image_size=32, seed=0, transform=RandomCrop(20, seed=9))
         loader = DataLoader(data, batch_size=3, shuffle=True, seed=4)
@@ -178,26 +207,39 @@ def test_loader_epochs_reseed_dataset_transforms():
 
 def test_normalize_and_to_tensor():
     image = np.stack([np.full((2, 2), v, np.float32) for v in (0.5, 1.0, 0.0)])
-    out, target = Compose([Normalize([0.5, 0.5, 0.5], [0.5, 0.25, 1.0]), ToTensor()])(image, {"x": 1})
+    out, target = Compose([Normalize([0.5, 0.5, 0.5], [0.5, 0.25, 1.0]), ToTensor()])(
+        image, {"x": 1}
+    )
     assert isinstance(out, mv.Tensor) and out.dtype == np.float32 and target == {"x": 1}
     np.testing.assert_allclose(out.numpy()[:, 0, 0], [0.0, 2.0, -0.5])
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: Resize(0), r"size must be a positive int or a \(height, width\) pair, got 0"),
-    (lambda: Resize((4, 4, 4)), r"size must be .* got \(4, 4, 4\)"),
-    (lambda: RandomHorizontalFlip(1.5), r"p must be a probability in \[0, 1\], got 1.5"),
-    (lambda: RandomCrop(4, min_area_fraction=-0.1), r"min_area_fraction must be in \[0, 1\], got -0.1"),
-    (lambda: Normalize([0, 0], [1, 1, 1]), "mean and std must have the same length, got 2 and 3"),
-    (lambda: Normalize([0], [0]), r"std must be positive, got \[0.0\]"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Resize(0), r"size must be a positive int or a \(height, width\) pair, got 0"),
+        (lambda: Resize((4, 4, 4)), r"size must be .* got \(4, 4, 4\)"),
+        (lambda: RandomHorizontalFlip(1.5), r"p must be a probability in \[0, 1\], got 1.5"),
+        (
+            lambda: RandomCrop(4, min_area_fraction=-0.1),
+            r"min_area_fraction must be in \[0, 1\], got -0.1",
+        ),
+        (
+            lambda: Normalize([0, 0], [1, 1, 1]),
+            "mean and std must have the same length, got 2 and 3",
+        ),
+        (lambda: Normalize([0], [0]), r"std must be positive, got \[0.0\]"),
+    ],
+)
 def test_bad_transform_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
 
 
 def test_bad_transform_inputs():
-    with pytest.raises(ValueError, match=r"RandomCrop size \(16, 16\) is larger than the image \(8, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"RandomCrop size \(16, 16\) is larger than the image \(8, 8\)"
+    ):
         RandomCrop(16)(np.zeros((3, 8, 8), np.float32), {})
     with pytest.raises(ValueError, match=r"image must have shape \(C, H, W\), got shape \(8, 8\)"):
         Resize(4)(np.zeros((8, 8), np.float32), {})

@@ -1,4 +1,5 @@
 """Activations, softmax/log_softmax, dropout: gradcheck, PyTorch parity, stability, bad input."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -13,20 +14,29 @@ ACTIVATIONS = {
     "leaky_relu": (lambda x: F.leaky_relu(x, 0.2), "leaky_relu", {"negative_slope": 0.2}),
     "sigmoid": (F.sigmoid, "sigmoid", {}),
     "tanh": (F.tanh, "tanh", {}),
-    "softplus": (lambda x: F.softplus(x, beta=2.0, threshold=3.0), "softplus", {"beta": 2.0, "threshold": 3.0}),
+    "softplus": (
+        lambda x: F.softplus(x, beta=2.0, threshold=3.0),
+        "softplus",
+        {"beta": 2.0, "threshold": 3.0},
+    ),
 }
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
-@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), scale=st.sampled_from([1.0, 30.0]),
-       seed=st.integers(0, 2**16))
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    scale=st.sampled_from([1.0, 30.0]),
+    seed=st.integers(0, 2**16),
+)
 def test_activations_match_torch(name, shape, scale, seed, device):
     torch = torch_or_skip()
     mv_fn, th_name, kwargs = ACTIVATIONS[name]
     rng = np.random.default_rng(seed)
     x = scale * rng.standard_normal(shape)
-    check_parity(mv_fn, lambda t: getattr(torch.nn.functional, th_name)(t, **kwargs), [x], rng, device=device)
+    check_parity(
+        mv_fn, lambda t: getattr(torch.nn.functional, th_name)(t, **kwargs), [x], rng, device=device
+    )
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
@@ -55,8 +65,12 @@ def test_leaky_relu_matches_torch_for_every_kind_of_slope_and_special_values(slo
         np.testing.assert_array_equal(got, expected)
         np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
         finite = np.random.default_rng(1).standard_normal((4, 5))
-        check_parity(lambda t: F.leaky_relu(t, slope), lambda t: torch.nn.functional.leaky_relu(t, slope),
-                     [finite], np.random.default_rng(2))
+        check_parity(
+            lambda t: F.leaky_relu(t, slope),
+            lambda t: torch.nn.functional.leaky_relu(t, slope),
+            [finite],
+            np.random.default_rng(2),
+        )
 
 
 def test_sigmoid_does_not_overflow_for_large_inputs():
@@ -74,12 +88,20 @@ def test_softmax_family_matches_torch(fn, shape, data, device):
     dim = data.draw(st.integers(-len(shape), len(shape) - 1))
     rng = np.random.default_rng(len(shape) + dim)
     x = 10 * rng.standard_normal(shape)
-    check_parity(lambda t: getattr(F, fn)(t, dim), lambda t: getattr(torch, fn)(t, dim), [x], rng, device=device)
+    check_parity(
+        lambda t: getattr(F, fn)(t, dim),
+        lambda t: getattr(torch, fn)(t, dim),
+        [x],
+        rng,
+        device=device,
+    )
 
 
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
 def test_softmax_family_gradcheck(fn, rng):
-    mv.gradcheck(lambda t: getattr(F, fn)(t, 1), [mv.Tensor(rng.standard_normal((2, 5)), requires_grad=True)])
+    mv.gradcheck(
+        lambda t: getattr(F, fn)(t, 1), [mv.Tensor(rng.standard_normal((2, 5)), requires_grad=True)]
+    )
 
 
 def test_log_softmax_is_stable_for_huge_scores():

@@ -1,4 +1,5 @@
 """Arithmetic, elementwise functions and matmul: gradcheck, PyTorch parity, bad input."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -38,7 +39,10 @@ def _operands(name, shapes, seed):
 
 
 @pytest.mark.parametrize("name", sorted(BINARY))
-@given(shapes=mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=4), seed=st.integers(0, 2**16))
+@given(
+    shapes=mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=4),
+    seed=st.integers(0, 2**16),
+)
 def test_binary_ops_match_torch_with_broadcasting(name, shapes, seed):
     a, b = _operands(name, shapes.input_shapes, seed)
     mv_fn, th_fn = BINARY[name]
@@ -48,7 +52,9 @@ def test_binary_ops_match_torch_with_broadcasting(name, shapes, seed):
 @pytest.mark.parametrize("name", sorted(BINARY))
 def test_binary_ops_gradcheck_with_broadcasting(name):
     a, b = _operands(name, [(3, 1, 4), (2, 4)], 0)
-    mv.gradcheck(BINARY[name][0], [mv.Tensor(a, requires_grad=True), mv.Tensor(b, requires_grad=True)])
+    mv.gradcheck(
+        BINARY[name][0], [mv.Tensor(a, requires_grad=True), mv.Tensor(b, requires_grad=True)]
+    )
 
 
 def test_maximum_splits_gradient_on_ties_like_torch():
@@ -59,7 +65,12 @@ def test_maximum_splits_gradient_on_ties_like_torch():
 
 
 def test_pow_with_zero_base_has_finite_exponent_gradient():
-    check_parity(lambda a, b: a**b, lambda a, b: a**b, [np.array([0.0, 2.0]), np.array([2.0, 3.0])], np.random.default_rng(0))
+    check_parity(
+        lambda a, b: a**b,
+        lambda a, b: a**b,
+        [np.array([0.0, 2.0]), np.array([2.0, 3.0])],
+        np.random.default_rng(0),
+    )
 
 
 UNARY = {
@@ -92,7 +103,9 @@ def test_unary_ops_gradcheck(name):
 
 def test_clip_passes_gradient_at_the_bounds_like_torch():
     x = np.array([-0.5, 0.0, 0.7, 1.0])
-    check_parity(lambda t: t.clip(-0.5, 0.7), lambda t: t.clamp(-0.5, 0.7), [x], np.random.default_rng(0))
+    check_parity(
+        lambda t: t.clip(-0.5, 0.7), lambda t: t.clamp(-0.5, 0.7), [x], np.random.default_rng(0)
+    )
 
 
 def test_clip_needs_a_bound():
@@ -100,7 +113,10 @@ def test_clip_needs_a_bound():
         mv.clip(mv.tensor([1.0]))
 
 
-@given(shapes=mutually_broadcastable_shapes(num_shapes=3, max_dims=3, max_side=4), seed=st.integers(0, 2**16))
+@given(
+    shapes=mutually_broadcastable_shapes(num_shapes=3, max_dims=3, max_side=4),
+    seed=st.integers(0, 2**16),
+)
 def test_where_matches_torch(shapes, seed):
     rng = np.random.default_rng(seed)
     cond = rng.random(shapes.input_shapes[0]) > 0.5
@@ -135,8 +151,13 @@ def test_matmul_matches_torch_for_vectors_and_batches(shapes, rng):
     check_parity(lambda x, y: x @ y, lambda x, y: x @ y, [a, b], rng)
 
 
-@given(batch=st.lists(st.integers(1, 3), max_size=2), n=st.integers(1, 4), k=st.integers(1, 4), m=st.integers(1, 4),
-       seed=st.integers(0, 2**16))
+@given(
+    batch=st.lists(st.integers(1, 3), max_size=2),
+    n=st.integers(1, 4),
+    k=st.integers(1, 4),
+    m=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
 def test_matmul_parity_drawn_shapes(batch, n, k, m, seed):
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((*batch, n, k))
@@ -152,12 +173,16 @@ def test_matmul_gradcheck_batched():
 
 
 def test_matmul_shape_mismatch_names_both_shapes():
-    with pytest.raises(ValueError, match=r"matmul shape mismatch: input \(2, 3\) and other \(4, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"matmul shape mismatch: input \(2, 3\) and other \(4, 5\)"
+    ):
         mv.tensor(np.ones((2, 3))) @ mv.tensor(np.ones((4, 5)))
 
 
 def test_matmul_dtype_mismatch_is_rejected():
-    with pytest.raises(TypeError, match="matmul needs one dtype, got input float32 and other float64"):
+    with pytest.raises(
+        TypeError, match="matmul needs one dtype, got input float32 and other float64"
+    ):
         mv.tensor(np.ones((2, 2), np.float32)) @ mv.tensor(np.ones((2, 2), np.float64))
 
 
@@ -170,7 +195,12 @@ def test_reversed_operators_with_python_numbers():
     x = mv.tensor([1.0, 2.0, 4.0], dtype="float64", requires_grad=True)
     y = 3.0 - x + 2.0 * x + 8.0 / x + 2.0**x
     y.sum().backward()
-    expected = -1.0 + 2.0 - 8.0 / np.array([1.0, 4.0, 16.0]) + np.log(2.0) * 2.0 ** np.array([1.0, 2.0, 4.0])
+    expected = (
+        -1.0
+        + 2.0
+        - 8.0 / np.array([1.0, 4.0, 16.0])
+        + np.log(2.0) * 2.0 ** np.array([1.0, 2.0, 4.0])
+    )
     np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)
 
 

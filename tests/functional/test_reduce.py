@@ -1,4 +1,5 @@
 """sum/mean/max/min over axes with keepdim: gradcheck, PyTorch parity, bad input."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -11,7 +12,10 @@ from tests.helpers import check_parity, torch_or_skip
 @st.composite
 def shape_and_dims(draw):
     shape = draw(st.lists(st.integers(1, 4), min_size=1, max_size=4))
-    dims = draw(st.none() | st.lists(st.integers(0, len(shape) - 1), min_size=1, max_size=len(shape), unique=True))
+    dims = draw(
+        st.none()
+        | st.lists(st.integers(0, len(shape) - 1), min_size=1, max_size=len(shape), unique=True)
+    )
     negative = draw(st.booleans())
     if dims is not None and negative:
         dims = [d - len(shape) for d in dims]
@@ -32,9 +36,18 @@ def test_reductions_match_torch(name, case, seed):
 
     def th_fn(t):
         fn = getattr(torch, th_name)
-        return fn(t) if dims is None and not keepdim else fn(t, dim=tuple(dims) if dims else tuple(range(t.ndim)), keepdim=keepdim)
+        return (
+            fn(t)
+            if dims is None and not keepdim
+            else fn(t, dim=tuple(dims) if dims else tuple(range(t.ndim)), keepdim=keepdim)
+        )
 
-    check_parity(lambda t: getattr(mv, name)(t, dim=None if dims is None else tuple(dims), keepdim=keepdim), th_fn, [x], rng)
+    check_parity(
+        lambda t: getattr(mv, name)(t, dim=None if dims is None else tuple(dims), keepdim=keepdim),
+        th_fn,
+        [x],
+        rng,
+    )
 
 
 @pytest.mark.parametrize("name", ["max", "min"])
@@ -42,7 +55,9 @@ def test_max_min_share_gradient_among_ties_like_torch_amax(name):
     torch = torch_or_skip()
     x = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
     th = {"max": torch.amax, "min": torch.amin}[name]
-    check_parity(lambda t: getattr(mv, name)(t, dim=1), lambda t: th(t, dim=1), [x], np.random.default_rng(0))
+    check_parity(
+        lambda t: getattr(mv, name)(t, dim=1), lambda t: th(t, dim=1), [x], np.random.default_rng(0)
+    )
     check_parity(lambda t: getattr(mv, name)(t), lambda t: th(t), [x], np.random.default_rng(1))
 
 

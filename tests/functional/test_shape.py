@@ -1,4 +1,5 @@
 """reshape, permute, flatten, indexing, cat, stack, pad, casts: gradcheck, parity, bad input."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -20,9 +21,19 @@ def test_reshape_permute_flatten_match_torch(shape, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape)
     perm = tuple(rng.permutation(len(shape)).tolist())
-    check_parity(lambda t: t.permute(*perm).reshape(-1, shape[0]), lambda t: t.permute(*perm).reshape(-1, shape[0]), [x], rng)
+    check_parity(
+        lambda t: t.permute(*perm).reshape(-1, shape[0]),
+        lambda t: t.permute(*perm).reshape(-1, shape[0]),
+        [x],
+        rng,
+    )
     check_parity(lambda t: t.flatten(), lambda t: t.flatten(), [x], rng)
-    check_parity(lambda t: t.transpose(0, -1).unsqueeze(1), lambda t: t.transpose(0, -1).unsqueeze(1), [x], rng)
+    check_parity(
+        lambda t: t.transpose(0, -1).unsqueeze(1),
+        lambda t: t.transpose(0, -1).unsqueeze(1),
+        [x],
+        rng,
+    )
 
 
 def test_squeeze_matches_torch(torch, rng):
@@ -51,7 +62,11 @@ INDEXES = {
 def test_getitem_matches_torch_including_repeated_indices(name, torch, rng):
     x = rng.standard_normal((3, 4))
     index = INDEXES[name]()
-    th_index = tuple(torch.tensor(i) if isinstance(i, np.ndarray) else i for i in index) if isinstance(index, tuple) else torch.tensor(index)
+    th_index = (
+        tuple(torch.tensor(i) if isinstance(i, np.ndarray) else i for i in index)
+        if isinstance(index, tuple)
+        else torch.tensor(index)
+    )
     check_parity(lambda t: t[index], lambda t: t[th_index], [x], rng)
 
 
@@ -93,7 +108,10 @@ def test_cat_gradcheck(rng):
 
 
 def test_cat_shape_mismatch_names_the_tensor():
-    with pytest.raises(ValueError, match=r"cat: tensor 1 has shape \(3, 3\), expected \(2, 3\) except in dimension 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"cat: tensor 1 has shape \(3, 3\), expected \(2, 3\) except in dimension 1",
+    ):
         mv.cat([mv.tensor(np.ones((2, 3))), mv.tensor(np.ones((3, 3)))], dim=1)
 
 
@@ -116,8 +134,12 @@ def test_pad_matches_torch(shape, data):
     pad = tuple(data.draw(st.lists(st.integers(0, 2), min_size=2 * pairs, max_size=2 * pairs)))
     value = data.draw(st.sampled_from([0.0, -1.5]))
     rng = np.random.default_rng(len(shape))
-    check_parity(lambda t: F.pad(t, pad, value=value), lambda t: torch.nn.functional.pad(t, pad, value=value),
-                 [rng.standard_normal(shape)], rng)
+    check_parity(
+        lambda t: F.pad(t, pad, value=value),
+        lambda t: torch.nn.functional.pad(t, pad, value=value),
+        [rng.standard_normal(shape)],
+        rng,
+    )
 
 
 def test_pad_bad_arguments():
@@ -131,7 +153,9 @@ def test_pad_bad_arguments():
 
 
 def test_reshape_bad_shape_names_sizes():
-    with pytest.raises(ValueError, match=r"cannot reshape a tensor of shape \(2, 3\) \(6 elements\) into \(4, -1\)"):
+    with pytest.raises(
+        ValueError, match=r"cannot reshape a tensor of shape \(2, 3\) \(6 elements\) into \(4, -1\)"
+    ):
         mv.tensor(np.ones((2, 3))).reshape(4, -1)
 
 

@@ -1,5 +1,6 @@
 """Winograd's F(2x2, 3x3) path for 3x3 stride-1 convolutions: the same values and gradients
 as im2col and PyTorch, float32 error no worse than im2col's, and used only where it applies."""
+
 import contextlib
 
 import numpy as np
@@ -42,9 +43,15 @@ def _forward_backward(x, w, b, padding, upstream):
 @st.composite
 def winograd_cases(draw):
     """3x3 stride-1 convs with odd and even sizes (half tiles at the edges) and padding 0-2."""
-    case = dict(n=draw(st.integers(1, 3)), c_in=draw(st.integers(1, 4)), c_out=draw(st.integers(1, 4)),
-                h=draw(st.integers(1, 9)), w=draw(st.integers(1, 9)),
-                padding=(draw(st.integers(0, 2)), draw(st.integers(0, 2))), seed=draw(st.integers(0, 2**16)))
+    case = dict(
+        n=draw(st.integers(1, 3)),
+        c_in=draw(st.integers(1, 4)),
+        c_out=draw(st.integers(1, 4)),
+        h=draw(st.integers(1, 9)),
+        w=draw(st.integers(1, 9)),
+        padding=(draw(st.integers(0, 2)), draw(st.integers(0, 2))),
+        seed=draw(st.integers(0, 2**16)),
+    )
     assume(case["h"] + 2 * case["padding"][0] >= 3 and case["w"] + 2 * case["padding"][1] >= 3)
     return case
 
@@ -52,7 +59,10 @@ def winograd_cases(draw):
 def _case_arrays(case):
     rng = np.random.default_rng(case["seed"])
     x = rng.standard_normal((case["n"], case["c_in"], case["h"], case["w"]))
-    w, b = rng.standard_normal((case["c_out"], case["c_in"], 3, 3)), rng.standard_normal(case["c_out"])
+    w, b = (
+        rng.standard_normal((case["c_out"], case["c_in"], 3, 3)),
+        rng.standard_normal(case["c_out"]),
+    )
     out_hw = tuple(s + 2 * p - 2 for s, p in zip((case["h"], case["w"]), case["padding"]))
     return x, w, b, rng.standard_normal((case["n"], case["c_out"]) + out_hw), rng
 
@@ -65,7 +75,9 @@ def test_winograd_matches_im2col_in_value_and_every_gradient(case):
         fast = _forward_backward(x, w, b, case["padding"], upstream)
     with winograd_enabled(False):
         reference = _forward_backward(x, w, b, case["padding"], upstream)
-    for name, got, expected in zip(("output", "input grad", "weight grad", "bias grad"), fast, reference):
+    for name, got, expected in zip(
+        ("output", "input grad", "weight grad", "bias grad"), fast, reference
+    ):
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10, err_msg=name)
 
 
@@ -74,8 +86,12 @@ def test_winograd_conv2d_matches_torch(case):
     torch = torch_or_skip()
     x, w, b, _, rng = _case_arrays(case)
     pad = case["padding"]
-    check_parity(lambda *a: F.conv2d(*a, padding=pad), lambda *a: torch.nn.functional.conv2d(*a, padding=pad),
-                 [x, w, b], rng)
+    check_parity(
+        lambda *a: F.conv2d(*a, padding=pad),
+        lambda *a: torch.nn.functional.conv2d(*a, padding=pad),
+        [x, w, b],
+        rng,
+    )
 
 
 @pytest.mark.parametrize("padding", [0, 1, 2, (2, 0)])
@@ -101,32 +117,51 @@ def test_winograd_float32_error_is_no_worse_than_im2col(channels, rng):
     errors = {}
     for enabled in (True, False):
         with winograd_enabled(enabled):
-            got = _forward_backward(*(a.astype(np.float32) for a in (x, w, b)), 1, upstream.astype(np.float32))
-        errors[enabled] = [np.abs(g - e).max() / np.abs(e).max() for g, e in zip(got[:3], exact[:3])]
-    for name, fast, direct in zip(("output", "input grad", "weight grad"), errors[True], errors[False]):
-        assert fast <= 4 * direct + 1e-7, f"{name}: Winograd error {fast:.2e} vs im2col {direct:.2e}"
+            got = _forward_backward(
+                *(a.astype(np.float32) for a in (x, w, b)), 1, upstream.astype(np.float32)
+            )
+        errors[enabled] = [
+            np.abs(g - e).max() / np.abs(e).max() for g, e in zip(got[:3], exact[:3])
+        ]
+    for name, fast, direct in zip(
+        ("output", "input grad", "weight grad"), errors[True], errors[False]
+    ):
+        assert fast <= 4 * direct + 1e-7, (
+            f"{name}: Winograd error {fast:.2e} vs im2col {direct:.2e}"
+        )
 
 
 def test_batch_split_into_pieces_gives_the_whole_batch_result(monkeypatch, rng):
-    x, w, b = rng.standard_normal((5, 3, 7, 6)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    x, w, b = (
+        rng.standard_normal((5, 3, 7, 6)),
+        rng.standard_normal((4, 3, 3, 3)),
+        rng.standard_normal(4),
+    )
     upstream = rng.standard_normal((5, 4, 7, 6))
     whole = _forward_backward(x, w, b, 1, upstream)
     monkeypatch.setattr(winograd, "PIECE_BYTES", 1)
-    monkeypatch.setattr(winograd, "MIN_PIECE_TILES", 1)  # one sample per piece, buffers reused 5 times
+    monkeypatch.setattr(
+        winograd, "MIN_PIECE_TILES", 1
+    )  # one sample per piece, buffers reused 5 times
     pieces = _forward_backward(x, w, b, 1, upstream)
     for got, expected in zip(pieces, whole):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("kernel,stride,padding,dilation,groups,dtype", [
-    ((3, 3), (2, 2), (1, 1), (1, 1), 1, np.float64),  # strided
-    ((3, 3), (1, 1), (1, 1), (2, 2), 1, np.float64),  # dilated
-    ((3, 3), (1, 1), (1, 1), (1, 1), 2, np.float64),  # grouped
-    ((3, 3), (1, 1), (3, 1), (1, 1), 1, np.float64),  # the adjoint's padding would be negative
-    ((5, 5), (1, 1), (1, 1), (1, 1), 1, np.float64),
-    ((3, 3), (1, 1), (1, 1), (1, 1), 1, np.float16),
-])
-def test_winograd_is_not_used_where_it_does_not_apply(kernel, stride, padding, dilation, groups, dtype):
+@pytest.mark.parametrize(
+    "kernel,stride,padding,dilation,groups,dtype",
+    [
+        ((3, 3), (2, 2), (1, 1), (1, 1), 1, np.float64),  # strided
+        ((3, 3), (1, 1), (1, 1), (2, 2), 1, np.float64),  # dilated
+        ((3, 3), (1, 1), (1, 1), (1, 1), 2, np.float64),  # grouped
+        ((3, 3), (1, 1), (3, 1), (1, 1), 1, np.float64),  # the adjoint's padding would be negative
+        ((5, 5), (1, 1), (1, 1), (1, 1), 1, np.float64),
+        ((3, 3), (1, 1), (1, 1), (1, 1), 1, np.float16),
+    ],
+)
+def test_winograd_is_not_used_where_it_does_not_apply(
+    kernel, stride, padding, dilation, groups, dtype
+):
     x = np.zeros((1, 4, 8, 8), dtype=dtype)
     assert not winograd.applies(x, 4, groups, Windows(kernel, stride, padding, dilation))
 
@@ -136,7 +171,9 @@ def test_winograd_is_not_used_when_one_sample_exceeds_the_workspace_budget():
     win = Windows((3, 3), (1, 1), (1, 1), (1, 1))
     previous = conv_module.get_workspace_budget()
     try:
-        conv_module.set_workspace_budget(16 * (8 + 4) * 16 * 16 * 8 - 1)  # one byte short of one sample's tiles
+        conv_module.set_workspace_budget(
+            16 * (8 + 4) * 16 * 16 * 8 - 1
+        )  # one byte short of one sample's tiles
         assert not winograd.applies(x, 4, 1, win)
     finally:
         conv_module.set_workspace_budget(previous)
@@ -157,7 +194,9 @@ def test_winograd_memory_stays_within_the_workspace_budget(monkeypatch, rng):
     monkeypatch.setattr(winograd, "PIECE_BYTES", budget)
     try:
         assert winograd.applies(x, 8, 1, Windows((3, 3), (1, 1), (1, 1), (1, 1)))
-        _forward_backward(x, w, b, 1, upstream)  # loads the compiled kernels outside the measurement
+        _forward_backward(
+            x, w, b, 1, upstream
+        )  # loads the compiled kernels outside the measurement
         tracemalloc.start()
         _forward_backward(x, w, b, 1, upstream)
         peak = tracemalloc.get_traced_memory()[1]

@@ -1,4 +1,5 @@
 """method="coco" equals pycocotools' bbox AP (area "all", 100 detections) on random data."""
+
 import contextlib
 import io
 
@@ -28,15 +29,26 @@ def random_scene(rng, num_images):
         jitter = rng.normal(0, 0.1, (len(copies), 4)) * np.tile(gt[copies, 2:] - gt[copies, :2], 2)
         hits = gt[copies] + jitter
         hits[:, 2:] = np.maximum(hits[:, 2:], hits[:, :2] + 1)
-        hit_labels = np.where(rng.random(len(copies)) < 0.9, gt_labels[copies], rng.integers(0, NUM_CLASSES, len(copies)))
+        hit_labels = np.where(
+            rng.random(len(copies)) < 0.9,
+            gt_labels[copies],
+            rng.integers(0, NUM_CLASSES, len(copies)),
+        )
         # One image gets > 100 detections of one class, to exercise the 100-per-image cap.
         num_clutter = 150 if image == 0 else rng.integers(0, 10)
         cxy = rng.uniform(0, 200, (num_clutter, 2))
         clutter = np.concatenate([cxy, cxy + rng.uniform(5, 60, (num_clutter, 2))], axis=1)
-        clutter_labels = np.zeros(num_clutter, int) if image == 0 else rng.integers(0, NUM_CLASSES, num_clutter)
+        clutter_labels = (
+            np.zeros(num_clutter, int) if image == 0 else rng.integers(0, NUM_CLASSES, num_clutter)
+        )
         boxes = np.concatenate([hits, clutter])
-        predictions.append({"boxes": boxes, "scores": rng.random(len(boxes)),
-                            "labels": np.concatenate([hit_labels, clutter_labels])})
+        predictions.append(
+            {
+                "boxes": boxes,
+                "scores": rng.random(len(boxes)),
+                "labels": np.concatenate([hit_labels, clutter_labels]),
+            }
+        )
         targets.append({"boxes": gt, "labels": gt_labels})
     return predictions, targets
 
@@ -54,14 +66,31 @@ def coco_evaluation(predictions, targets, area_range=None):
         images.append({"id": image_id, "width": 300, "height": 300})
         for box, label in zip(target["boxes"], target["labels"]):
             w, h = xywh(box)[2:]
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label) + 1,
-                                "bbox": xywh(box), "area": w * h, "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(label) + 1,
+                    "bbox": xywh(box),
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
         for box, score, label in zip(pred["boxes"], pred["scores"], pred["labels"]):
-            results.append({"image_id": image_id, "category_id": int(label) + 1, "bbox": xywh(box),
-                            "score": float(score)})
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(label) + 1,
+                    "bbox": xywh(box),
+                    "score": float(score),
+                }
+            )
     ground_truth = COCO()
-    ground_truth.dataset = {"images": images, "annotations": annotations,
-                            "categories": [{"id": k + 1, "name": str(k)} for k in range(NUM_CLASSES)]}
+    ground_truth.dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": k + 1, "name": str(k)} for k in range(NUM_CLASSES)],
+    }
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         ground_truth.createIndex()
         evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
@@ -80,8 +109,10 @@ def pycocotools_ap(predictions, targets):
     # precision: (iou thresholds, recall levels, classes, area ranges, max detections);
     # area range 0 is "all", max-detections index 2 is 100; -1 marks classes without GT.
     precision = evaluation.eval["precision"][:, :, :, 0, 2]
-    per_class = {k: float(precision[:, :, k].mean()) if (precision[:, :, k] > -1).all() else float("nan")
-                 for k in range(NUM_CLASSES)}
+    per_class = {
+        k: float(precision[:, :, k].mean()) if (precision[:, :, k] > -1).all() else float("nan")
+        for k in range(NUM_CLASSES)
+    }
     return per_class, evaluation.stats[0]
 
 
@@ -93,5 +124,7 @@ def test_coco_map_equals_pycocotools(seed):
     result = evaluate_detections(predictions, targets, method="coco")
     assert result.map == pytest.approx(expected_map, abs=1e-6)
     for label in range(NUM_CLASSES - 1):
-        assert result.per_class.get(label, float("nan")) == pytest.approx(expected_per_class[label], abs=1e-6, nan_ok=True)
+        assert result.per_class.get(label, float("nan")) == pytest.approx(
+            expected_per_class[label], abs=1e-6, nan_ok=True
+        )
     assert np.isnan(result.per_class.get(NUM_CLASSES - 1, float("nan")))

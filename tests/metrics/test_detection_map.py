@@ -1,4 +1,5 @@
 """evaluate_detections on hand-made cases; every expected AP is derived in the comments."""
+
 import math
 
 import numpy as np
@@ -54,7 +55,12 @@ def test_case_a_coco():
 # d3 (0.99) sits on g2; d4 (0.95) is [0,0,10,5], IoU with g1 exactly 50/100 = 0.5;
 # d1 (0.9) sits on g1; d2 (0.8) duplicates d1.
 CASE_B = (
-    [image([[20, 0, 30, 10], [0, 0, 10, 5], [0, 0, 10, 10], [0, 0, 10, 10]], scores=[0.99, 0.95, 0.9, 0.8])],
+    [
+        image(
+            [[20, 0, 30, 10], [0, 0, 10, 5], [0, 0, 10, 10], [0, 0, 10, 10]],
+            scores=[0.99, 0.95, 0.9, 0.8],
+        )
+    ],
     [image([[0, 0, 10, 10], [20, 0, 30, 10]], difficult=[False, True])],
 )
 
@@ -111,8 +117,13 @@ def test_case_c_coco_takes_the_best_free_box():
 def test_classes_without_ground_truth_are_nan_and_left_out_of_the_mean():
     # Case A with the 0.8 miss relabelled class 1: detections but no ground truth -> NaN,
     # not in the mean. Class 2: ground truth but no detections -> AP 0, in the mean.
-    predictions = [image([[0, 0, 10, 10], [50, 50, 60, 60], [20, 20, 30, 30]],
-                         scores=[0.9, 0.8, 0.7], labels=[0, 1, 0])]
+    predictions = [
+        image(
+            [[0, 0, 10, 10], [50, 50, 60, 60], [20, 20, 30, 30]],
+            scores=[0.9, 0.8, 0.7],
+            labels=[0, 1, 0],
+        )
+    ]
     targets = [image([[0, 0, 10, 10], [20, 20, 30, 30], [70, 70, 80, 80]], labels=[0, 0, 2])]
     # Class 0 now has TP (0.9), TP (0.7) -> AP 1; the mean of 1 and 0 is 1/2.
     result = evaluate_detections(predictions, targets, method="voc")
@@ -126,8 +137,10 @@ def test_detections_are_ranked_across_images():
     # Image 1: one box, hit at 0.6. Image 2: one box, a miss at 0.9 and a hit at 0.3.
     # Ranked FP (0.9), TP (0.6), TP (0.3): recall 0, 1/2, 1; precision 0, 1/2, 2/3;
     # envelope 2/3 throughout: AP = 2/3.
-    predictions = [image([[0, 0, 10, 10]], scores=[0.6]),
-                   image([[50, 50, 60, 60], [0, 0, 10, 10]], scores=[0.9, 0.3])]
+    predictions = [
+        image([[0, 0, 10, 10]], scores=[0.6]),
+        image([[50, 50, 60, 60], [0, 0, 10, 10]], scores=[0.9, 0.3]),
+    ]
     targets = [image([[0, 0, 10, 10]]), image([[0, 0, 10, 10]])]
     assert evaluate_detections(predictions, targets, method="voc").map == pytest.approx(2 / 3)
 
@@ -146,10 +159,14 @@ def test_iou_threshold_is_used_by_voc():
 
 
 def test_tensor_and_empty_list_inputs():
-    predictions = [{"boxes": Tensor(np.array([[0, 0, 10, 10]], np.float32)),
-                    "scores": Tensor(np.array([0.5], np.float32)),
-                    "labels": Tensor(np.array([0], np.int64))},
-                   {"boxes": [], "scores": [], "labels": []}]
+    predictions = [
+        {
+            "boxes": Tensor(np.array([[0, 0, 10, 10]], np.float32)),
+            "scores": Tensor(np.array([0.5], np.float32)),
+            "labels": Tensor(np.array([0], np.int64)),
+        },
+        {"boxes": [], "scores": [], "labels": []},
+    ]
     targets = [{"boxes": [[0, 0, 10, 10]], "labels": [0]}, {"boxes": [[0, 0, 5, 5]], "labels": [0]}]
     # One hit out of two positives, at precision 1: AP 1/2.
     assert evaluate_detections(predictions, targets).map == pytest.approx(0.5)
@@ -158,29 +175,73 @@ def test_tensor_and_empty_list_inputs():
 GOOD_P, GOOD_T = CASE_A
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"method": "vco"}, ValueError, r"method must be one of \('voc07', 'voc', 'coco'\), got 'vco'"),
-    ({"method": "coco", "iou_threshold": 0.7}, ValueError, r"iou_threshold must stay 0.5, got 0.7"),
-    ({"iou_threshold": 1.5}, ValueError, r"iou_threshold must be in \[0, 1\], got 1.5"),
-    ({"method": "coco", "voc_plus_one": True}, ValueError, r"voc_plus_one applies to method 'voc07' and 'voc' only"),
-    ({"predictions": GOOD_P * 2}, ValueError, r"one entry per image each, got 2 predictions and 1 targets"),
-    ({"predictions": GOOD_P[0]}, TypeError, r"predictions must be a list with one dict per image, got dict"),
-    ({"predictions": [[1, 2]]}, TypeError, r"predictions\[0\] must be a dict"),
-    ({"predictions": [{"boxes": np.zeros((1, 4)), "labels": [0]}]}, ValueError,
-     r"predictions\[0\] has no 'scores'"),
-    ({"predictions": [image([[0, 0, 1, 1], [0, 0, 1, 1]], scores=[0.1])]}, ValueError,
-     r"predictions\[0\]\['scores'\] must have shape \(2,\), one entry per row of predictions\[0\]\['boxes'\], got shape \(1,\)"),
-    ({"predictions": [{"boxes": np.zeros((1, 5)), "scores": [0.1], "labels": [0]}]}, ValueError,
-     r"predictions\[0\]\['boxes'\] must have shape \(N, 4\).*got shape \(1, 5\)"),
-    ({"predictions": [image([[0, 0, 1, 1]], scores=[np.nan])]}, ValueError,
-     r"predictions\[0\]\['scores'\] must be finite"),
-    ({"predictions": [{"boxes": [[0, 0, 1, 1]], "scores": [0.5], "labels": [0.0]}]}, TypeError,
-     r"predictions\[0\]\['labels'\] must hold integer class ids, got dtype float64"),
-    ({"targets": [image([[5, 0, 1, 1]])]}, ValueError,
-     r"targets\[0\]\['boxes'\] must satisfy x2 >= x1 and y2 >= y1.*row 0"),
-    ({"targets": [image([[0, 0, 1, 1]], difficult=[True, False])]}, ValueError,
-     r"targets\[0\]\['difficult'\] must have shape \(1,\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (
+            {"method": "vco"},
+            ValueError,
+            r"method must be one of \('voc07', 'voc', 'coco'\), got 'vco'",
+        ),
+        (
+            {"method": "coco", "iou_threshold": 0.7},
+            ValueError,
+            r"iou_threshold must stay 0.5, got 0.7",
+        ),
+        ({"iou_threshold": 1.5}, ValueError, r"iou_threshold must be in \[0, 1\], got 1.5"),
+        (
+            {"method": "coco", "voc_plus_one": True},
+            ValueError,
+            r"voc_plus_one applies to method 'voc07' and 'voc' only",
+        ),
+        (
+            {"predictions": GOOD_P * 2},
+            ValueError,
+            r"one entry per image each, got 2 predictions and 1 targets",
+        ),
+        (
+            {"predictions": GOOD_P[0]},
+            TypeError,
+            r"predictions must be a list with one dict per image, got dict",
+        ),
+        ({"predictions": [[1, 2]]}, TypeError, r"predictions\[0\] must be a dict"),
+        (
+            {"predictions": [{"boxes": np.zeros((1, 4)), "labels": [0]}]},
+            ValueError,
+            r"predictions\[0\] has no 'scores'",
+        ),
+        (
+            {"predictions": [image([[0, 0, 1, 1], [0, 0, 1, 1]], scores=[0.1])]},
+            ValueError,
+            r"predictions\[0\]\['scores'\] must have shape \(2,\), one entry per row of predictions\[0\]\['boxes'\], got shape \(1,\)",
+        ),
+        (
+            {"predictions": [{"boxes": np.zeros((1, 5)), "scores": [0.1], "labels": [0]}]},
+            ValueError,
+            r"predictions\[0\]\['boxes'\] must have shape \(N, 4\).*got shape \(1, 5\)",
+        ),
+        (
+            {"predictions": [image([[0, 0, 1, 1]], scores=[np.nan])]},
+            ValueError,
+            r"predictions\[0\]\['scores'\] must be finite",
+        ),
+        (
+            {"predictions": [{"boxes": [[0, 0, 1, 1]], "scores": [0.5], "labels": [0.0]}]},
+            TypeError,
+            r"predictions\[0\]\['labels'\] must hold integer class ids, got dtype float64",
+        ),
+        (
+            {"targets": [image([[5, 0, 1, 1]])]},
+            ValueError,
+            r"targets\[0\]\['boxes'\] must satisfy x2 >= x1 and y2 >= y1.*row 0",
+        ),
+        (
+            {"targets": [image([[0, 0, 1, 1]], difficult=[True, False])]},
+            ValueError,
+            r"targets\[0\]\['difficult'\] must have shape \(1,\)",
+        ),
+    ],
+)
 def test_bad_input(kwargs, error, match):
     args = {"predictions": GOOD_P, "targets": GOOD_T, **kwargs}
     with pytest.raises(error, match=match):

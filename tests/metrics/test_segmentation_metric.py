@@ -1,4 +1,5 @@
 """SegmentationMetric on a hand-made confusion matrix, with ignored pixels."""
+
 import math
 
 import numpy as np
@@ -58,7 +59,9 @@ def test_a_batch_with_every_pixel_ignored_adds_nothing(device):
     metric = SegmentationMetric(3, ignore_index=255)
     metric.update(mv.tensor([[0, 1]], device=device), mv.tensor([[1, 1]], device=device))
     metric.update(mv.tensor([[2, 2]], device=device), mv.tensor([[255, 255]], device=device))
-    np.testing.assert_array_equal(metric.confusion_matrix, [[0, 0, 0], [1, 1, 0], [0, 0, 0]])  # rows: targets
+    np.testing.assert_array_equal(
+        metric.confusion_matrix, [[0, 0, 0], [1, 1, 0], [0, 0, 0]]
+    )  # rows: targets
 
 
 def test_absent_and_only_predicted_classes():
@@ -77,15 +80,41 @@ def test_absent_and_only_predicted_classes():
     assert scores.frequency_weighted_iou == pytest.approx(3 / 4)
 
 
-@pytest.mark.parametrize("pred, target, error, match", [
-    (np.zeros((1, 2, 2), int), np.zeros((1, 2, 3), int), ValueError,
-     r"pred must have the shape of target \(1, 2, 3\) \(labels\) or \(1, 3, 2, 3\) \(scores\), got \(1, 2, 2\)"),
-    (np.zeros((1, 2), int), np.array([[0, 7]]), ValueError,
-     r"target holds label 7 at a non-ignored pixel; expected labels in \[0, 3\) or target == ignore_index=255"),
-    (np.array([[0, -1]]), np.array([[0, 1]]), ValueError, r"pred holds label -1 at a non-ignored pixel"),
-    (np.zeros((1, 2), int), np.zeros((1, 2), float), TypeError, r"target must hold integer labels, got dtype float64"),
-    (np.zeros((1, 2), float), np.zeros((1, 2), int), TypeError, r"pred labels must be integers"),
-])
+@pytest.mark.parametrize(
+    "pred, target, error, match",
+    [
+        (
+            np.zeros((1, 2, 2), int),
+            np.zeros((1, 2, 3), int),
+            ValueError,
+            r"pred must have the shape of target \(1, 2, 3\) \(labels\) or \(1, 3, 2, 3\) \(scores\), got \(1, 2, 2\)",
+        ),
+        (
+            np.zeros((1, 2), int),
+            np.array([[0, 7]]),
+            ValueError,
+            r"target holds label 7 at a non-ignored pixel; expected labels in \[0, 3\) or target == ignore_index=255",
+        ),
+        (
+            np.array([[0, -1]]),
+            np.array([[0, 1]]),
+            ValueError,
+            r"pred holds label -1 at a non-ignored pixel",
+        ),
+        (
+            np.zeros((1, 2), int),
+            np.zeros((1, 2), float),
+            TypeError,
+            r"target must hold integer labels, got dtype float64",
+        ),
+        (
+            np.zeros((1, 2), float),
+            np.zeros((1, 2), int),
+            TypeError,
+            r"pred labels must be integers",
+        ),
+    ],
+)
 def test_bad_input(pred, target, error, match):
     with pytest.raises(error, match=match):
         SegmentationMetric(3).update(pred, target)

@@ -1,4 +1,5 @@
 """Checks every model family's tests share: gradients reach every parameter, one batch is overfit."""
+
 import numpy as np
 
 from minivision import optim
@@ -8,8 +9,14 @@ from minivision.data import DataLoader, Shapes
 def shapes_batch(count=4, image_size=32, seed=0, max_objects=1, object_sizes=None):
     """(images (N, 3, S, S) Tensor, targets) of Shapes images with 1..max_objects objects
     (of ``object_sizes`` pixels, as Shapes takes it)."""
-    dataset = Shapes(count, image_size=image_size, min_objects=1, max_objects=max_objects, seed=seed,
-                     object_sizes=object_sizes)
+    dataset = Shapes(
+        count,
+        image_size=image_size,
+        min_objects=1,
+        max_objects=max_objects,
+        seed=seed,
+        object_sizes=object_sizes,
+    )
     return next(iter(DataLoader(dataset, batch_size=count)))
 
 

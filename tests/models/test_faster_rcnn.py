@@ -1,6 +1,7 @@
 """Faster R-CNN: the tiny model's outputs, joint training, predict's format, the paper's VGG16
 arithmetic and bad input. (Gradients to every parameter and overfitting one batch:
 test_every_model.py.)"""
+
 import numpy as np
 import pytest
 
@@ -39,7 +40,9 @@ def test_tiny_output_shapes_train_and_eval(tiny):
 
 def test_config_rebuilds_the_model(tiny):
     again = FasterRCNN(**tiny.config)
-    assert [(n, p.shape) for n, p in again.named_parameters()] == [(n, p.shape) for n, p in tiny.named_parameters()]
+    assert [(n, p.shape) for n, p in again.named_parameters()] == [
+        (n, p.shape) for n, p in tiny.named_parameters()
+    ]
 
 
 def test_head_loss_trains_the_backbone_but_not_the_rpn(tiny):
@@ -78,8 +81,14 @@ def test_predict_format(tiny):
     for result in results:
         assert sorted(result) == ["boxes", "labels", "scores"]
         boxes, labels, scores = result["boxes"], result["labels"], result["scores"]
-        assert isinstance(boxes, np.ndarray) and boxes.dtype == np.float32 and boxes.shape == (len(scores), 4)
-        assert labels.dtype == np.int64 and scores.dtype == np.float32 and labels.shape == scores.shape
+        assert (
+            isinstance(boxes, np.ndarray)
+            and boxes.dtype == np.float32
+            and boxes.shape == (len(scores), 4)
+        )
+        assert (
+            labels.dtype == np.int64 and scores.dtype == np.float32 and labels.shape == scores.shape
+        )
         assert len(scores) > 0  # an untrained head scores each class near 1/4, above 0
         assert set(labels.tolist()) <= {1, 2, 3}
         assert (np.diff(scores) <= 0).all() and scores.min() >= 0 and scores.max() <= 1
@@ -101,18 +110,31 @@ def test_vgg16_is_the_papers_network(vgg16):
     assert isinstance(model.backbone[-1], nn.ReLU)  # conv5_3's ReLU, no pool5
     assert model.stride == 16
     assert tuple(model.rpn.conv.weight.shape) == (512, 512, 3, 3)
-    assert tuple(model.rpn.cls_logits.weight.shape)[0] == 9 and tuple(model.rpn.bbox_pred.weight.shape)[0] == 36
+    assert (
+        tuple(model.rpn.cls_logits.weight.shape)[0] == 9
+        and tuple(model.rpn.bbox_pred.weight.shape)[0] == 36
+    )
     assert model.rpn.anchor_generator.sizes == ((128.0, 256.0, 512.0),)
     assert model.rpn.anchor_generator.aspect_ratios == ((0.5, 1.0, 2.0),)
     head = model.roi_head
-    assert head.config["output_size"] == 7 and head.config["spatial_scale"] == 1 / 16 and head.config["dropout"] == 0.5
+    assert (
+        head.config["output_size"] == 7
+        and head.config["spatial_scale"] == 1 / 16
+        and head.config["dropout"] == 0.5
+    )
     assert tuple(head.fc6.weight.shape) in ((4096, 512 * 7 * 7), (512 * 7 * 7, 4096))
     assert tuple(head.fc7.weight.shape) == (4096, 4096)
     assert {tuple(head.cls_score.weight.shape), tuple(head.bbox_pred.weight.shape)} <= {
-        (21, 4096), (4096, 21), (84, 4096), (4096, 84)}
+        (21, 4096),
+        (4096, 21),
+        (84, 4096),
+        (4096, 84),
+    }
     # 600 x 1000 with four 2x2 pools rounding down: 600/16 = 37.5 -> 37, 1000/16 = 62.5 -> 62
     assert model.feature_size(600, 1000) == (37, 62)
-    assert model.rpn.anchor_generator((600, 1000), [(37, 62)]).shape == (37 * 62 * 9, 4) == (20646, 4)
+    assert (
+        model.rpn.anchor_generator((600, 1000), [(37, 62)]).shape == (37 * 62 * 9, 4) == (20646, 4)
+    )
 
 
 @pytest.mark.slow
@@ -125,36 +147,58 @@ def test_vgg16_backbone_rounds_down(vgg16):
 
 
 def test_bad_construction():
-    with pytest.raises(ValueError, match=r"variant must be one of \['tiny', 'vgg16'\], got 'resnet'"):
+    with pytest.raises(
+        ValueError, match=r"variant must be one of \['tiny', 'vgg16'\], got 'resnet'"
+    ):
         FasterRCNN("resnet")
     with pytest.raises(ValueError, match=r"num_classes must be an int >= 1 .*got 0"):
         FasterRCNN("tiny", num_classes=0, image_size=64)
-    with pytest.raises(ValueError, match=r"image_size must be an int or \(height, width\), ints > 0, got \(64,\)"):
+    with pytest.raises(
+        ValueError, match=r"image_size must be an int or \(height, width\), ints > 0, got \(64,\)"
+    ):
         FasterRCNN("tiny", num_classes=3, image_size=(64,))
-    with pytest.raises(ValueError, match=r"downsamples by 4: image_size must be at least 4 on each side, got 3"):
+    with pytest.raises(
+        ValueError, match=r"downsamples by 4: image_size must be at least 4 on each side, got 3"
+    ):
         FasterRCNN("tiny", num_classes=3, image_size=3)
 
 
 def test_bad_images(tiny):
     images, targets = shapes_batch(2, 32)
-    with pytest.raises(ValueError, match=r"takes images of shape \(N, 3, 64, 64\) .*got \(2, 3, 32, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"takes images of shape \(N, 3, 64, 64\) .*got \(2, 3, 32, 32\)"
+    ):
         tiny.loss(images, targets)
-    with pytest.raises(ValueError, match=r"takes images of shape \(N, 3, 64, 64\) .*got \(3, 32, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"takes images of shape \(N, 3, 64, 64\) .*got \(3, 32, 32\)"
+    ):
         tiny.predict(images[0])
 
 
 def test_bad_targets(tiny):
     images, targets = shapes_batch(2, 64, seed=4)
     box, label = targets[0]["boxes"], targets[0]["labels"]
-    with pytest.raises(ValueError, match=r"targets must be a list of 2 dicts with 'boxes' and 'labels', .*got 1 items"):
+    with pytest.raises(
+        ValueError,
+        match=r"targets must be a list of 2 dicts with 'boxes' and 'labels', .*got 1 items",
+    ):
         tiny.loss(images, targets[:1])
-    with pytest.raises(ValueError, match=r"targets\[1\] must be a dict with 'boxes' and 'labels', got \['boxes'\]"):
+    with pytest.raises(
+        ValueError, match=r"targets\[1\] must be a dict with 'boxes' and 'labels', got \['boxes'\]"
+    ):
         tiny.loss(images, [targets[0], {"boxes": box}])
-    with pytest.raises(ValueError, match=r"targets\[0\]\['boxes'\] must have shape \(G, 4\) .*got shape \(4,\)"):
+    with pytest.raises(
+        ValueError, match=r"targets\[0\]\['boxes'\] must have shape \(G, 4\) .*got shape \(4,\)"
+    ):
         tiny.loss(images, [{"boxes": box[0], "labels": label}, targets[1]])
-    with pytest.raises(ValueError, match=r"targets\[0\]\['labels'\] must be 1 integers, .*got shape \(1,\) and dtype "
-                                         r"float64"):
+    with pytest.raises(
+        ValueError,
+        match=r"targets\[0\]\['labels'\] must be 1 integers, .*got shape \(1,\) and dtype "
+        r"float64",
+    ):
         tiny.loss(images, [{"boxes": box[:1], "labels": np.ones(1)}, targets[1]])
     for bad in (0, 4):
-        with pytest.raises(ValueError, match=rf"targets\[1\]\['labels'\] must be in 1..3 .*got {bad}"):
+        with pytest.raises(
+            ValueError, match=rf"targets\[1\]\['labels'\] must be in 1..3 .*got {bad}"
+        ):
             tiny.loss(images, [targets[0], {"boxes": box[:1], "labels": np.array([bad])}])

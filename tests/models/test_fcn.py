@@ -1,4 +1,5 @@
 """FCN: the reference crop offsets, same-size output for odd sizes, bilinear init, training, bad input."""
+
 import numpy as np
 import pytest
 
@@ -6,12 +7,15 @@ import minivision as mv
 from minivision.models.fcn import BACKBONES, FCN, crop_offsets
 
 
-@pytest.mark.parametrize("variant, offsets", [
-    # the crops of the Caffe reference nets (voc-fcn32s/16s/8s), as in shelhamer/fcn.berkeleyvision.org
-    ("32s", {"upscore": 19}),
-    ("16s", {"score_pool4": 5, "upscore": 27}),
-    ("8s", {"score_pool4": 5, "score_pool3": 9, "upscore": 31}),
-])
+@pytest.mark.parametrize(
+    "variant, offsets",
+    [
+        # the crops of the Caffe reference nets (voc-fcn32s/16s/8s), as in shelhamer/fcn.berkeleyvision.org
+        ("32s", {"upscore": 19}),
+        ("16s", {"score_pool4": 5, "upscore": 27}),
+        ("8s", {"score_pool4": 5, "score_pool3": 9, "upscore": 31}),
+    ],
+)
 def test_reference_crop_offsets(variant, offsets):
     assert crop_offsets(BACKBONES["vgg16"], variant) == offsets
 
@@ -47,8 +51,13 @@ def test_upsampling_starts_bilinear_and_skips_start_at_zero():
 def test_tiny_configuration():
     model = FCN.tiny(3, 64)
     assert model.task == "segmentation"
-    assert model.config == {"variant": "8s", "num_classes": 4, "backbone": "tiny", "in_channels": 3,
-                            "image_size": 64}
+    assert model.config == {
+        "variant": "8s",
+        "num_classes": 4,
+        "backbone": "tiny",
+        "in_channels": 3,
+        "image_size": 64,
+    }
     images = mv.Tensor(np.zeros((2, 3, 64, 64), np.float32))
     labels = model.predict(images)
     assert labels.shape == (2, 64, 64) and labels.dtype == np.int64
@@ -59,8 +68,10 @@ def test_wrong_channel_count():
         FCN.tiny(3)(mv.Tensor(np.zeros((1, 1, 32, 32), np.float32)))
 
 
-@pytest.mark.parametrize("kwargs, message", [({"variant": "4s"}, "variant must be"),
-                                              ({"backbone": "resnet"}, "backbone must be")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"variant": "4s"}, "variant must be"), ({"backbone": "resnet"}, "backbone must be")],
+)
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FCN(**kwargs)

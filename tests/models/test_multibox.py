@@ -1,4 +1,5 @@
 """SSD's matching, MultiBox loss and decoding: hand-worked cases, PyTorch parity, gradcheck, bad input."""
+
 import math
 
 import numpy as np
@@ -8,8 +9,14 @@ from hypothesis import strategies as st
 
 import minivision as mv
 from minivision.gradcheck import gradcheck
-from minivision.models.multibox import (BOX_CODER, decode, encode_targets, match, multibox_loss,
-                                        multibox_loss_terms)
+from minivision.models.multibox import (
+    BOX_CODER,
+    decode,
+    encode_targets,
+    match,
+    multibox_loss,
+    multibox_loss_terms,
+)
 from minivision.ops import box_iou
 
 
@@ -19,13 +26,15 @@ def tensor(values):
 
 # --------------------------------------------------------------------------- matching
 # Unit-height strips; IoUs worked out by hand from the overlap widths.
-DEFAULTS = np.array([
-    [0.0, 0.0, 10.0, 10.0],      # IoU 1 with GT[0]
-    [5.0, 0.0, 15.0, 10.0],      # 50 / 150 = 1/3 with GT[0]: below 0.5
-    [20.0, 0.0, 30.0, 10.0],     # 80 / (100 + 200 - 80) = 0.364 with GT[1]: its best, below 0.5
-    [40.0, 0.0, 50.0, 10.0],     # 20 / (100 + 200 - 20) = 1/14 with GT[1]
-    [100.0, 100.0, 110.0, 110.0],  # overlaps nothing
-])
+DEFAULTS = np.array(
+    [
+        [0.0, 0.0, 10.0, 10.0],  # IoU 1 with GT[0]
+        [5.0, 0.0, 15.0, 10.0],  # 50 / 150 = 1/3 with GT[0]: below 0.5
+        [20.0, 0.0, 30.0, 10.0],  # 80 / (100 + 200 - 80) = 0.364 with GT[1]: its best, below 0.5
+        [40.0, 0.0, 50.0, 10.0],  # 20 / (100 + 200 - 20) = 1/14 with GT[1]
+        [100.0, 100.0, 110.0, 110.0],  # overlaps nothing
+    ]
+)
 GT = np.array([[0.0, 0.0, 10.0, 10.0], [22.0, 0.0, 42.0, 10.0]])
 
 
@@ -80,8 +89,12 @@ def test_ground_truth_overlapping_no_default_box_forces_nothing():
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), num_defaults=st.integers(1, 30), num_gt=st.integers(1, 5),
-       threshold=st.sampled_from([0.3, 0.5, 0.7]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    num_defaults=st.integers(1, 30),
+    num_gt=st.integers(1, 5),
+    threshold=st.sampled_from([0.3, 0.5, 0.7]),
+)
 def test_match_parity_with_torchvision_ssd_matcher(seed, num_defaults, num_gt, threshold):
     torch = pytest.importorskip("torch")
     utils = pytest.importorskip("torchvision.models.detection._utils")
@@ -123,14 +136,19 @@ def test_encode_then_decode_gives_the_ground_truth_back():
     labels, matched = match(defaults, gt, np.array([1, 2, 3]))
     targets = encode_targets(defaults, gt, matched)
     positive = matched >= 0
-    np.testing.assert_allclose(BOX_CODER.decode(targets[positive], defaults[positive]), gt[matched[positive]],
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        BOX_CODER.decode(targets[positive], defaults[positive]),
+        gt[matched[positive]],
+        rtol=1e-12,
+        atol=1e-12,
+    )
     # through decode: certain logits for each positive's class, its own targets as offsets
     conf = np.full((50, 4), -50.0)
     conf[np.arange(50), labels] = 50.0
     found = decode(targets, conf, defaults, (200, 200), nms_thresh=1.0)
-    assert sorted(map(tuple, found["boxes"].round(3).tolist())) == \
-        sorted(map(tuple, gt[matched[positive]].astype(np.float32).round(3).tolist()))
+    assert sorted(map(tuple, found["boxes"].round(3).tolist())) == sorted(
+        map(tuple, gt[matched[positive]].astype(np.float32).round(3).tolist())
+    )
     assert sorted(found["labels"].tolist()) == sorted(labels[positive].tolist())
 
 
@@ -178,14 +196,18 @@ def test_positives_never_take_the_negatives_places():
     conf = tensor([[[3.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, -1.0], [0.0, 0.5]]])
     labels = np.array([[1, 1, 0, 0, 0]])
     expected = (softplus(3.0) + softplus(2.0) + softplus(1.0) + softplus(0.5)) / 2
-    loss = multibox_loss(tensor(np.zeros((1, 5, 4))), conf, labels, np.zeros((1, 5, 4)), neg_pos_ratio=1)
+    loss = multibox_loss(
+        tensor(np.zeros((1, 5, 4))), conf, labels, np.zeros((1, 5, 4)), neg_pos_ratio=1
+    )
     assert loss.item() == pytest.approx(expected, rel=1e-14)
 
 
 def test_equal_losses_mine_the_lower_box_index():
     conf = tensor(np.zeros((1, 6, 3)))  # every box has CE log 3
     labels = np.array([[0, 0, 2, 0, 0, 0]])
-    loss = multibox_loss(tensor(np.zeros((1, 6, 4))), conf, labels, np.zeros((1, 6, 4)), neg_pos_ratio=2)
+    loss = multibox_loss(
+        tensor(np.zeros((1, 6, 4))), conf, labels, np.zeros((1, 6, 4)), neg_pos_ratio=2
+    )
     assert loss.item() == pytest.approx(3 * math.log(3), rel=1e-14)
     loss.backward()
     used = (conf.grad.numpy()[0] != 0).any(axis=1)
@@ -226,15 +248,25 @@ def torch_multibox_loss(torch, loc, conf, labels, targets, ratio):
         losses = functional.cross_entropy(conf[k], labels[k], reduction="none")
         negatives = torch.nonzero(~positive).flatten()
         count = min(math.floor(ratio * int(positive.sum())), len(negatives))
-        hardest = torch.sort(losses[negatives].detach(), descending=True, stable=True).indices[:count]
+        hardest = torch.sort(losses[negatives].detach(), descending=True, stable=True).indices[
+            :count
+        ]
         loss = loss + losses[positive].sum() + losses[negatives[hardest]].sum()
-        loss = loss + functional.smooth_l1_loss(loc[k][positive], targets[k][positive], reduction="sum", beta=1.0)
+        loss = loss + functional.smooth_l1_loss(
+            loc[k][positive], targets[k][positive], reduction="sum", beta=1.0
+        )
     return loss / total
 
 
 @settings(max_examples=50, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 3), count=st.integers(1, 12), classes=st.integers(2, 4),
-       background=st.floats(0.0, 1.0), ratio=st.sampled_from([0, 1, 2, 3, 2.5]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 3),
+    count=st.integers(1, 12),
+    classes=st.integers(2, 4),
+    background=st.floats(0.0, 1.0),
+    ratio=st.sampled_from([0, 1, 2, 3, 2.5]),
+)
 def test_loss_parity_with_pytorch(seed, n, count, classes, background, ratio):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(seed)
@@ -246,7 +278,9 @@ def test_loss_parity_with_pytorch(seed, n, count, classes, background, ratio):
     ours.backward()
     ref_loc = torch.tensor(loc, requires_grad=True)
     ref_conf = torch.tensor(conf, requires_grad=True)
-    theirs = torch_multibox_loss(torch, ref_loc, ref_conf, torch.from_numpy(labels), torch.from_numpy(targets), ratio)
+    theirs = torch_multibox_loss(
+        torch, ref_loc, ref_conf, torch.from_numpy(labels), torch.from_numpy(targets), ratio
+    )
     theirs.backward()
     np.testing.assert_allclose(ours.item(), theirs.item(), rtol=1e-10, atol=0)
     np.testing.assert_allclose(loc_t.grad.numpy(), ref_loc.grad.numpy(), rtol=1e-10, atol=1e-300)
@@ -265,12 +299,20 @@ def test_loss_gradcheck_float64():
 # --------------------------------------------------------------------------- decoding
 def hand_outputs():
     """Three default boxes, two classes, softmax scores by hand (each row's exps sum to 10)."""
-    defaults = np.array([[0.0, 0.0, 10.0, 10.0],  # IoU 90 / 110 = 0.82 with the next
-                         [1.0, 0.0, 11.0, 10.0],
-                         [20.0, 20.0, 30.0, 30.0]])
-    conf = np.log([[1.0, 8.0, 1.0],   # scores: class 1 0.8, class 2 0.1
-                   [1.0, 6.0, 3.0],   # 0.6, 0.3
-                   [5.0, 1.0, 4.0]])  # 0.1, 0.4
+    defaults = np.array(
+        [
+            [0.0, 0.0, 10.0, 10.0],  # IoU 90 / 110 = 0.82 with the next
+            [1.0, 0.0, 11.0, 10.0],
+            [20.0, 20.0, 30.0, 30.0],
+        ]
+    )
+    conf = np.log(
+        [
+            [1.0, 8.0, 1.0],  # scores: class 1 0.8, class 2 0.1
+            [1.0, 6.0, 3.0],  # 0.6, 0.3
+            [5.0, 1.0, 4.0],
+        ]
+    )  # 0.1, 0.4
     return np.zeros((3, 4)), conf, defaults
 
 
@@ -289,11 +331,16 @@ def test_decode_by_hand():
 
 def test_decode_limits():
     loc, conf, defaults = hand_outputs()
-    np.testing.assert_allclose(decode(loc, conf, defaults, 100, top_k=3)["scores"], [0.8, 0.4, 0.3], rtol=1e-6)
-    np.testing.assert_allclose(decode(loc, conf, defaults, 100, score_thresh=0.2)["scores"], [0.8, 0.4, 0.3],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        decode(loc, conf, defaults, 100, top_k=3)["scores"], [0.8, 0.4, 0.3], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        decode(loc, conf, defaults, 100, score_thresh=0.2)["scores"], [0.8, 0.4, 0.3], rtol=1e-6
+    )
     # one candidate per class enters NMS: 0.8 for class 1, 0.4 for class 2
-    np.testing.assert_allclose(decode(loc, conf, defaults, 100, pre_nms_top_k=1)["scores"], [0.8, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(
+        decode(loc, conf, defaults, 100, pre_nms_top_k=1)["scores"], [0.8, 0.4], rtol=1e-6
+    )
 
 
 def test_decode_drops_boxes_outside_the_image():
@@ -305,14 +352,25 @@ def test_decode_drops_boxes_outside_the_image():
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), count=st.integers(1, 200), classes=st.integers(2, 6),
-       top_k=st.integers(1, 50), nms_thresh=st.sampled_from([0.3, 0.45, 0.7]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    count=st.integers(1, 200),
+    classes=st.integers(2, 6),
+    top_k=st.integers(1, 50),
+    nms_thresh=st.sampled_from([0.3, 0.45, 0.7]),
+)
 def test_decode_properties(seed, count, classes, top_k, nms_thresh):
     rng = np.random.default_rng(seed)
     corner = rng.uniform(-10, 90, (count, 2))
     defaults = np.concatenate([corner, corner + rng.uniform(2, 30, (count, 2))], axis=1)
-    found = decode(rng.normal(0, 1, (count, 4)), rng.normal(0, 2, (count, classes)), defaults, (80, 100),
-                   top_k=top_k, nms_thresh=nms_thresh)
+    found = decode(
+        rng.normal(0, 1, (count, 4)),
+        rng.normal(0, 2, (count, classes)),
+        defaults,
+        (80, 100),
+        top_k=top_k,
+        nms_thresh=nms_thresh,
+    )
     boxes, labels, scores = found["boxes"], found["labels"], found["scores"]
     assert len(scores) <= top_k and len(boxes) == len(labels) == len(scores)
     assert (np.diff(scores) <= 0).all() and (scores > 0.01).all()
@@ -344,27 +402,40 @@ def test_match_bad_inputs():
 def test_encode_targets_bad_inputs():
     with pytest.raises(ValueError, match=r"matched_gt must have shape \(5,\), got shape \(4,\)"):
         encode_targets(DEFAULTS, GT, np.zeros(4, np.int64))
-    with pytest.raises(ValueError, match=r"matched_gt must hold ground-truth indices or -1 in \[-1, 1\], got 2"):
+    with pytest.raises(
+        ValueError, match=r"matched_gt must hold ground-truth indices or -1 in \[-1, 1\], got 2"
+    ):
         encode_targets(DEFAULTS, GT, np.array([0, 1, 2, -1, -1]))
 
 
 def test_loss_bad_inputs():
     loc, conf = tensor(np.zeros((2, 3, 4))), tensor(np.zeros((2, 3, 5)))
     labels, targets = np.zeros((2, 3), np.int64), np.zeros((2, 3, 4))
-    with pytest.raises(ValueError, match=r"loc must have shape \(2, 3, 4\) to match conf \(2, 3, 5\), "
-                                         r"got shape \(2, 4, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"loc must have shape \(2, 3, 4\) to match conf \(2, 3, 5\), "
+        r"got shape \(2, 4, 4\)",
+    ):
         multibox_loss(tensor(np.zeros((2, 4, 4))), conf, labels, targets)
-    with pytest.raises(ValueError, match=r"conf must have shape \(N, P, num_classes \+ 1\).*\(2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"conf must have shape \(N, P, num_classes \+ 1\).*\(2, 3\)"
+    ):
         multibox_loss(loc, tensor(np.zeros((2, 3))), labels, targets)
     with pytest.raises(ValueError, match=r"labels must have shape \(2, 3\), got shape \(6,\)"):
         multibox_loss(loc, conf, labels.reshape(-1), targets)
     with pytest.raises(TypeError, match="labels must hold integers, got dtype float64"):
         multibox_loss(loc, conf, labels.astype(float), targets)
-    with pytest.raises(ValueError, match=r"labels must hold classes \(0 background\) in \[0, 4\], got 5"):
+    with pytest.raises(
+        ValueError, match=r"labels must hold classes \(0 background\) in \[0, 4\], got 5"
+    ):
         multibox_loss(loc, conf, labels + 5, targets)
-    with pytest.raises(ValueError, match=r"loc_targets must have shape \(2, 3, 4\).*got shape \(2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"loc_targets must have shape \(2, 3, 4\).*got shape \(2, 3\)"
+    ):
         multibox_loss(loc, conf, labels, targets[..., 0])
-    with pytest.raises(TypeError, match=r"conf must be a Tensor of shape \(N, P, num_classes \+ 1\), got ndarray"):
+    with pytest.raises(
+        TypeError, match=r"conf must be a Tensor of shape \(N, P, num_classes \+ 1\), got ndarray"
+    ):
         multibox_loss(loc, np.zeros((2, 3, 5)), labels, targets)
     with pytest.raises(ValueError, match="neg_pos_ratio must be a number >= 0, got -1"):
         multibox_loss(loc, conf, labels, targets, neg_pos_ratio=-1)
@@ -372,11 +443,18 @@ def test_loss_bad_inputs():
 
 def test_decode_bad_inputs():
     loc, conf, defaults = hand_outputs()
-    with pytest.raises(ValueError, match=r"conf must have shape \(3, num_classes \+ 1\).*got shape \(2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"conf must have shape \(3, num_classes \+ 1\).*got shape \(2, 3\)"
+    ):
         decode(loc, conf[:2], defaults, 100)
-    with pytest.raises(ValueError, match=r"conf must have shape \(3, num_classes \+ 1\).*got shape \(3, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"conf must have shape \(3, num_classes \+ 1\).*got shape \(3, 1\)"
+    ):
         decode(loc, conf[:, :1], defaults, 100)
-    with pytest.raises(ValueError, match=r"loc must have shape \(3, 4\), one row per default box, got shape \(3, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"loc must have shape \(3, 4\), one row per default box, got shape \(3, 2\)",
+    ):
         decode(loc[:, :2], conf, defaults, 100)
     with pytest.raises(ValueError, match=r"default_boxes must have shape \(N, 4\)"):
         decode(loc, conf, defaults[:, :2], 100)

@@ -1,10 +1,17 @@
 """OverFeat: the paper's layer tables and Table 5, offset pooling and box merging by hand, training a tiny one."""
+
 import numpy as np
 import pytest
 
 import minivision as mv
 from minivision.models.overfeat import (
-    OverFeat, interleave_offsets, map_sizes, match_score, merge_boxes, offset_max_pool, smallest_input,
+    OverFeat,
+    interleave_offsets,
+    map_sizes,
+    match_score,
+    merge_boxes,
+    offset_max_pool,
+    smallest_input,
 )
 
 # Table 5 (accurate model, 3x3 offset pooling): input, layer-5 pre-pool, post-pool per
@@ -29,19 +36,25 @@ def test_accurate_model_matches_table_5(size, pre, post, classifier, interleaved
 # 317: 77, 38, 34, 17; (17 - 1) // 2 = 8; 3.       Interleaved: 2 * (2, 3) = (4, 6)
 # 461: 113, 56, 52, 26; (26 - 1) // 2 = 12; 7.     569: 140, 70, 66, 33; 16; 11.  Interleaved (14, 22)
 # 245: 59, 29, 25, 12; (12 - 1) // 2 = 5 < 6: too small for dense evaluation (it needs 247)
-@pytest.mark.parametrize("size, expected", [
-    ((281, 317), ((15, 17), (7, 8), (2, 3), (4, 6))),
-    ((461, 569), ((26, 33), (12, 16), (7, 11), (14, 22))),
-])
+@pytest.mark.parametrize(
+    "size, expected",
+    [
+        ((281, 317), ((15, 17), (7, 8), (2, 3), (4, 6))),
+        ((461, 569), ((26, 33), (12, 16), (7, 11), (14, 22))),
+    ],
+)
 def test_fast_model_at_the_papers_scales(size, expected):
     assert tuple(map_sizes("fast", *size)) == expected
 
 
 def test_window_sizes_are_the_papers_inputs():
     assert smallest_input("fast") == 231 and smallest_input("accurate") == 221
-    assert smallest_input("fast", dense=True) == 247 and smallest_input("accurate", dense=True) == 245
+    assert (
+        smallest_input("fast", dense=True) == 247 and smallest_input("accurate", dense=True) == 245
+    )
 
 
+@pytest.mark.slow  # a paper-size forward pass
 def test_paper_size_fast_model_gives_1x1_then_a_map():
     model = OverFeat("fast").eval()
     with mv.no_grad():
@@ -57,7 +70,10 @@ def test_tiny_forward_sizes_follow_map_sizes():
         sizes = map_sizes("tiny", *size)
         with mv.no_grad():
             scores, boxes = model.dense(mv.zeros(1, 3, *size))
-        assert scores.shape == (1, 3) + sizes.interleaved and boxes.shape == (1, 12) + sizes.interleaved
+        assert (
+            scores.shape == (1, 3) + sizes.interleaved
+            and boxes.shape == (1, 12) + sizes.interleaved
+        )
 
 
 def test_offset_pooling_by_hand():
@@ -67,11 +83,15 @@ def test_offset_pooling_by_hand():
     pooled = offset_max_pool(x, 2)
     assert pooled.shape == (4, 1, 2, 2)
     np.testing.assert_array_equal(pooled.numpy()[1, 0], [[7, 9], [17, 19]])  # offset (0, 1)
-    np.testing.assert_array_equal(interleave_offsets(pooled, 2).numpy()[0, 0],
-                                  [[6, 7, 8, 9], [11, 12, 13, 14], [16, 17, 18, 19], [21, 22, 23, 24]])
+    np.testing.assert_array_equal(
+        interleave_offsets(pooled, 2).numpy()[0, 0],
+        [[6, 7, 8, 9], [11, 12, 13, 14], [16, 17, 18, 19], [21, 22, 23, 24]],
+    )
     # the paper's 3x3 pools: one window per offset, maximum x[dy + 2, dx + 2] = 5 dy + dx + 12
-    np.testing.assert_array_equal(interleave_offsets(offset_max_pool(x, 3), 3).numpy()[0, 0],
-                                  [[12, 13, 14], [17, 18, 19], [22, 23, 24]])
+    np.testing.assert_array_equal(
+        interleave_offsets(offset_max_pool(x, 3), 3).numpy()[0, 0],
+        [[12, 13, 14], [17, 18, 19], [22, 23, 24]],
+    )
 
 
 def test_offset_pooling_too_small():

@@ -1,13 +1,25 @@
 """R-CNN and Fast R-CNN: the warp, the proposals, the two models agreeing where they must, training."""
+
 import functools
 
 import numpy as np
 import pytest
 
 import minivision as mv
-from minivision.models.rcnn import RCNN, FastRCNN, crop_and_warp, grid_proposals, pooled_boxes, training_proposals
+from minivision.models.rcnn import (
+    RCNN,
+    FastRCNN,
+    crop_and_warp,
+    grid_proposals,
+    pooled_boxes,
+    training_proposals,
+)
 from minivision.ops import box_iou, roi_pool
-from tests.models.common import assert_every_parameter_gets_a_gradient, assert_overfits_one_batch, shapes_batch
+from tests.models.common import (
+    assert_every_parameter_gets_a_gradient,
+    assert_overfits_one_batch,
+    shapes_batch,
+)
 
 MODELS = (RCNN, FastRCNN)
 
@@ -22,9 +34,12 @@ def test_whole_image_warp_is_torch_bilinear_resize():
     images = random_image()
     boxes, batch = np.array([[0, 0, 20, 24], [0, 0, 20, 24]]), np.array([0, 1])
     for size in (8, 32):  # down and up
-        expected = torch.nn.functional.interpolate(torch.from_numpy(images), size=(size, size), mode="bilinear",
-                                                   align_corners=False).numpy()
-        np.testing.assert_allclose(crop_and_warp(images, boxes, batch, size), expected, rtol=0, atol=1e-6)
+        expected = torch.nn.functional.interpolate(
+            torch.from_numpy(images), size=(size, size), mode="bilinear", align_corners=False
+        ).numpy()
+        np.testing.assert_allclose(
+            crop_and_warp(images, boxes, batch, size), expected, rtol=0, atol=1e-6
+        )
 
 
 def test_aligned_box_of_the_warp_size_is_copied_unchanged():
@@ -44,8 +59,12 @@ def test_box_twice_the_warp_size_averages_2x2_blocks():
 def test_context_enlarges_the_box_about_its_centre():
     # warp 8 with 2 pixels of context: the 4-pixel box fills the middle 4 of 8, so it is doubled
     images = random_image()
-    with_context = crop_and_warp(images, np.array([[8.0, 9.0, 12.0, 13.0]]), np.array([0]), 8, context=2)
-    assert np.array_equal(with_context, crop_and_warp(images, np.array([[6.0, 7.0, 14.0, 15.0]]), np.array([0]), 8))
+    with_context = crop_and_warp(
+        images, np.array([[8.0, 9.0, 12.0, 13.0]]), np.array([0]), 8, context=2
+    )
+    assert np.array_equal(
+        with_context, crop_and_warp(images, np.array([[6.0, 7.0, 14.0, 15.0]]), np.array([0]), 8)
+    )
     assert np.array_equal(with_context[0, :, 2:6, 2:6], images[0, :, 9:13, 8:12])
 
 
@@ -61,7 +80,9 @@ def test_pooled_boxes_make_roi_pool_read_exactly_the_cells_a_box_covers():
     stride = 4
     features = random_image((1, 2, 8, 8), seed=1)
     box = np.array([[8.0, 4.0, 24.0, 20.0]])  # pixels [8, 24) x [4, 20): cells 2..5 x 1..4
-    pooled = roi_pool(features, [pooled_boxes(box, stride)], output_size=4, spatial_scale=1 / stride).numpy()
+    pooled = roi_pool(
+        features, [pooled_boxes(box, stride)], output_size=4, spatial_scale=1 / stride
+    ).numpy()
     assert np.array_equal(pooled[0], features[0, :, 1:5, 2:6])
     # the box as it is would reach one cell further: round(24 / 4) = 6 is included
     unshifted = roi_pool(features, [box], output_size=5, spatial_scale=1 / stride).numpy()
@@ -122,7 +143,9 @@ def _twins(seed=0):
     image: features differ by 6e-8)."""
     mv.manual_seed(seed)
     slow = RCNN(3, kernel_size=1, warp=32, pool_size=4)
-    with mv.no_grad():  # BN's running statistics of real images, so that its output is not all 0 after ReLU
+    with (
+        mv.no_grad()
+    ):  # BN's running statistics of real images, so that its output is not all 0 after ReLU
         for step in range(20):
             slow.body(shapes_batch(4, 64, seed=100 + step)[0])
     fast = FastRCNN(**{k: v for k, v in slow.config.items() if k not in ("warp", "context")})
@@ -137,8 +160,10 @@ def float64_images(count, size):
 
 
 # boxes of the warp size (32) at multiples of the stride (4): the crop is the image itself
-ALIGNED = [np.array([[0, 0, 32, 32], [8, 4, 40, 36], [32, 32, 64, 64]], np.float32),
-           np.array([[12, 20, 44, 52]], np.float32)]
+ALIGNED = [
+    np.array([[0, 0, 32, 32], [8, 4, 40, 36], [32, 32, 64, 64]], np.float32),
+    np.array([[12, 20, 44, 52]], np.float32),
+]
 
 
 def test_rcnn_and_fast_rcnn_agree_on_aligned_boxes_of_the_warp_size():
@@ -146,14 +171,20 @@ def test_rcnn_and_fast_rcnn_agree_on_aligned_boxes_of_the_warp_size():
     slow, fast = _twins()
     images = float64_images(2, 64)
     with mv.no_grad():
-        (slow_logits, slow_deltas), (fast_logits, fast_deltas) = slow(images, ALIGNED), fast(images, ALIGNED)
+        (slow_logits, slow_deltas), (fast_logits, fast_deltas) = (
+            slow(images, ALIGNED),
+            fast(images, ALIGNED),
+        )
         features = fast.body(images).numpy()
     assert (features > 0).mean() > 0.2  # features that could tell regions apart, and do:
     assert len(np.unique(slow_logits.numpy()[:, 0])) == 4
     assert slow_logits.shape == (4, 4) and slow_deltas.shape == (4, 16)
     np.testing.assert_allclose(slow_logits.numpy(), fast_logits.numpy(), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(slow_deltas.numpy(), fast_deltas.numpy(), rtol=1e-12, atol=1e-15)
-    for a, b in zip(slow.predict(images, ALIGNED, score_thresh=0.0), fast.predict(images, ALIGNED, score_thresh=0.0)):
+    for a, b in zip(
+        slow.predict(images, ALIGNED, score_thresh=0.0),
+        fast.predict(images, ALIGNED, score_thresh=0.0),
+    ):
         assert len(a["boxes"]) > 0 and np.array_equal(a["labels"], b["labels"])
         np.testing.assert_allclose(a["boxes"], b["boxes"], rtol=1e-6)
         np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-6)
@@ -165,8 +196,9 @@ def test_rcnn_scores_a_resized_box_as_fast_rcnn_scores_the_resized_image():
     torch = pytest.importorskip("torch")
     slow, fast = _twins(seed=1)
     images = float64_images(1, 32)
-    big = torch.nn.functional.interpolate(torch.from_numpy(images.numpy()), scale_factor=2, mode="bilinear",
-                                          align_corners=False).numpy()
+    big = torch.nn.functional.interpolate(
+        torch.from_numpy(images.numpy()), scale_factor=2, mode="bilinear", align_corners=False
+    ).numpy()
     box = np.array([[8.0, 4.0, 24.0, 20.0]])
     with mv.no_grad():
         slow_logits, _ = slow(images, [box])
@@ -197,14 +229,21 @@ def test_tiny_default_proposals_are_the_grid_at_its_proposal_step(cls, step, cou
 
 def test_tiny_rcnn_and_fast_rcnn_share_their_layers():
     slow, fast = RCNN.tiny(3, 64), FastRCNN.tiny(3, 64)
-    assert {k: v.shape for k, v in slow.state_dict().items()} == {k: v.shape for k, v in fast.state_dict().items()}
-    assert slow.config["warp"] == 16 and slow.stride == 4  # the crop's map is the 4 x 4 pooling grid
+    assert {k: v.shape for k, v in slow.state_dict().items()} == {
+        k: v.shape for k, v in fast.state_dict().items()
+    }
+    assert (
+        slow.config["warp"] == 16 and slow.stride == 4
+    )  # the crop's map is the 4 x 4 pooling grid
 
 
 def test_rcnn_runs_the_body_per_crop_and_fast_rcnn_once_per_image(monkeypatch):
     monkeypatch.setattr("minivision.models.rcnn.CROP_CHUNK", 3)
     images, _ = shapes_batch(2, 64)
-    for model, expected in ((RCNN(3), [(3, 3, 32, 32), (1, 3, 32, 32)]), (FastRCNN(3), [(2, 3, 64, 64)])):
+    for model, expected in (
+        (RCNN(3), [(3, 3, 32, 32), (1, 3, 32, 32)]),
+        (FastRCNN(3), [(2, 3, 64, 64)]),
+    ):
         model.body = _Recorder(model.body)
         with mv.no_grad():
             model(images, ALIGNED)
@@ -233,7 +272,11 @@ def test_shapes_and_predict_format(cls):
 @pytest.mark.parametrize("cls", MODELS)
 def test_registry_contract(cls):
     model = cls.tiny(3, 32)
-    assert cls.task == "detection" and model.config["num_classes"] == 3 and model.config["image_size"] == 32
+    assert (
+        cls.task == "detection"
+        and model.config["num_classes"] == 3
+        and model.config["image_size"] == 32
+    )
     rebuilt = cls(**model.config)
     assert rebuilt.config == model.config
     rebuilt.load_state_dict(model.state_dict())
@@ -252,8 +295,9 @@ def test_loss_falls_when_overfitting_one_batch(cls):
     mv.manual_seed(0)
     images, targets = batch = shapes_batch(2, 64, seed=3, max_objects=2)
     model = cls.tiny(3, 64)
-    model.loss = functools.partial(model.loss, proposals=[training_proposals(t["boxes"], 64, 64, count=24)
-                                                          for t in targets])
+    model.loss = functools.partial(
+        model.loss, proposals=[training_proposals(t["boxes"], 64, 64, count=24) for t in targets]
+    )
     assert_overfits_one_batch(model, batch, steps=30, lr=3e-3)
 
 
@@ -262,57 +306,82 @@ def test_loss_falls_when_overfitting_one_batch(cls):
 def test_bad_images_targets_and_proposals(cls):
     model = cls.tiny(3, 32)
     images, targets = shapes_batch(2, 32)
-    with pytest.raises(ValueError, match=r"images must have shape \(N, 3, H, W\), got \(3, 32, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"images must have shape \(N, 3, H, W\), got \(3, 32, 32\)"
+    ):
         model.predict(images[0])
-    with pytest.raises(ValueError, match=r"images must have shape \(N, 3, H, W\), got \(2, 1, 32, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"images must have shape \(N, 3, H, W\), got \(2, 1, 32, 32\)"
+    ):
         model(images[:, :1])
     with pytest.raises(ValueError, match="targets must hold one dict per image: 2 images, got 1"):
         model.loss(images, targets[:1])
-    with pytest.raises(ValueError, match=r"proposals must be a list of 2 \(P, 4\) box arrays.*got a list of 1"):
+    with pytest.raises(
+        ValueError, match=r"proposals must be a list of 2 \(P, 4\) box arrays.*got a list of 1"
+    ):
         model.predict(images, [ALIGNED[0]])
     with pytest.raises(ValueError, match=r"proposals must be a list of 2 .*got ndarray"):
         model(images, ALIGNED[0])
-    with pytest.raises(ValueError, match=r"proposals\[1\] must have shape \(N, 4\).*got shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"proposals\[1\] must have shape \(N, 4\).*got shape \(3,\)"
+    ):
         model.loss(images, targets, [ALIGNED[0], np.zeros(3)])
-    with pytest.raises(ValueError, match=r"proposals\[0\] must be finite with x2 > x1.*row 1: \[5.0, 5.0, 5.0, 9.0\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"proposals\[0\] must be finite with x2 > x1.*row 1: \[5.0, 5.0, 5.0, 9.0\]",
+    ):
         model.predict(images, [np.array([[0, 0, 4, 4], [5, 5, 5, 9]]), ALIGNED[1]])
-    with pytest.raises(ValueError, match=r"proposals\[1\] must hold at least one box, got shape \(0, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"proposals\[1\] must hold at least one box, got shape \(0, 4\)"
+    ):
         model(images, [ALIGNED[0], np.zeros((0, 4))])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(widths=()), r"widths must name at least one conv stage, got \(\)"),
-    (dict(widths=(8, 0)), r"widths\[1\] must be a positive integer, got 0"),
-    (dict(kernel_size=2), "kernel_size must be odd.*got 2"),
-    (dict(pool_size=0), "pool_size must be a positive integer, got 0"),
-    (dict(num_classes=0), "num_classes must be a positive integer, got 0"),
-    (dict(warp=30), "warp must be a multiple of the body's stride 4.*got 30"),
-    (dict(context=16), r"context must be an int in \[0, warp / 2\) = \[0, 16\), got 16"),
-    (dict(context=1.5), r"context must be an int .*got 1.5"),
-    (dict(proposal_step=0), r"proposal_step must be a number in \(0, 1\] .*got 0"),
-    (dict(proposal_step="0.5"), r"proposal_step must be a number in \(0, 1\] .*got '0.5'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(widths=()), r"widths must name at least one conv stage, got \(\)"),
+        (dict(widths=(8, 0)), r"widths\[1\] must be a positive integer, got 0"),
+        (dict(kernel_size=2), "kernel_size must be odd.*got 2"),
+        (dict(pool_size=0), "pool_size must be a positive integer, got 0"),
+        (dict(num_classes=0), "num_classes must be a positive integer, got 0"),
+        (dict(warp=30), "warp must be a multiple of the body's stride 4.*got 30"),
+        (dict(context=16), r"context must be an int in \[0, warp / 2\) = \[0, 16\), got 16"),
+        (dict(context=1.5), r"context must be an int .*got 1.5"),
+        (dict(proposal_step=0), r"proposal_step must be a number in \(0, 1\] .*got 0"),
+        (dict(proposal_step="0.5"), r"proposal_step must be a number in \(0, 1\] .*got '0.5'"),
+    ],
+)
 def test_bad_configuration(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RCNN(**{"num_classes": 3, **kwargs})
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(height=0, width=8), "height and width must be positive ints, got 0 and 8"),
-    (dict(step=0), r"step must be in \(0, 1\].*got 0"),
-    (dict(sizes=(0.2, 1.5)), r"sizes must be fractions of the shorter side in \(0, 1\], got 1.5"),
-    (dict(ratios=(-1,)), r"ratios must be positive \(height / width\), got -1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(height=0, width=8), "height and width must be positive ints, got 0 and 8"),
+        (dict(step=0), r"step must be in \(0, 1\].*got 0"),
+        (
+            dict(sizes=(0.2, 1.5)),
+            r"sizes must be fractions of the shorter side in \(0, 1\], got 1.5",
+        ),
+        (dict(ratios=(-1,)), r"ratios must be positive \(height / width\), got -1"),
+    ],
+)
 def test_bad_grid(kwargs, message):
     with pytest.raises(ValueError, match=message):
         grid_proposals(**{"height": 32, "width": 32, **kwargs})
 
 
-@pytest.mark.parametrize("gt_boxes, count, message", [
-    (np.zeros((4, 3)), 8, r"gt_boxes must have shape \(N, 4\)"),
-    (np.zeros((5,)), 8, r"gt_boxes must have shape \(N, 4\)"),
-    (np.zeros((0, 4)), -1, "count must be a positive integer, got -1"),
-])
+@pytest.mark.parametrize(
+    "gt_boxes, count, message",
+    [
+        (np.zeros((4, 3)), 8, r"gt_boxes must have shape \(N, 4\)"),
+        (np.zeros((5,)), 8, r"gt_boxes must have shape \(N, 4\)"),
+        (np.zeros((0, 4)), -1, "count must be a positive integer, got -1"),
+    ],
+)
 def test_training_proposals_bad_input(gt_boxes, count, message):
     from minivision.models.rcnn import training_proposals
 

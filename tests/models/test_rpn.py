@@ -3,6 +3,7 @@
 The hand examples use boxes of height 1 on the strip 0 <= y <= 1, so an IoU is the overlap of
 two x intervals divided by their union, easy to work out in the comments.
 """
+
 import math
 
 import numpy as np
@@ -10,7 +11,13 @@ import pytest
 
 import minivision as mv
 from minivision.gradcheck import gradcheck
-from minivision.models.rpn import RegionProposalNetwork, label_anchors, propose, rpn_loss, sample_anchors
+from minivision.models.rpn import (
+    RegionProposalNetwork,
+    label_anchors,
+    propose,
+    rpn_loss,
+    sample_anchors,
+)
 from minivision.ops import AnchorGenerator
 
 
@@ -19,16 +26,22 @@ def strip(x1, x2):
 
 
 GT = np.array([strip(0, 10), strip(20, 30)])
-ANCHORS = np.array([
-    strip(0, 8),    # 0: IoU 8/10 = 0.8 with gt 0                  -> positive (>= 0.7)
-    strip(0, 7),    # 1: IoU 7/10 = 0.7 with gt 0, the threshold   -> positive
-    strip(0, 3),    # 2: IoU 3/10 = 0.3 with gt 0, the lower bound -> ignored (not < 0.3)
-    strip(0, 2),    # 3: IoU 2/10 = 0.2 with gt 0                  -> negative
-    strip(20, 25),  # 4: IoU 5/10 = 0.5 with gt 1, its best, tied  -> positive by the low-quality rule
-    strip(25, 30),  # 5: IoU 5/10 = 0.5 with gt 1, tied with 4     -> positive by the low-quality rule
-    strip(22, 24),  # 6: IoU 2/10 = 0.2 with gt 1                  -> negative
-    strip(50, 60),  # 7: overlaps nothing                          -> negative
-])
+ANCHORS = np.array(
+    [
+        strip(0, 8),  # 0: IoU 8/10 = 0.8 with gt 0                  -> positive (>= 0.7)
+        strip(0, 7),  # 1: IoU 7/10 = 0.7 with gt 0, the threshold   -> positive
+        strip(0, 3),  # 2: IoU 3/10 = 0.3 with gt 0, the lower bound -> ignored (not < 0.3)
+        strip(0, 2),  # 3: IoU 2/10 = 0.2 with gt 0                  -> negative
+        strip(
+            20, 25
+        ),  # 4: IoU 5/10 = 0.5 with gt 1, its best, tied  -> positive by the low-quality rule
+        strip(
+            25, 30
+        ),  # 5: IoU 5/10 = 0.5 with gt 1, tied with 4     -> positive by the low-quality rule
+        strip(22, 24),  # 6: IoU 2/10 = 0.2 with gt 1                  -> negative
+        strip(50, 60),  # 7: overlaps nothing                          -> negative
+    ]
+)
 
 
 # --------------------------------------------------------------------------- label_anchors
@@ -70,7 +83,9 @@ def test_label_anchors_rejects_bad_input():
         label_anchors(ANCHORS, np.array([0.0, 0, 1, 1]))
     with pytest.raises(ValueError, match=r"anchors must have shape \(N, 4\).*got shape \(8, 3\)"):
         label_anchors(ANCHORS[:, :3], GT)
-    with pytest.raises(ValueError, match="bg_iou must not exceed fg_iou, got bg_iou=0.8 and fg_iou=0.7"):
+    with pytest.raises(
+        ValueError, match="bg_iou must not exceed fg_iou, got bg_iou=0.8 and fg_iou=0.7"
+    ):
         label_anchors(ANCHORS, GT, bg_iou=0.8)
     with pytest.raises(ValueError, match=r"fg_iou must be a number in \[0, 1\], got 1.5"):
         label_anchors(ANCHORS, GT, fg_iou=1.5)
@@ -83,13 +98,16 @@ def labels_of(positives, negatives, ignored):
     return labels[np.random.default_rng(1).permutation(labels.size)]
 
 
-@pytest.mark.parametrize("positives, negatives, batch, fraction, expected", [
-    (10, 30, 16, 0.5, (8, 8)),     # enough of both: half and half
-    (2, 30, 16, 0.5, (2, 14)),     # few positives: negatives fill the batch
-    (10, 3, 16, 0.25, (4, 3)),     # fraction cap 16 * 0.25 = 4; only 3 negatives exist
-    (10, 30, 14, 0.25, (3, 11)),   # 14 * 0.25 = 3.5 rounds down to 3
-    (0, 5, 16, 0.5, (0, 5)),       # an image without ground truth: negatives only
-])
+@pytest.mark.parametrize(
+    "positives, negatives, batch, fraction, expected",
+    [
+        (10, 30, 16, 0.5, (8, 8)),  # enough of both: half and half
+        (2, 30, 16, 0.5, (2, 14)),  # few positives: negatives fill the batch
+        (10, 3, 16, 0.25, (4, 3)),  # fraction cap 16 * 0.25 = 4; only 3 negatives exist
+        (10, 30, 14, 0.25, (3, 11)),  # 14 * 0.25 = 3.5 rounds down to 3
+        (0, 5, 16, 0.5, (0, 5)),  # an image without ground truth: negatives only
+    ],
+)
 def test_sample_counts_and_sets(positives, negatives, batch, fraction, expected):
     labels = labels_of(positives, negatives, ignored=5)
     mv.manual_seed(0)
@@ -125,15 +143,17 @@ def test_sample_anchors_rejects_bad_input():
 # --------------------------------------------------------------------------- propose
 # A 10 (high) x 20 (wide) image; zero deltas, so each proposal is its anchor, clipped.
 IMAGE = (10, 20)
-BOXES = np.array([
-    [-5, -5, 5, 5],            # 0: score 5, clipped to (0, 0, 5, 5)
-    [0, 0, 5, 4],              # 1: score 4, IoU 20/25 = 0.8 with clipped box 0 -> suppressed
-    [18, 2, 18.0005, 8],       # 2: score 6, width 0.0005 < 1e-3 -> dropped
-    [10, 2, 15, 8],            # 3: score 3, kept
-    [10, 2, 15, 7],            # 4: score 2, IoU 25/30 = 0.83 with box 3 -> suppressed
-    [16, 0, 25, 9],            # 5: score 1, clipped to (16, 0, 20, 9)
-    [30, 0, 40, 5],            # 6: score 7, clipped to zero width at x = 20 -> dropped
-])
+BOXES = np.array(
+    [
+        [-5, -5, 5, 5],  # 0: score 5, clipped to (0, 0, 5, 5)
+        [0, 0, 5, 4],  # 1: score 4, IoU 20/25 = 0.8 with clipped box 0 -> suppressed
+        [18, 2, 18.0005, 8],  # 2: score 6, width 0.0005 < 1e-3 -> dropped
+        [10, 2, 15, 8],  # 3: score 3, kept
+        [10, 2, 15, 7],  # 4: score 2, IoU 25/30 = 0.83 with box 3 -> suppressed
+        [16, 0, 25, 9],  # 5: score 1, clipped to (16, 0, 20, 9)
+        [30, 0, 40, 5],  # 6: score 7, clipped to zero width at x = 20 -> dropped
+    ]
+)
 LOGITS = np.array([5.0, 4.0, 6.0, 3.0, 2.0, 1.0, 7.0])
 ZERO = np.zeros((7, 4))
 
@@ -148,8 +168,9 @@ def test_propose_clips_drops_small_boxes_and_suppresses():
     np.testing.assert_allclose(scores, sigmoid([5.0, 3.0, 1.0]))
     # without clipping, box 1's IoU with box 0 would be 20/100 and box 1 would survive
     boxes, _ = propose(BOXES, LOGITS, ZERO, IMAGE, 10, 10, nms_thresh=0.9)
-    np.testing.assert_array_equal(boxes, [[0, 0, 5, 5], [0, 0, 5, 4], [10, 2, 15, 8], [10, 2, 15, 7],
-                                          [16, 0, 20, 9]])
+    np.testing.assert_array_equal(
+        boxes, [[0, 0, 5, 5], [0, 0, 5, 4], [10, 2, 15, 8], [10, 2, 15, 7], [16, 0, 20, 9]]
+    )
 
 
 def test_propose_top_n_before_and_after_nms():
@@ -173,17 +194,28 @@ def test_propose_min_size():
 def test_propose_decodes_deltas():
     # anchor (0, 0, 4, 4): dx = 0.5 moves the centre by half the width (2 -> 4), dw = log 2
     # doubles the width (4 -> 8): (0, 0, 8, 4)
-    boxes, _ = propose(np.array([[0.0, 0, 4, 4]]), np.array([0.0]), np.array([[0.5, 0, math.log(2), 0]]),
-                       IMAGE, 1, 1)
+    boxes, _ = propose(
+        np.array([[0.0, 0, 4, 4]]),
+        np.array([0.0]),
+        np.array([[0.5, 0, math.log(2), 0]]),
+        IMAGE,
+        1,
+        1,
+    )
     np.testing.assert_allclose(boxes, [[0, 0, 8, 4]], atol=1e-12)
 
 
 def test_propose_rejects_bad_input():
-    with pytest.raises(ValueError, match=r"image_size must be \(height, width\), two ints > 0, got \(10,\)"):
+    with pytest.raises(
+        ValueError, match=r"image_size must be \(height, width\), two ints > 0, got \(10,\)"
+    ):
         propose(BOXES, LOGITS, ZERO, (10,), 10, 10)
     with pytest.raises(ValueError, match=r"image_size must be .*got \(10, 0\)"):
         propose(BOXES, LOGITS, ZERO, (10, 0), 10, 10)
-    with pytest.raises(ValueError, match=r"objectness must have shape \(7,\), one logit per anchor, got shape \(6,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"objectness must have shape \(7,\), one logit per anchor, got shape \(6,\)",
+    ):
         propose(BOXES, LOGITS[:6], ZERO, IMAGE, 10, 10)
     with pytest.raises(ValueError, match=r"deltas must have shape \(N, 4\)"):
         propose(BOXES, LOGITS, ZERO[:, :3], IMAGE, 10, 10)
@@ -214,12 +246,16 @@ def test_loss_with_nothing_sampled_is_zero_and_still_differentiable():
 
 def test_loss_gradcheck_float64():
     rng = np.random.default_rng(0)
-    anchors = np.concatenate([ANCHORS, [strip(1, 9), strip(21, 29)]])  # 10 anchors, 5 positive for GT
+    anchors = np.concatenate(
+        [ANCHORS, [strip(1, 9), strip(21, 29)]]
+    )  # 10 anchors, 5 positive for GT
     gt = [GT, GT[:1]]
     objectness = mv.tensor(rng.standard_normal((2, 10)), requires_grad=True)
     deltas = mv.tensor(rng.standard_normal((2, 10, 4)), requires_grad=True)
 
-    def loss(objectness, deltas):  # reseeded so every evaluation samples the same 4 anchors per image
+    def loss(
+        objectness, deltas
+    ):  # reseeded so every evaluation samples the same 4 anchors per image
         mv.manual_seed(0)
         losses = rpn_loss(objectness, deltas, anchors, gt, batch_size_per_image=4)
         return losses["loss_objectness"] + losses["loss_rpn_box_reg"]
@@ -234,7 +270,9 @@ def test_loss_gradcheck_float64():
 
 def test_loss_rejects_bad_input():
     objectness, deltas = mv.tensor(np.zeros((1, 8))), mv.tensor(np.zeros((1, 8, 4)))
-    with pytest.raises(ValueError, match=r"gt_boxes\[0\] must have shape \(N, 4\).*got shape \(4,\)"):
+    with pytest.raises(
+        ValueError, match=r"gt_boxes\[0\] must have shape \(N, 4\).*got shape \(4,\)"
+    ):
         rpn_loss(objectness, deltas, ANCHORS, [np.array([0.0, 0, 1, 1])])
     with pytest.raises(ValueError, match="gt_boxes must be a list of 1 .* got 2"):
         rpn_loss(objectness, deltas, ANCHORS, [GT, GT])
@@ -261,13 +299,17 @@ def test_module_output_shapes_and_anchor_order():
     logits, boxes = rpn.cls_logits(hidden).numpy(), rpn.bbox_pred(hidden).numpy()
     i, j, a = 3, 4, 6
     assert objectness.numpy()[1, (i * 7 + j) * 9 + a] == logits[1, a, i, j]
-    np.testing.assert_array_equal(deltas.numpy()[1, (i * 7 + j) * 9 + a], boxes[1, 4 * a:4 * a + 4, i, j])
+    np.testing.assert_array_equal(
+        deltas.numpy()[1, (i * 7 + j) * 9 + a], boxes[1, 4 * a : 4 * a + 4, i, j]
+    )
 
     proposals, losses = rpn(features, (40, 56))
     assert losses == {} and len(proposals) == 2
     for boxes in proposals:
         assert boxes.ndim == 2 and boxes.shape[1] == 4 and 1 <= boxes.shape[0] <= 5
-        assert (boxes[:, [0, 2]] <= 56).all() and (boxes[:, [1, 3]] <= 40).all() and (boxes >= 0).all()
+        assert (
+            (boxes[:, [0, 2]] <= 56).all() and (boxes[:, [1, 3]] <= 40).all() and (boxes >= 0).all()
+        )
     rpn.eval()
     assert all(1 <= boxes.shape[0] <= 7 for boxes in rpn(features, (40, 56))[0])
     assert any(boxes.shape[0] > 5 for boxes in rpn(features, (40, 56))[0])
@@ -276,24 +318,37 @@ def test_module_output_shapes_and_anchor_order():
 def test_every_parameter_receives_a_gradient():
     mv.manual_seed(0)
     rpn = small_rpn()
-    targets = [{"boxes": np.array([[4.0, 4, 20, 20]], np.float32)}, {"boxes": np.zeros((0, 4), np.float32)}]
+    targets = [
+        {"boxes": np.array([[4.0, 4, 20, 20]], np.float32)},
+        {"boxes": np.zeros((0, 4), np.float32)},
+    ]
     _, losses = rpn(mv.randn(2, 8, 5, 7), (40, 56), targets)
     assert sorted(losses) == ["loss_objectness", "loss_rpn_box_reg"]
     (losses["loss_objectness"] + losses["loss_rpn_box_reg"]).backward()
     for name, parameter in rpn.named_parameters():
         assert parameter.grad is not None, name
-        assert np.isfinite(parameter.grad.numpy()).all() and np.abs(parameter.grad.numpy()).max() > 0, name
+        assert (
+            np.isfinite(parameter.grad.numpy()).all() and np.abs(parameter.grad.numpy()).max() > 0
+        ), name
 
 
 def test_module_rejects_bad_input():
     rpn, features = small_rpn(), mv.randn(2, 8, 5, 7)
-    with pytest.raises(ValueError, match=r"features must have shape \(N, 8, H, W\), got \(2, 3, 5, 7\)"):
+    with pytest.raises(
+        ValueError, match=r"features must have shape \(N, 8, H, W\), got \(2, 3, 5, 7\)"
+    ):
         rpn(mv.randn(2, 3, 5, 7), (40, 56))
-    with pytest.raises(ValueError, match=r"image_size must be \(height, width\), two ints > 0, got 40"):
+    with pytest.raises(
+        ValueError, match=r"image_size must be \(height, width\), two ints > 0, got 40"
+    ):
         rpn(features, 40)
-    with pytest.raises(ValueError, match="targets must be a list of 2 dicts with 'boxes', one per image, got 1"):
+    with pytest.raises(
+        ValueError, match="targets must be a list of 2 dicts with 'boxes', one per image, got 1"
+    ):
         rpn(features, (40, 56), [{"boxes": np.zeros((0, 4))}])
-    with pytest.raises(ValueError, match=r"gt_boxes\[1\] must have shape \(N, 4\).*got shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"gt_boxes\[1\] must have shape \(N, 4\).*got shape \(3,\)"
+    ):
         rpn(features, (40, 56), [{"boxes": np.zeros((0, 4))}, {"boxes": np.zeros(3)}])
     with pytest.raises(ValueError, match="anchor_generator must have one feature-map level, got 2"):
         RegionProposalNetwork(8, AnchorGenerator((4, 8), (0.5, 1.0, 2.0)))

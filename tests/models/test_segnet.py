@@ -1,4 +1,5 @@
 """SegNet: unpooling at the encoder's switches, sizes, training, bad input."""
+
 import numpy as np
 import pytest
 
@@ -14,7 +15,9 @@ def test_unpooling_puts_values_at_the_switches_lecture_example():
     _, switches = model.pool(mv.Tensor(x))
     values = mv.Tensor(np.array([[[[1, 2], [3, 4]]]], np.float32))
     unpooled = model.unpool(values, switches, output_size=(4, 4)).numpy()[0, 0]
-    np.testing.assert_array_equal(unpooled, [[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]])
+    np.testing.assert_array_equal(
+        unpooled, [[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]]
+    )
 
 
 def test_decoder_unpools_with_the_encoders_switches():
@@ -48,8 +51,10 @@ def test_decoder_unpools_with_the_encoders_switches():
         np.put_along_axis(expected, switches.reshape(n, c, -1), values.reshape(n, c, -1), axis=2)
         np.testing.assert_array_equal(flat, expected)
         # the switches point at the window maxima of what the encoder pooled
-        maxima = np.take_along_axis(before.reshape(n, c, -1), switches.reshape(n, c, -1), axis=2).reshape(n, c, h, w)
-        windows = before[:, :, :2 * h, :2 * w].reshape(n, c, h, 2, w, 2).max(axis=(3, 5))
+        maxima = np.take_along_axis(
+            before.reshape(n, c, -1), switches.reshape(n, c, -1), axis=2
+        ).reshape(n, c, h, w)
+        windows = before[:, :, : 2 * h, : 2 * w].reshape(n, c, h, 2, w, 2).max(axis=(3, 5))
         np.testing.assert_array_equal(maxima, windows)
 
 
@@ -78,9 +83,13 @@ def test_tiny_predicts_labels():
     assert labels.shape == (2, 64, 64) and labels.dtype == np.int64
 
 
-@pytest.mark.parametrize("variant, size, smallest", [("basic", (15, 64), 16), ("vgg16", (31, 40), 32)])
+@pytest.mark.parametrize(
+    "variant, size, smallest", [("basic", (15, 64), 16), ("vgg16", (31, 40), 32)]
+)
 def test_too_small_names_the_smallest_size(variant, size, smallest):
-    with pytest.raises(ValueError, match=f"at least {smallest}x{smallest}, got {size[0]}x{size[1]}"):
+    with pytest.raises(
+        ValueError, match=f"at least {smallest}x{smallest}, got {size[0]}x{size[1]}"
+    ):
         SegNet(variant, 4)(mv.Tensor(np.zeros((1, 3) + size, np.float32)))
 
 

@@ -1,9 +1,15 @@
 """Sliding windows: the fully convolutional rewrite scores every window exactly as cropping does."""
+
 import numpy as np
 import pytest
 
 import minivision as mv
-from minivision.models.sliding_window import PatchClassifier, classify_windows_naive, to_fully_convolutional, windows
+from minivision.models.sliding_window import (
+    PatchClassifier,
+    classify_windows_naive,
+    to_fully_convolutional,
+    windows,
+)
 
 
 @pytest.mark.parametrize("size", [(18, 18), (30, 26), (33, 41)])

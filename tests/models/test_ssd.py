@@ -1,5 +1,6 @@
 """SSD: the SSD300 network's source maps and default boxes, the tiny form's wiring (head
 order against the default boxes, loss and predict), the map-size rule, bad input."""
+
 import numpy as np
 import pytest
 
@@ -26,13 +27,33 @@ def test_registered_for_the_command():
 def test_ssd300_has_the_papers_source_maps_heads_and_8732_default_boxes():
     model = SSD("ssd300", num_classes=20)
     assert _source_sides(model) == [38, 19, 10, 5, 3, 1]
-    assert len(model.default_boxes) == 8732 == 38 * 38 * 4 + 19 * 19 * 6 + 10 * 10 * 6 + 5 * 5 * 6 + 3 * 3 * 4 + 4
-    heads = [(loc.in_channels, loc.out_channels, conf.out_channels) for loc, conf in zip(model.loc, model.conf)]
-    assert heads == [(512, 16, 84), (1024, 24, 126), (512, 24, 126), (256, 24, 126), (256, 16, 84), (256, 16, 84)]
+    assert (
+        len(model.default_boxes)
+        == 8732
+        == 38 * 38 * 4 + 19 * 19 * 6 + 10 * 10 * 6 + 5 * 5 * 6 + 3 * 3 * 4 + 4
+    )
+    heads = [
+        (loc.in_channels, loc.out_channels, conf.out_channels)
+        for loc, conf in zip(model.loc, model.conf)
+    ]
+    assert heads == [
+        (512, 16, 84),
+        (1024, 24, 126),
+        (512, 24, 126),
+        (256, 24, 126),
+        (256, 16, 84),
+        (256, 16, 84),
+    ]
     assert isinstance(model.l2norm, L2Norm) and float(model.l2norm.weight.data[0]) == 20.0
     fc6 = [m for m in model.stages[1] if isinstance(m, nn.Conv2d) and m.out_channels == 1024][0]
     assert fc6.dilation == (6, 6) and fc6.padding == (6, 6) and fc6.kernel_size == (3, 3)
-    convs = [m for m in model.stages if isinstance(m, nn.Sequential) for m in m if isinstance(m, nn.Conv2d)]
+    convs = [
+        m
+        for m in model.stages
+        if isinstance(m, nn.Sequential)
+        for m in m
+        if isinstance(m, nn.Conv2d)
+    ]
     assert len(convs) == 13 + 2 + 8  # VGG16's 13, fc6 and fc7, the 8 extra layers
 
 
@@ -42,15 +63,22 @@ def test_ssd300_forward_gives_one_row_per_default_box():
     assert loc.shape == (1, 8732, 4) and conf.shape == (1, 8732, 21)
 
 
-@pytest.mark.parametrize("layer, size, expected", [
-    (nn.MaxPool2d(2, ceil_mode=True), 75, 38),  # conv3 -> conv4 in SSD300
-    (nn.MaxPool2d(2), 75, 37),
-    (nn.MaxPool2d(3, stride=1, padding=1), 19, 19),  # pool5
-    (nn.Conv2d(1, 1, 3, padding=6, dilation=6), 19, 19),  # fc6
-    (nn.Conv2d(1, 1, 3), 3, 1),  # conv11_2
-    (nn.Conv2d(1, 1, 3, stride=2, padding=1), 19, 10),  # conv8_2
-    (nn.MaxPool2d(2, stride=2, padding=1, ceil_mode=True), 4, 3),  # the last window would start in the padding
-])
+@pytest.mark.parametrize(
+    "layer, size, expected",
+    [
+        (nn.MaxPool2d(2, ceil_mode=True), 75, 38),  # conv3 -> conv4 in SSD300
+        (nn.MaxPool2d(2), 75, 37),
+        (nn.MaxPool2d(3, stride=1, padding=1), 19, 19),  # pool5
+        (nn.Conv2d(1, 1, 3, padding=6, dilation=6), 19, 19),  # fc6
+        (nn.Conv2d(1, 1, 3), 3, 1),  # conv11_2
+        (nn.Conv2d(1, 1, 3, stride=2, padding=1), 19, 10),  # conv8_2
+        (
+            nn.MaxPool2d(2, stride=2, padding=1, ceil_mode=True),
+            4,
+            3,
+        ),  # the last window would start in the padding
+    ],
+)
 def test_map_size_follows_pytorchs_rule(layer, size, expected):
     assert map_size([layer], size) == expected
 
@@ -59,7 +87,9 @@ def test_tiny_maps_and_default_boxes_follow_the_image_size():
     model = SSD.tiny(3, 96)
     assert _source_sides(model) == [24, 12, 6, 3]
     assert len(model.default_boxes) == 4 * (24 * 24 + 12 * 12 + 6 * 6 + 3 * 3)
-    first = model.default_boxes[0]  # cell (0, 0) of the stride-4 map: centre (2, 2), the 8-pixel square
+    first = model.default_boxes[
+        0
+    ]  # cell (0, 0) of the stride-4 map: centre (2, 2), the 8-pixel square
     np.testing.assert_allclose(first, [-2, -2, 6, 6])
     assert _source_sides(SSD.tiny(3, 64)) == [16, 8, 4, 2]
 
@@ -79,7 +109,7 @@ def test_head_rows_are_the_default_boxes_order():
         side = direct.shape[2]
         position = i * side + j
         expected = direct[:, i, j].reshape(a, 4)
-        np.testing.assert_array_equal(loc.numpy()[0, position * a:(position + 1) * a], expected)
+        np.testing.assert_array_equal(loc.numpy()[0, position * a : (position + 1) * a], expected)
 
 
 def test_loss_is_finite_and_predict_gives_detections_in_the_image():
@@ -117,13 +147,28 @@ def test_a_perfect_head_decodes_to_the_objects():
     assert BOX_CODER.weights == (10.0, 10.0, 5.0, 5.0)
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    (dict(variant="ssd512"), ValueError, r"variant must be one of \('ssd300', 'tiny'\), got 'ssd512'"),
-    (dict(num_classes=0), ValueError, "num_classes must be an int >= 1, got 0"),
-    (dict(variant="ssd300", image_size=320), ValueError, r"SSD\('ssd300'\) takes 300 x 300 images .*got image_size=320"),
-    (dict(variant="tiny", image_size=4), ValueError, r"SSD\('tiny'\) needs a larger image: image_size 4 leaves "
-                                                     r"source maps of \[1, 0, 0, 0\] cells"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (
+            dict(variant="ssd512"),
+            ValueError,
+            r"variant must be one of \('ssd300', 'tiny'\), got 'ssd512'",
+        ),
+        (dict(num_classes=0), ValueError, "num_classes must be an int >= 1, got 0"),
+        (
+            dict(variant="ssd300", image_size=320),
+            ValueError,
+            r"SSD\('ssd300'\) takes 300 x 300 images .*got image_size=320",
+        ),
+        (
+            dict(variant="tiny", image_size=4),
+            ValueError,
+            r"SSD\('tiny'\) needs a larger image: image_size 4 leaves "
+            r"source maps of \[1, 0, 0, 0\] cells",
+        ),
+    ],
+)
 def test_bad_configuration(kwargs, error, message):
     with pytest.raises(error, match=message):
         SSD(**kwargs)
@@ -131,7 +176,11 @@ def test_bad_configuration(kwargs, error, message):
 
 def test_bad_images_and_targets():
     model = SSD.tiny(3, 64)
-    with pytest.raises(ValueError, match=r"takes images of shape \(N, 3, 64, 64\).*got \(1, 3, 32, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"takes images of shape \(N, 3, 64, 64\).*got \(1, 3, 32, 32\)"
+    ):
         model(mv.zeros((1, 3, 32, 32)))
     with pytest.raises(ValueError, match="targets must be a list of 2 dicts.*got 1 items"):
-        model.loss(mv.zeros((2, 3, 64, 64)), [{"boxes": np.zeros((0, 4)), "labels": np.zeros(0, np.int64)}])
+        model.loss(
+            mv.zeros((2, 3, 64, 64)), [{"boxes": np.zeros((0, 4)), "labels": np.zeros(0, np.int64)}]
+        )

@@ -1,4 +1,5 @@
 """U-Net: the paper's sizes, same padding, overlap-tile prediction, gradients, overfitting, bad input."""
+
 import numpy as np
 import pytest
 

@@ -1,11 +1,20 @@
 """YOLO v1: the paper's shapes, its loss on hand-worked targets, decoding, training a tiny one."""
+
 import numpy as np
 import pytest
 
 import minivision as mv
 from minivision.backend import to_numpy
-from minivision.models.yolo import (FAST, FULL, YOLOv1, decode, encode_targets, predicted_corners,
-                                    responsible_predictors, yolo_loss)
+from minivision.models.yolo import (
+    FAST,
+    FULL,
+    YOLOv1,
+    decode,
+    encode_targets,
+    predicted_corners,
+    responsible_predictors,
+    yolo_loss,
+)
 from minivision.ops import box_iou
 from tests.models.common import shapes_batch
 
@@ -31,9 +40,13 @@ def grid(cells: dict) -> np.ndarray:
 #   no-object predictors: 0.5 * (0.6^2 + 0.2^2 + 0.4^2) = 0.5 * 0.56 = 0.28
 #   classes of cell (0, 0), truth class 1: (0.75 - 1)^2 + 0.25^2 = 0.125
 #   total 0.04 + 0.28 + 0.125 = 0.445
-IMAGE_A = grid({(0, 0): [.5, .5, .5, .5, .8, .5, .5, .25, .25, .6, .75, .25],
-                (0, 1): [.5, .5, .5, .5, .2, .5, .5, .5, .5, 0, .5, .5],
-                (1, 1): [.5, .5, .5, .5, .4, .5, .5, .5, .5, 0, .5, .5]})
+IMAGE_A = grid(
+    {
+        (0, 0): [0.5, 0.5, 0.5, 0.5, 0.8, 0.5, 0.5, 0.25, 0.25, 0.6, 0.75, 0.25],
+        (0, 1): [0.5, 0.5, 0.5, 0.5, 0.2, 0.5, 0.5, 0.5, 0.5, 0, 0.5, 0.5],
+        (1, 1): [0.5, 0.5, 0.5, 0.5, 0.4, 0.5, 0.5, 0.5, 0.5, 0, 0.5, 0.5],
+    }
+)
 # Image B, truth class 2. Cell (0, 0): predictor 0 is a 0.5x0.5-pixel box at (1, 1): IoU
 # 0.25 / 4 = 1/16, confidence 0.3. Predictor 1: x = 0.25 (centre x 0.5), w = 0.125
 # (0.5 pixels), h = 0.5: the box [0.25, 0, 0.75, 2] lies inside the truth, IoU 1/4, so
@@ -44,13 +57,15 @@ IMAGE_A = grid({(0, 0): [.5, .5, .5, .5, .8, .5, .5, .25, .25, .6, .75, .25],
 #   no-object: 0.5 * 0.3^2 = 0.045
 #   classes: 0.5^2 + (0.5 - 1)^2 = 0.5
 #   total 1.545
-IMAGE_B = grid({(0, 0): [.5, .5, .125, .125, .3, .25, .5, .125, .5, .5, .5, .5]})
+IMAGE_B = grid({(0, 0): [0.5, 0.5, 0.125, 0.125, 0.3, 0.25, 0.5, 0.125, 0.5, 0.5, 0.5, 0.5]})
 TRUTH_B = {"boxes": TRUTH["boxes"], "labels": np.array([2])}
 
 
 def loss_of(*outputs_and_targets):
     outputs = np.stack([o for o, _ in outputs_and_targets])
-    return yolo_loss(mv.tensor(outputs), [t for _, t in outputs_and_targets], B=2, image_size=4).item()
+    return yolo_loss(
+        mv.tensor(outputs), [t for _, t in outputs_and_targets], B=2, image_size=4
+    ).item()
 
 
 def test_loss_image_a():
@@ -62,7 +77,9 @@ def test_loss_image_b_highest_iou_predictor_is_responsible():
 
 
 def test_loss_is_averaged_over_images():
-    assert loss_of((IMAGE_A, TRUTH), (IMAGE_B, TRUTH_B)) == pytest.approx((0.445 + 1.545) / 2, abs=1e-9)
+    assert loss_of((IMAGE_A, TRUTH), (IMAGE_B, TRUTH_B)) == pytest.approx(
+        (0.445 + 1.545) / 2, abs=1e-9
+    )
 
 
 def test_loss_without_objects_is_the_no_object_term():
@@ -76,8 +93,10 @@ def test_each_object_is_answered_by_the_best_predictor_of_its_own_cell(device, r
     preds = rng.random((6, 4, 4, 3, 5))
     has_object, _, _, corners = encode_targets(targets, 4, 64)
     assert has_object.sum() >= 6
-    responsible, ious = map(to_numpy, responsible_predictors(mv.tensor(preds, device=device).data, has_object,
-                                                             corners, 64))
+    responsible, ious = map(
+        to_numpy,
+        responsible_predictors(mv.tensor(preds, device=device).data, has_object, corners, 64),
+    )
     guesses = predicted_corners(preds[..., :4], 64)
     for k, i, j in zip(*np.nonzero(has_object)):  # object by object, as the paper puts it
         expected = box_iou(guesses[k, i, j], corners[k, i, j][None])[:, 0]
@@ -90,7 +109,7 @@ def test_decode_class_specific_scores():
     # S=2, B=1, C=2: cell (1, 0) holds (0.5, 0.5, 0.5, 0.5), confidence 0.8, classes (0.25, 0.75):
     # centre ((0 + 0.5) * 2, (1 + 0.5) * 2) = (1, 3), 2x2 pixels; scores 0.8 * 0.25 and 0.8 * 0.75
     out = np.zeros((1, 2, 2, 7))
-    out[0, 1, 0] = [.5, .5, .5, .5, .8, .25, .75]
+    out[0, 1, 0] = [0.5, 0.5, 0.5, 0.5, 0.8, 0.25, 0.75]
     (result,) = decode(out, B=1, image_size=4, score_threshold=0.1)
     np.testing.assert_allclose(result["boxes"], [[0, 2, 2, 4], [0, 2, 2, 4]])
     np.testing.assert_array_equal(result["labels"], [2, 1])
@@ -100,7 +119,7 @@ def test_decode_class_specific_scores():
 def test_decode_suppresses_duplicates_of_one_class():
     # two predictors of cell (0, 0) give the same 2x2 box, confidences 0.9 and 0.5, one class
     out = np.zeros((1, 2, 2, 11))
-    out[0, 0, 0] = [.5, .5, .5, .5, .9, .5, .5, .5, .5, .5, 1.0]
+    out[0, 0, 0] = [0.5, 0.5, 0.5, 0.5, 0.9, 0.5, 0.5, 0.5, 0.5, 0.5, 1.0]
     (result,) = decode(out, B=2, image_size=4, score_threshold=0.1)
     np.testing.assert_allclose(result["scores"], [0.9], rtol=1e-6)
     np.testing.assert_allclose(result["boxes"], [[0, 0, 2, 2]])
@@ -111,6 +130,7 @@ def test_paper_tables():
     assert sum(isinstance(layer, tuple) for layer in FAST) == 9
 
 
+@pytest.mark.slow  # a paper-size forward pass
 @pytest.mark.parametrize("variant", ["full", "fast"])
 def test_paper_size_output_is_7x7x30(variant):
     model = YOLOv1(variant).eval()

@@ -1,6 +1,7 @@
 """L2Norm: a NumPy formula and a hand example, a PyTorch transcription of the released layer
 (forward and both gradients), float64 gradcheck, the gradient at an all-zero position, the
 parameter's start and name, and bad input."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,7 +15,7 @@ from tests.helpers import DEVICES, assert_close, check_parity, torch_or_skip
 
 def _numpy_l2norm(x, weight, eps=1e-10):
     """weight[c] * x / (sqrt(sum over channels of x^2) + eps), per (n, h, w)."""
-    norm = np.sqrt((x ** 2).sum(axis=1, keepdims=True))
+    norm = np.sqrt((x**2).sum(axis=1, keepdims=True))
     return weight[None, :, None, None] * x / (norm + eps)
 
 
@@ -47,7 +48,9 @@ def test_float32_in_float32_out(rng):
     x = rng.standard_normal((1, 4, 2, 2)).astype(np.float32)
     out = nn.L2Norm(4)(mv.Tensor(x))
     assert out.dtype == np.float32
-    np.testing.assert_allclose(out.numpy(), _numpy_l2norm(x.astype(np.float64), np.full(4, 20.0)), rtol=1e-6)
+    np.testing.assert_allclose(
+        out.numpy(), _numpy_l2norm(x.astype(np.float64), np.full(4, 20.0)), rtol=1e-6
+    )
 
 
 def _torch_l2norm(x, weight, eps=1e-10):
@@ -58,8 +61,10 @@ def _torch_l2norm(x, weight, eps=1e-10):
 
 @pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=30, deadline=None)
-@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 4), st.integers(1, 4)),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 4), st.integers(1, 4)),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_matches_the_pytorch_layer(device, shape, seed):
     torch_or_skip()
     rng = np.random.default_rng(seed)
@@ -120,33 +125,46 @@ def test_weight_starts_at_scale_and_is_saved_as_weight():
     assert repr(nn.L2Norm(512)) == "L2Norm(512, scale=20, eps=1e-10)"
 
 
-@pytest.mark.parametrize("shape,message", [
-    ((2, 4, 3, 3), r"L2Norm\(3\) expects input \(N, 3, H, W\), got shape \(2, 4, 3, 3\)"),
-    ((3, 3, 3), r"L2Norm\(3\) expects input \(N, 3, H, W\), got shape \(3, 3, 3\)"),
-])
+@pytest.mark.parametrize(
+    "shape,message",
+    [
+        ((2, 4, 3, 3), r"L2Norm\(3\) expects input \(N, 3, H, W\), got shape \(2, 4, 3, 3\)"),
+        ((3, 3, 3), r"L2Norm\(3\) expects input \(N, 3, H, W\), got shape \(3, 3, 3\)"),
+    ],
+)
 def test_bad_input_shape_is_named(shape, message):
     with pytest.raises(ValueError, match=message):
         nn.L2Norm(3)(mv.Tensor(np.zeros(shape)))
 
 
-@pytest.mark.parametrize("args,kwargs,message", [
-    ((0,), {}, r"n_channels must be an int >= 1, got 0"),
-    ((2.5,), {}, r"n_channels must be an int >= 1, got 2.5"),
-    ((3,), {"scale": float("nan")}, r"scale must be a finite number, got nan"),
-    ((3,), {"eps": 0.0}, r"eps must be > 0 .*, got 0.0"),
-    ((3,), {"eps": "small"}, r"eps must be a finite number, got 'small'"),
-])
+@pytest.mark.parametrize(
+    "args,kwargs,message",
+    [
+        ((0,), {}, r"n_channels must be an int >= 1, got 0"),
+        ((2.5,), {}, r"n_channels must be an int >= 1, got 2.5"),
+        ((3,), {"scale": float("nan")}, r"scale must be a finite number, got nan"),
+        ((3,), {"eps": 0.0}, r"eps must be > 0 .*, got 0.0"),
+        ((3,), {"eps": "small"}, r"eps must be a finite number, got 'small'"),
+    ],
+)
 def test_bad_arguments_are_named(args, kwargs, message):
     with pytest.raises(ValueError, match=message):
         nn.L2Norm(*args, **kwargs)
 
 
 def test_functional_bad_input_is_named():
-    with pytest.raises(ValueError, match=r"input must have shape \(N, C, H, W\), got shape \(2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"input must have shape \(N, C, H, W\), got shape \(2, 3\)"
+    ):
         l2_norm(mv.Tensor(np.zeros((2, 3))), np.ones(3))
-    with pytest.raises(ValueError, match=r"weight must have shape \(3,\), one entry per channel .* got shape \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"weight must have shape \(3,\), one entry per channel .* got shape \(4,\)",
+    ):
         l2_norm(mv.Tensor(np.zeros((1, 3, 2, 2))), np.ones(4))
-    with pytest.raises(TypeError, match=r"input must be a Tensor or array \(N, C, H, W\), got list"):
+    with pytest.raises(
+        TypeError, match=r"input must be a Tensor or array \(N, C, H, W\), got list"
+    ):
         l2_norm([[1.0]], np.ones(1))
 
 
@@ -157,7 +175,11 @@ def test_module_and_function_agree(rng):
 
 
 def test_gpu_matches_cpu(gpu, rng):
-    x, weight, upstream = rng.standard_normal((2, 3, 2, 2)), rng.uniform(0.5, 30, 3), rng.standard_normal((2, 3, 2, 2))
+    x, weight, upstream = (
+        rng.standard_normal((2, 3, 2, 2)),
+        rng.uniform(0.5, 30, 3),
+        rng.standard_normal((2, 3, 2, 2)),
+    )
     x[1, :, 0, 1] = 0.0  # an all-zero position too
     grads = []
     for device in ("cpu", gpu):

@@ -1,4 +1,5 @@
 """Module registration, modes, state_dict round trips, save/load and their errors."""
+
 import os
 
 import numpy as np
@@ -21,7 +22,14 @@ class TwoLayer(nn.Module):
 
 def test_parameters_are_registered_in_order():
     names = [n for n, _ in TwoLayer().named_parameters()]
-    assert names == ["body.0.weight", "body.0.bias", "body.1.weight", "body.1.bias", "head.weight", "head.bias"]
+    assert names == [
+        "body.0.weight",
+        "body.0.bias",
+        "body.1.weight",
+        "body.1.bias",
+        "head.weight",
+        "head.bias",
+    ]
 
 
 def test_state_dict_holds_parameters_and_buffers():
@@ -53,7 +61,9 @@ def test_linear_init_and_shapes_follow_torch():
 def test_module_forward_matches_torch_module(rng):
     torch = torch_or_skip()
     ours = nn.Sequential(nn.Linear(3, 5), nn.LeakyReLU(0.1), nn.Linear(5, 2))
-    theirs = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.LeakyReLU(0.1), torch.nn.Linear(5, 2))
+    theirs = torch.nn.Sequential(
+        torch.nn.Linear(3, 5), torch.nn.LeakyReLU(0.1), torch.nn.Linear(5, 2)
+    )
     theirs.load_state_dict({k: torch.tensor(v.numpy()) for k, v in ours.state_dict().items()})
     x = rng.standard_normal((4, 3)).astype(np.float32)
     assert_close(ours(mv.tensor(x)), theirs(torch.tensor(x)), rtol=1e-5, atol=1e-6)
@@ -71,7 +81,10 @@ def test_batchnorm2d_module_matches_torch_in_train_and_eval(rng):
 
 
 def test_batchnorm2d_rejects_wrong_rank_and_channels():
-    with pytest.raises(ValueError, match=r"BatchNorm2d\(3\) expects input with 4 dims with 3 channels, got shape \(2, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"BatchNorm2d\(3\) expects input with 4 dims with 3 channels, got shape \(2, 3\)",
+    ):
         nn.BatchNorm2d(3)(mv.zeros(2, 3))
 
 
@@ -187,5 +200,7 @@ def test_load_state_dict_accepts_nested_lists():
     layer.load_state_dict({"weight": [[1.0, 2.0], [3.0, 4.0]], "bias": [0.5, -0.5]})
     np.testing.assert_array_equal(layer.weight.numpy(), [[1, 2], [3, 4]])
     assert layer.weight.dtype == np.float32
-    with pytest.raises(ValueError, match=r"shape mismatch for bias: checkpoint \(3,\), model \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"shape mismatch for bias: checkpoint \(3,\), model \(2,\)"
+    ):
         layer.load_state_dict({"weight": [[1.0, 2.0], [3.0, 4.0]], "bias": [0.0, 0.0, 0.0]})

@@ -1,4 +1,5 @@
 """Conv2d, ConvTranspose2d, MaxPool2d, MaxUnpool2d, AvgPool2d, Upsample and bilinear_kernel."""
+
 import math
 
 import numpy as np
@@ -26,11 +27,14 @@ def _torch_twin(layer, torch_layer):
     return torch_layer
 
 
-@pytest.mark.parametrize("make", [
-    lambda m: m.Conv2d(4, 6, (3, 2), stride=2, padding=1, dilation=(1, 2), groups=2),
-    lambda m: m.Conv2d(4, 6, 3, padding="same", bias=False),
-    lambda m: m.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: m.Conv2d(4, 6, (3, 2), stride=2, padding=1, dilation=(1, 2), groups=2),
+        lambda m: m.Conv2d(4, 6, 3, padding="same", bias=False),
+        lambda m: m.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+    ],
+)
 def test_conv_layers_match_torch_layers(make, rng):
     layer = make(nn)
     layer.weight.data = layer.weight.data.astype(np.float64)
@@ -42,7 +46,10 @@ def test_conv_layers_match_torch_layers(make, rng):
     assert_close(layer(mv.Tensor(x)), twin(torch.tensor(x)), what="forward")
 
 
-@pytest.mark.parametrize("layer,fan_in", [(nn.Conv2d(6, 8, 3, groups=2), 27), (nn.ConvTranspose2d(6, 8, 3, groups=2), 36)])
+@pytest.mark.parametrize(
+    "layer,fan_in",
+    [(nn.Conv2d(6, 8, 3, groups=2), 27), (nn.ConvTranspose2d(6, 8, 3, groups=2), 36)],
+)
 def test_conv_layers_use_pytorch_default_init(layer, fan_in):
     """kaiming_uniform(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the bias the same bound."""
     bound = 1 / math.sqrt(fan_in)
@@ -63,7 +70,10 @@ def test_conv_transpose2d_output_size_picks_the_output_padding(rng):
     x = mv.Tensor(rng.standard_normal((1, 2, 4, 4)).astype(np.float32))
     assert layer(x).shape == (1, 3, 7, 7)
     assert layer(x, output_size=(8, 7)).shape == (1, 3, 8, 7)
-    with pytest.raises(ValueError, match="requested an output size of \\(9, 7\\), but valid sizes range from 7 to 8"):
+    with pytest.raises(
+        ValueError,
+        match="requested an output size of \\(9, 7\\), but valid sizes range from 7 to 8",
+    ):
         layer(x, output_size=(9, 7))
 
 
@@ -79,7 +89,9 @@ def test_pool_layers_round_trip(rng):
     assert_close(nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True)(x), expected)
 
 
-@pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(size=(7, 9), mode="bilinear", align_corners=True)])
+@pytest.mark.parametrize(
+    "kw", [dict(scale_factor=2), dict(size=(7, 9), mode="bilinear", align_corners=True)]
+)
 def test_upsample_matches_torch(kw, rng):
     x = rng.standard_normal((1, 2, 4, 5))
     assert_close(nn.Upsample(**kw)(mv.Tensor(x)), torch.nn.Upsample(**kw)(torch.tensor(x)))
@@ -104,14 +116,21 @@ def test_bilinear_kernel_upsamples_like_bilinear_interpolation(rng):
     layer.weight.data = nn.init.bilinear_kernel(2, 2, 4).data.astype(np.float64)
     x = rng.standard_normal((1, 2, 5, 5))
     up = layer(mv.Tensor(x)).numpy()
-    expected = torch.nn.functional.interpolate(torch.tensor(x), scale_factor=2, mode="bilinear").numpy()
+    expected = torch.nn.functional.interpolate(
+        torch.tensor(x), scale_factor=2, mode="bilinear"
+    ).numpy()
     np.testing.assert_allclose(up[..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1], rtol=1e-12)
 
 
 def test_layers_keep_float32_through_forward_and_backward(rng):
     x = mv.Tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32), requires_grad=True)
-    net = [nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2), nn.ConvTranspose2d(4, 2, 2, stride=2),
-           nn.AvgPool2d(2), nn.Upsample(scale_factor=2, mode="bilinear")]
+    net = [
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.MaxPool2d(2),
+        nn.ConvTranspose2d(4, 2, 2, stride=2),
+        nn.AvgPool2d(2),
+        nn.Upsample(scale_factor=2, mode="bilinear"),
+    ]
     out = x
     for layer in net:
         out = layer(out)

@@ -4,6 +4,7 @@
 do), with NumPy scalars, so a comparison against a threshold agrees bit for bit on
 ordinary boxes; ``exact_iou`` is the exact rational IoU of any finite boxes.
 """
+
 from fractions import Fraction
 
 import numpy as np
@@ -72,5 +73,9 @@ def check_greedy_invariants(boxes, scores, groups, threshold, keep, iou_matrix=N
             if a < b and groups[a] == groups[b]:
                 assert iou(a, b) <= threshold, (a, b)
     for dropped in set(range(len(boxes))) - kept:
-        assert any(groups[k] == groups[dropped] and priority[k] < priority[dropped]
-                   and iou(k, dropped) > threshold for k in keep), dropped
+        assert any(
+            groups[k] == groups[dropped]
+            and priority[k] < priority[dropped]
+            and iou(k, dropped) > threshold
+            for k in keep
+        ), dropped

@@ -4,6 +4,7 @@ Arithmetic is on NumPy scalars of the input's dtype T (float32 stays float32), i
 torchvision's order, so the ops must match these to the bit. Loops run over RoIs, bins
 and samples; each step works on all channels at once.
 """
+
 from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
@@ -101,9 +102,15 @@ def _roi_align_samples(roi, out_h, out_w, spatial_scale, sampling_ratio, aligned
     for i in range(out_h):
         for j in range(out_w):
             bins[i, j] = [
-                _bilinear(start_h + T(i) * bin_h + T(iy + 0.5) * bin_h / T(grid_h),
-                          start_w + T(j) * bin_w + T(ix + 0.5) * bin_w / T(grid_w), height, width)
-                for iy in range(grid_h) for ix in range(grid_w)]
+                _bilinear(
+                    start_h + T(i) * bin_h + T(iy + 0.5) * bin_h / T(grid_h),
+                    start_w + T(j) * bin_w + T(ix + 0.5) * bin_w / T(grid_w),
+                    height,
+                    width,
+                )
+                for iy in range(grid_h)
+                for ix in range(grid_w)
+            ]
     return bins, count
 
 
@@ -113,7 +120,9 @@ def roi_align_reference(x, rois, out_h, out_w, spatial_scale, sampling_ratio, al
     out = np.zeros((len(rois), channels, out_h, out_w), x.dtype)
     for k, roi in enumerate(rois.astype(x.dtype)):
         image = x[int(roi[0])].reshape(channels, -1)
-        bins, count = _roi_align_samples(roi, out_h, out_w, spatial_scale, sampling_ratio, aligned, height, width)
+        bins, count = _roi_align_samples(
+            roi, out_h, out_w, spatial_scale, sampling_ratio, aligned, height, width
+        )
         for (i, j), taps in bins.items():
             total = np.zeros(channels, x.dtype)
             for sample in taps:
@@ -122,8 +131,12 @@ def roi_align_reference(x, rois, out_h, out_w, spatial_scale, sampling_ratio, al
                 else:
                     (y_low, y_high, x_low, x_high), weights = sample
                 w1, w2, w3, w4 = weights
-                total += (w1 * image[:, y_low * width + x_low] + w2 * image[:, y_low * width + x_high]
-                          + w3 * image[:, y_high * width + x_low] + w4 * image[:, y_high * width + x_high])
+                total += (
+                    w1 * image[:, y_low * width + x_low]
+                    + w2 * image[:, y_low * width + x_high]
+                    + w3 * image[:, y_high * width + x_low]
+                    + w4 * image[:, y_high * width + x_high]
+                )
             out[k, :, i, j] = total / count
     return out
 
@@ -134,7 +147,9 @@ def roi_align_backward_reference(grad, rois, x_shape, spatial_scale, sampling_ra
     grad_x = np.zeros(x_shape, grad.dtype)
     for k, roi in enumerate(rois.astype(grad.dtype)):
         plane = grad_x[int(roi[0])]
-        bins, count = _roi_align_samples(roi, *grad.shape[2:], spatial_scale, sampling_ratio, aligned, height, width)
+        bins, count = _roi_align_samples(
+            roi, *grad.shape[2:], spatial_scale, sampling_ratio, aligned, height, width
+        )
         for (i, j), taps in bins.items():
             g = grad[k, :, i, j]
             for sample in taps:
@@ -155,20 +170,33 @@ def roi_cases(draw, specials=False):
     outside the map, of zero size, reversed, on exact halves after scaling, at scale 1/16.
     Values tie often; with ``specials``, NaN and -inf appear too."""
     dtype = draw(st.sampled_from([np.float32, np.float64]))
-    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 8)), draw(st.integers(1, 8)))
+    shape = (
+        draw(st.integers(1, 2)),
+        draw(st.integers(1, 3)),
+        draw(st.integers(1, 8)),
+        draw(st.integers(1, 8)),
+    )
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-    x = (rng.integers(-2, 3, shape) if draw(st.booleans()) else rng.standard_normal(shape)).astype(dtype)
+    x = (rng.integers(-2, 3, shape) if draw(st.booleans()) else rng.standard_normal(shape)).astype(
+        dtype
+    )
     if specials:
         x.reshape(-1)[rng.random(x.size) < 0.1] = np.nan
         x.reshape(-1)[rng.random(x.size) < 0.1] = -np.inf
     scale = draw(st.sampled_from([1.0, 0.5, 1 / 16, 0.3]))
-    on_map = st.one_of(st.integers(-3, 10).map(float), st.integers(-6, 20).map(lambda v: v / 2),  # halves
-                       st.floats(-4, 12, allow_nan=False))
+    on_map = st.one_of(
+        st.integers(-3, 10).map(float),
+        st.integers(-6, 20).map(lambda v: v / 2),  # halves
+        st.floats(-4, 12, allow_nan=False),
+    )
     rows = []
     for _ in range(draw(st.integers(0, 5))):
         x1, y1 = draw(on_map), draw(on_map)
-        x2, y2 = (x1, y1) if draw(st.integers(0, 4)) == 0 else (draw(on_map), draw(on_map))  # zero size
-        rows.append([draw(st.integers(0, shape[0] - 1)), x1 / scale, y1 / scale, x2 / scale, y2 / scale])
+        x2, y2 = (
+            (x1, y1) if draw(st.integers(0, 4)) == 0 else (draw(on_map), draw(on_map))
+        )  # zero size
+        rows.append(
+            [draw(st.integers(0, shape[0] - 1)), x1 / scale, y1 / scale, x2 / scale, y2 / scale]
+        )
     rois = np.array(rows, dtype=dtype).reshape(-1, 5)
     return x, rois, scale, (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-

@@ -1,4 +1,5 @@
 """BoxCoder: hand-checked offsets, the dw/dh clamp, round trips, bad input."""
+
 import math
 
 import numpy as np
@@ -72,27 +73,48 @@ def test_tensor_in_tensor_out():
     assert isinstance(coder.decode(deltas, Tensor(REFERENCE.astype(np.float32))), Tensor)
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda c: c.encode(np.zeros((2, 4)) + [0, 0, 1, 1], REFERENCE),
-     r"reference_boxes must have one row per row of boxes: expected shape \(2, 4\), got \(1, 4\)"),
-    (lambda c: c.encode(BOX, np.array([[0.0, 0.0, 0.0, 5.0]])),
-     r"reference_boxes must have positive width and height .* row 0"),
-    (lambda c: c.encode(np.array([[1.0, 1.0, 3.0, 1.0]]), REFERENCE),
-     r"boxes must have positive width and height"),
-    (lambda c: c.decode(np.zeros((1, 3)), REFERENCE), r"deltas must have shape \(N, 4\).*got shape \(1, 3\)"),
-    (lambda c: c.decode(np.array([[0.0, np.nan, 0.0, 0.0]]), REFERENCE), r"deltas must be finite"),
-    (lambda c: c.decode(np.zeros((1, 4)), np.array([[0.0, 0.0, np.inf, 1.0]])), r"reference_boxes must be finite"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda c: c.encode(np.zeros((2, 4)) + [0, 0, 1, 1], REFERENCE),
+            r"reference_boxes must have one row per row of boxes: expected shape \(2, 4\), got \(1, 4\)",
+        ),
+        (
+            lambda c: c.encode(BOX, np.array([[0.0, 0.0, 0.0, 5.0]])),
+            r"reference_boxes must have positive width and height .* row 0",
+        ),
+        (
+            lambda c: c.encode(np.array([[1.0, 1.0, 3.0, 1.0]]), REFERENCE),
+            r"boxes must have positive width and height",
+        ),
+        (
+            lambda c: c.decode(np.zeros((1, 3)), REFERENCE),
+            r"deltas must have shape \(N, 4\).*got shape \(1, 3\)",
+        ),
+        (
+            lambda c: c.decode(np.array([[0.0, np.nan, 0.0, 0.0]]), REFERENCE),
+            r"deltas must be finite",
+        ),
+        (
+            lambda c: c.decode(np.zeros((1, 4)), np.array([[0.0, 0.0, np.inf, 1.0]])),
+            r"reference_boxes must be finite",
+        ),
+    ],
+)
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call(BoxCoder())
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"weights": (1.0, 1.0, 1.0)}, r"weights must be four positive finite numbers"),
-    ({"weights": (1.0, 0.0, 1.0, 1.0)}, r"weights must be four positive finite numbers"),
-    ({"bbox_xform_clip": float("inf")}, r"bbox_xform_clip must be finite"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"weights": (1.0, 1.0, 1.0)}, r"weights must be four positive finite numbers"),
+        ({"weights": (1.0, 0.0, 1.0, 1.0)}, r"weights must be four positive finite numbers"),
+        ({"bbox_xform_clip": float("inf")}, r"bbox_xform_clip must be finite"),
+    ],
+)
 def test_bad_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):
         BoxCoder(**kwargs)

@@ -1,4 +1,5 @@
 """box_convert: hand-checked conversions, round trips, bad input."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -54,13 +55,32 @@ def test_same_format_returns_a_copy():
     assert boxes[0, 0] == 1.0
 
 
-@pytest.mark.parametrize("args, error, match", [
-    ((np.zeros((1, 4)), "xyxz", "xywh"), ValueError, r"in_fmt must be one of \('xyxy', 'xywh', 'cxcywh'\), got 'xyxz'"),
-    ((np.zeros((1, 4)), "xyxy", "yolo"), ValueError, r"out_fmt must be one of .* got 'yolo'"),
-    ((np.zeros((2, 3)), "xywh", "xyxy"), ValueError, r"boxes must have shape \(N, 4\) in format 'xywh', got shape \(2, 3\)"),
-    ((np.array([[0.0, 0.0, -1.0, 2.0]]), "xywh", "xyxy"), ValueError, r"x2 >= x1 and y2 >= y1.*row 0"),
-    ((np.array([[np.nan, 0.0, 1.0, 2.0]]), "cxcywh", "xyxy"), ValueError, r"boxes must be finite"),
-])
+@pytest.mark.parametrize(
+    "args, error, match",
+    [
+        (
+            (np.zeros((1, 4)), "xyxz", "xywh"),
+            ValueError,
+            r"in_fmt must be one of \('xyxy', 'xywh', 'cxcywh'\), got 'xyxz'",
+        ),
+        ((np.zeros((1, 4)), "xyxy", "yolo"), ValueError, r"out_fmt must be one of .* got 'yolo'"),
+        (
+            (np.zeros((2, 3)), "xywh", "xyxy"),
+            ValueError,
+            r"boxes must have shape \(N, 4\) in format 'xywh', got shape \(2, 3\)",
+        ),
+        (
+            (np.array([[0.0, 0.0, -1.0, 2.0]]), "xywh", "xyxy"),
+            ValueError,
+            r"x2 >= x1 and y2 >= y1.*row 0",
+        ),
+        (
+            (np.array([[np.nan, 0.0, 1.0, 2.0]]), "cxcywh", "xyxy"),
+            ValueError,
+            r"boxes must be finite",
+        ),
+    ],
+)
 def test_bad_input(args, error, match):
     with pytest.raises(error, match=match):
         box_convert(*args)

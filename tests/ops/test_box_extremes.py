@@ -3,6 +3,7 @@ their dtype, zero-area boxes, coordinates from 1e-30 to 1e30 (float32) and 1e-30
 (float64). IoU is checked against exact rational arithmetic, NMS against its greedy
 invariants, and the CUDA twins (emulated on the CPU) against the Numba kernels, to the bit.
 """
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -21,7 +22,9 @@ THRESHOLDS = st.one_of(st.sampled_from([0.0, 0.5, 1.0]), st.floats(0, 1))
 
 def _signed_or_zero(exponents):
     """0, or ``m * 10**e`` of either sign, m in [1, 10), e drawn from ``exponents``."""
-    magnitude = st.builds(lambda mantissa, power: mantissa * 10.0 ** power, st.floats(1, 9.99), exponents)
+    magnitude = st.builds(
+        lambda mantissa, power: mantissa * 10.0**power, st.floats(1, 9.99), exponents
+    )
     return st.one_of(st.just(0.0), magnitude, magnitude.map(lambda value: -value))
 
 
@@ -33,7 +36,9 @@ def extreme_boxes(draw, dtype, max_rows=8):
     different sizes) are common."""
     low, high = EXPONENTS[dtype]
     # Exponents near the ends are drawn often: two such sides make an area the dtype lacks.
-    exponent = st.one_of(st.integers(low, high), st.integers(low, low + 3), st.integers(high - 3, high))
+    exponent = st.one_of(
+        st.integers(low, high), st.integers(low, low + 3), st.integers(high - 3, high)
+    )
     rows = []
     for _ in range(draw(st.integers(1, max_rows))):
         if draw(st.booleans()):  # every coordinate and side within 10**3 of one scale
@@ -60,7 +65,9 @@ def positive_size(boxes):
 
 
 # ----------------------------------------------------------------- the cases of issue 15
-@pytest.mark.parametrize("dtype, side", [(np.float32, 1e-23), (np.float64, 1e-170), (np.float32, 1e20)])
+@pytest.mark.parametrize(
+    "dtype, side", [(np.float32, 1e-23), (np.float64, 1e-170), (np.float32, 1e20)]
+)
 def test_identical_boxes_whose_area_underflows_or_overflows(dtype, side):
     """Areas of 1e-46 (float32), 1e-340 (float64) and 1e40 (float32) are not numbers of
     their dtype; the IoU of two copies is still 1 and NMS keeps one of them."""
@@ -75,12 +82,21 @@ def test_identical_boxes_whose_area_underflows_or_overflows(dtype, side):
     np.testing.assert_array_equal(batched_nms(boxes, scores, np.array([3, 4]), 0.5), [1, 0])
 
 
-@pytest.mark.parametrize("dtype, side", [(np.float32, 2.0**-80), (np.float64, 2.0**-570), (np.float32, 2.0**70),
-                                         (np.float64, 2.0**520)])
+@pytest.mark.parametrize(
+    "dtype, side",
+    [
+        (np.float32, 2.0**-80),
+        (np.float64, 2.0**-570),
+        (np.float32, 2.0**70),
+        (np.float64, 2.0**520),
+    ],
+)
 def test_nested_and_disjoint_boxes_whose_areas_do_not_fit(dtype, side):
     """A box and its lower-left quarter (IoU 1/4), and two boxes side by side (IoU 0); sides
     are powers of two, so every value is exact."""
-    boxes = np.array([[0, 0, side, side], [0, 0, side / 2, side / 2], [side, 0, 2 * side, side]], dtype)
+    boxes = np.array(
+        [[0, 0, side, side], [0, 0, side / 2, side / 2], [side, 0, 2 * side, side]], dtype
+    )
     np.testing.assert_array_equal(box_iou(boxes, boxes), [[1, 0.25, 0], [0.25, 1, 0], [0, 0, 1]])
 
 
@@ -104,8 +120,9 @@ def test_zero_area_boxes_have_iou_zero_with_every_box_themselves_included(dtype)
     iou = box_iou(boxes, boxes)
     np.testing.assert_array_equal(iou, np.diag([0, 0, 0, 1]))
     np.testing.assert_array_equal(matched_box_iou(boxes, boxes), [0, 0, 0, 1])
-    np.testing.assert_array_equal(nms(np.concatenate([boxes, boxes]), np.arange(8, dtype=dtype), 0.0),
-                                  [7, 6, 5, 4, 2, 1, 0])
+    np.testing.assert_array_equal(
+        nms(np.concatenate([boxes, boxes]), np.arange(8, dtype=dtype), 0.0), [7, 6, 5, 4, 2, 1, 0]
+    )
 
 
 # ----------------------------------------------------------------- properties over every magnitude
@@ -146,10 +163,14 @@ def test_nms_invariants(dtype, data, threshold):
     scores = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), dtype)
     groups = np.array(data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), np.int64)
     iou = box_iou(boxes, boxes)
-    for keep, by_group in ((nms(boxes, scores, threshold), np.zeros(n, np.int64)),
-                           (batched_nms(boxes, scores, groups, threshold), groups)):
+    for keep, by_group in (
+        (nms(boxes, scores, threshold), np.zeros(n, np.int64)),
+        (batched_nms(boxes, scores, groups, threshold), groups),
+    ):
         check_greedy_invariants(boxes, scores, by_group, threshold, keep, iou_matrix=iou)
-        np.testing.assert_array_equal(keep, reference_nms(boxes, scores, threshold, by_group, iou_matrix=iou))
+        np.testing.assert_array_equal(
+            keep, reference_nms(boxes, scores, threshold, by_group, iou_matrix=iou)
+        )
 
 
 # ----------------------------------------------------------------- CUDA twins (emulated)
@@ -159,8 +180,12 @@ def test_nms_invariants(dtype, data, threshold):
 def test_cuda_twins_equal_the_cpu_kernels_to_the_bit(dtype, data, threshold):
     with pytest.MonkeyPatch.context() as patch:
         cuda_emulation.emulate(patch)
-        check_cuda_twins(data.draw(extreme_boxes(dtype, max_rows=12)), data.draw(extreme_boxes(dtype, max_rows=12)),
-                         data, threshold)
+        check_cuda_twins(
+            data.draw(extreme_boxes(dtype, max_rows=12)),
+            data.draw(extreme_boxes(dtype, max_rows=12)),
+            data,
+            threshold,
+        )
 
 
 def check_cuda_twins(a, b, data, threshold):
@@ -169,12 +194,17 @@ def check_cuda_twins(a, b, data, threshold):
 
     np.testing.assert_array_equal(_cuda_kernels.iou_matrix(a, b), _cpu_kernels.iou_matrix(a, b))
     pairs = min(len(a), len(b))
-    np.testing.assert_array_equal(_cuda_kernels.matched_iou(a[:pairs], b[:pairs]),
-                                  _cpu_kernels.matched_iou(a[:pairs], b[:pairs]))
-    scores = np.array(data.draw(st.lists(st.integers(0, 3), min_size=len(a), max_size=len(a))), a.dtype)
+    np.testing.assert_array_equal(
+        _cuda_kernels.matched_iou(a[:pairs], b[:pairs]),
+        _cpu_kernels.matched_iou(a[:pairs], b[:pairs]),
+    )
+    scores = np.array(
+        data.draw(st.lists(st.integers(0, 3), min_size=len(a), max_size=len(a))), a.dtype
+    )
     order = np.argsort(-scores, kind="stable")
-    np.testing.assert_array_equal(_nms_cuda.nms(a, order, np.zeros(len(a), np.int64), threshold),
-                                  nms(a, scores, threshold))
+    np.testing.assert_array_equal(
+        _nms_cuda.nms(a, order, np.zeros(len(a), np.int64), threshold), nms(a, scores, threshold)
+    )
 
 
 def test_the_twins_rescale_a_subnormal_intersection_in_float64(monkeypatch):
@@ -183,7 +213,10 @@ def test_the_twins_rescale_a_subnormal_intersection_in_float64(monkeypatch):
     from minivision.ops import _cpu_kernels, _cuda_kernels  # not in student copies
 
     cuda_emulation.emulate(monkeypatch)
-    a, b = np.array([[0, 0, 1e-14, 1e-19]], np.float32), np.array([[0, 0, 1e-19, 1e-13]], np.float32)
+    a, b = (
+        np.array([[0, 0, 1e-14, 1e-19]], np.float32),
+        np.array([[0, 0, 1e-19, 1e-13]], np.float32),
+    )
     exact = np.float32(float(exact_iou(a[0], b[0])))
     np.testing.assert_array_equal(_cpu_kernels.iou_matrix(a, b), [[exact]])
     np.testing.assert_array_equal(_cuda_kernels.iou_matrix(a, b), [[exact]])

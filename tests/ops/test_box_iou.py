@@ -1,4 +1,5 @@
 """box_iou, generalized_box_iou and box_area: hand-checked values, properties, bad input."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -32,16 +33,18 @@ def boxes_strategy(draw, max_rows=12, dtype=np.float64):
 def test_hand_checked_values():
     a = np.array([[0, 0, 2, 2], [0, 0, 4, 4], [0, 0, 2, 1]], dtype=np.float64)
     b = np.array([[1, 1, 3, 3], [2, 0, 4, 2], [1, 1, 2, 2], [0, 0, 1, 1]], dtype=np.float64)
-    expected = np.array([
-        # [0,0,2,2] (area 4): a 1x1 corner overlap, union 4 + 4 - 1; an edge touch;
-        # two unit squares inside it, 1 of 4.
-        [1 / 7, 0.0, 1 / 4, 1 / 4],
-        # [0,0,4,4] (area 16) contains all four: 4, 4, 1 and 1 of 16.
-        [4 / 16, 4 / 16, 1 / 16, 1 / 16],
-        # [0,0,2,1] (area 2): zero-height overlap with the first and third, an edge
-        # touch with the second, and it contains [0,0,1,1]: 1 of 2.
-        [0.0, 0.0, 0.0, 1 / 2],
-    ])
+    expected = np.array(
+        [
+            # [0,0,2,2] (area 4): a 1x1 corner overlap, union 4 + 4 - 1; an edge touch;
+            # two unit squares inside it, 1 of 4.
+            [1 / 7, 0.0, 1 / 4, 1 / 4],
+            # [0,0,4,4] (area 16) contains all four: 4, 4, 1 and 1 of 16.
+            [4 / 16, 4 / 16, 1 / 16, 1 / 16],
+            # [0,0,2,1] (area 2): zero-height overlap with the first and third, an edge
+            # touch with the second, and it contains [0,0,1,1]: 1 of 2.
+            [0.0, 0.0, 0.0, 1 / 2],
+        ]
+    )
     np.testing.assert_allclose(box_iou(a, b), expected, rtol=1e-15)
 
 
@@ -81,7 +84,9 @@ def test_iou_matches_brute_force_and_is_symmetric_in_unit_range(dtype, data):
     b = data.draw(boxes_strategy(dtype=dtype))
     iou = box_iou(a, b)
     assert iou.shape == (len(a), len(b)) and iou.dtype == dtype
-    expected = np.array([[reference_iou(p, q, dtype) for q in b] for p in a]).reshape(len(a), len(b))
+    expected = np.array([[reference_iou(p, q, dtype) for q in b] for p in a]).reshape(
+        len(a), len(b)
+    )
     np.testing.assert_array_equal(iou, expected.astype(dtype))
     np.testing.assert_array_equal(box_iou(b, a), iou.T)
     assert ((iou >= 0) & (iou <= 1)).all()
@@ -92,7 +97,10 @@ def test_iou_matches_brute_force_and_is_symmetric_in_unit_range(dtype, data):
 @given(data=st.data())
 def test_matched_iou_is_the_diagonal_of_the_iou_matrix_to_the_bit(dtype, data):
     boxes = data.draw(boxes_strategy(max_rows=24, dtype=dtype))
-    a, b = boxes[: len(boxes) // 2], boxes[len(boxes) // 2: len(boxes) // 2 * 2]  # partners from one draw
+    a, b = (
+        boxes[: len(boxes) // 2],
+        boxes[len(boxes) // 2 : len(boxes) // 2 * 2],
+    )  # partners from one draw
     matched = matched_box_iou(a, b)
     assert matched.shape == (len(a),) and matched.dtype == dtype
     np.testing.assert_array_equal(matched, np.diag(box_iou(a, b)))
@@ -103,9 +111,14 @@ def test_matched_iou_on_each_device_and_bad_pairs(device):
     b = mv.tensor([[1.0, 1.0, 3.0, 3.0], [5.0, 5.0, 6.0, 6.0]], device=device)
     matched = matched_box_iou(a, b)
     assert isinstance(matched, Tensor) and matched.device == device
-    np.testing.assert_allclose(to_numpy(matched.data), [1 / 7, 0], rtol=1e-6)  # overlap 1 of 4 + 4 - 1; disjoint
-    with pytest.raises(ValueError, match=r"matched_box_iou pairs boxes1\[i\] with boxes2\[i\]: boxes1 holds 2 boxes, "
-                                         r"boxes2 1; expected as many"):
+    np.testing.assert_allclose(
+        to_numpy(matched.data), [1 / 7, 0], rtol=1e-6
+    )  # overlap 1 of 4 + 4 - 1; disjoint
+    with pytest.raises(
+        ValueError,
+        match=r"matched_box_iou pairs boxes1\[i\] with boxes2\[i\]: boxes1 holds 2 boxes, "
+        r"boxes2 1; expected as many",
+    ):
         matched_box_iou(a, b[:1])
     with pytest.raises(ValueError, match=r"boxes2 must satisfy x2 >= x1"):
         matched_box_iou(np.zeros((1, 4)), np.array([[2.0, 0, 1, 1]]))
@@ -153,14 +166,23 @@ def test_lists_are_accepted():
     np.testing.assert_array_equal(box_iou([[0, 0, 2, 2]], [[0, 0, 2, 2]]), [[1.0]])
 
 
-@pytest.mark.parametrize("boxes1, match", [
-    (np.zeros((3, 5)), r"boxes1 must have shape \(N, 4\).*got shape \(3, 5\)"),
-    (np.zeros(4), r"boxes1 must have shape \(N, 4\).*got shape \(4,\)"),
-    (np.array([[0, 0, np.nan, 1]]), r"boxes1 must be finite, got NaN or inf at row 0"),
-    (np.array([[0, 0, 1, 1], [0, 0, np.inf, 1]]), r"boxes1 must be finite, got NaN or inf at row 1"),
-    (np.array([[0, 0, 1, 1], [2, 0, 1, 1]]), r"boxes1 must satisfy x2 >= x1 and y2 >= y1.*row 1: \[2\.0, 0\.0, 1\.0, 1\.0\]"),
-    (np.array([[0, 3, 1, 1]]), r"boxes1 must satisfy x2 >= x1 and y2 >= y1"),
-])
+@pytest.mark.parametrize(
+    "boxes1, match",
+    [
+        (np.zeros((3, 5)), r"boxes1 must have shape \(N, 4\).*got shape \(3, 5\)"),
+        (np.zeros(4), r"boxes1 must have shape \(N, 4\).*got shape \(4,\)"),
+        (np.array([[0, 0, np.nan, 1]]), r"boxes1 must be finite, got NaN or inf at row 0"),
+        (
+            np.array([[0, 0, 1, 1], [0, 0, np.inf, 1]]),
+            r"boxes1 must be finite, got NaN or inf at row 1",
+        ),
+        (
+            np.array([[0, 0, 1, 1], [2, 0, 1, 1]]),
+            r"boxes1 must satisfy x2 >= x1 and y2 >= y1.*row 1: \[2\.0, 0\.0, 1\.0, 1\.0\]",
+        ),
+        (np.array([[0, 3, 1, 1]]), r"boxes1 must satisfy x2 >= x1 and y2 >= y1"),
+    ],
+)
 def test_bad_boxes_raise_value_error(boxes1, match):
     with pytest.raises(ValueError, match=match):
         box_iou(boxes1, np.zeros((1, 4)))

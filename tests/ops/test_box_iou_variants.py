@@ -1,5 +1,6 @@
 """distance_box_iou and complete_box_iou: hand-worked values, identical and degenerate
 boxes, properties, torchvision parity (where installed), kinds and dtypes, bad input."""
+
 import math
 
 import numpy as np
@@ -26,7 +27,9 @@ def box_pairs(draw, dtype=np.float64, max_rows=8):
     boxes) and points, segments and shared edges are common."""
     a = draw(boxes_strategy(max_rows=max_rows, dtype=dtype))
     fresh = draw(boxes_strategy(max_rows=max_rows, dtype=dtype))
-    copies = a[draw(st.lists(st.integers(0, max(len(a) - 1, 0)), max_size=len(a)))] if len(a) else a[:0]
+    copies = (
+        a[draw(st.lists(st.integers(0, max(len(a) - 1, 0)), max_size=len(a)))] if len(a) else a[:0]
+    )
     return a, np.concatenate([copies, fresh])
 
 
@@ -56,7 +59,7 @@ def test_nested_boxes_of_different_aspect():
     alpha = v / (1 - 1/2 + v + eps)."""
     a, b = np.array([[0.0, 0, 2, 1]]), np.array([[0.0, 0, 1, 1]])
     diou = 0.5 - 0.25 / (5 + EPS)
-    v = 4 / math.pi ** 2 * math.atan(1 / 3) ** 2
+    v = 4 / math.pi**2 * math.atan(1 / 3) ** 2
     alpha = v / (0.5 + v + EPS)
     assert distance_box_iou(a, b)[0, 0] == pytest.approx(diou, rel=1e-14)
     assert complete_box_iou(a, b)[0, 0] == pytest.approx(diou - alpha * v, rel=1e-14)
@@ -71,7 +74,9 @@ def test_segment_and_point_against_a_square():
     segment, square = np.array([[0.0, 0, 2, 0]]), np.array([[0.0, 0, 2, 2]])
     alpha = 0.25 / (1.25 + EPS)
     assert distance_box_iou(segment, square)[0, 0] == pytest.approx(-1 / (8 + EPS), rel=1e-15)
-    assert complete_box_iou(segment, square)[0, 0] == pytest.approx(-1 / (8 + EPS) - alpha * 0.25, rel=1e-15)
+    assert complete_box_iou(segment, square)[0, 0] == pytest.approx(
+        -1 / (8 + EPS) - alpha * 0.25, rel=1e-15
+    )
     point, unit = np.array([[1.0, 1, 1, 1]]), np.array([[0.0, 0, 1, 1]])
     for op in VARIANTS:
         assert op(point, unit)[0, 0] == pytest.approx(-0.5 / (2 + EPS), rel=1e-15)
@@ -90,7 +95,9 @@ def test_eps_sits_beside_the_squared_diagonal():
 def test_identical_boxes_give_one_and_zero_size_boxes_stay_finite(op, dtype):
     """Copies of a box with area: exactly 1. A zero-area box has IoU 0 with every box, so
     with a copy of itself (same centre) it scores 0, never NaN, even with eps = 0."""
-    boxes = np.array([[0, 0, 2, 3], [5, 5, 5.5, 6], [1, 1, 1, 1], [0, 0, 0, 5], [0, 4, 3, 4]], dtype)
+    boxes = np.array(
+        [[0, 0, 2, 3], [5, 5, 5.5, 6], [1, 1, 1, 1], [0, 0, 0, 5], [0, 4, 3, 4]], dtype
+    )
     for eps in (EPS, 0.0):
         out = op(boxes, boxes, eps=eps)
         assert out.dtype == dtype and np.isfinite(out).all()
@@ -122,12 +129,16 @@ def reference_variants(p, q, eps):
     0 when either box is a point."""
     p, q = [float(v) for v in p], [float(v) for v in q]
     iou = reference_iou(p, q)
-    center_sq = ((p[0] + p[2]) / 2 - (q[0] + q[2]) / 2) ** 2 + ((p[1] + p[3]) / 2 - (q[1] + q[3]) / 2) ** 2
-    diagonal_sq = (max(p[2], q[2]) - min(p[0], q[0])) ** 2 + (max(p[3], q[3]) - min(p[1], q[1])) ** 2 + eps
+    center_sq = ((p[0] + p[2]) / 2 - (q[0] + q[2]) / 2) ** 2 + (
+        (p[1] + p[3]) / 2 - (q[1] + q[3]) / 2
+    ) ** 2
+    diagonal_sq = (
+        (max(p[2], q[2]) - min(p[0], q[0])) ** 2 + (max(p[3], q[3]) - min(p[1], q[1])) ** 2 + eps
+    )
     diou = iou - (center_sq / diagonal_sq if diagonal_sq > 0 else 0.0)
     (w1, h1), (w2, h2) = (p[2] - p[0], p[3] - p[1]), (q[2] - q[0], q[3] - q[1])
     points = (w1, h1) == (0, 0) or (w2, h2) == (0, 0)
-    v = 0.0 if points else 4 / math.pi ** 2 * (math.atan2(w1, h1) - math.atan2(w2, h2)) ** 2
+    v = 0.0 if points else 4 / math.pi**2 * (math.atan2(w1, h1) - math.atan2(w2, h2)) ** 2
     denominator = 1 - iou + v + eps
     return diou, diou - (v / denominator * v if denominator > 0 else 0.0)
 
@@ -138,7 +149,9 @@ def reference_variants(p, q, eps):
 def test_matches_the_definitions_pair_by_pair(dtype, data):
     a, b = data.draw(box_pairs(dtype=dtype))
     eps = data.draw(st.sampled_from([EPS, 1e-3, 0.0]))
-    expected = np.array([[reference_variants(p, q, eps) for q in b] for p in a]).reshape(len(a), len(b), 2)
+    expected = np.array([[reference_variants(p, q, eps) for q in b] for p in a]).reshape(
+        len(a), len(b), 2
+    )
     tolerance = ROUNDINGS * np.finfo(dtype).eps
     for k, op in enumerate(VARIANTS):
         out = op(a, b, eps=eps)
@@ -192,13 +205,23 @@ def test_on_each_device(device):
     for op in VARIANTS:
         out = op(a, b)
         assert isinstance(out, Tensor) and out.device == device
-        np.testing.assert_allclose(out.numpy(), [[-1 / (5 + EPS)]], rtol=1e-6)  # as the unit squares above
+        np.testing.assert_allclose(
+            out.numpy(), [[-1 / (5 + EPS)]], rtol=1e-6
+        )  # as the unit squares above
 
 
 # ----------------------------------------------------------------- bad input
 @pytest.mark.parametrize("op", VARIANTS)
-@pytest.mark.parametrize("eps, shown", [(-1e-7, "-1e-07"), (float("nan"), "nan"), (float("inf"), "inf"),
-                                        ("0.1", "'0.1'"), (True, "True")])
+@pytest.mark.parametrize(
+    "eps, shown",
+    [
+        (-1e-7, "-1e-07"),
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        ("0.1", "'0.1'"),
+        (True, "True"),
+    ],
+)
 def test_bad_eps(op, eps, shown):
     with pytest.raises(ValueError, match=rf"eps must be a finite number >= 0, got {shown}"):
         op(np.zeros((1, 4)), np.zeros((1, 4)), eps=eps)
@@ -208,8 +231,11 @@ def test_bad_eps(op, eps, shown):
 def test_bad_boxes_are_named(op):
     with pytest.raises(ValueError, match=r"boxes1 must have shape \(N, 4\).*got shape \(2, 3\)"):
         op(np.zeros((2, 3)), np.zeros((1, 4)))
-    with pytest.raises(ValueError, match=r"boxes2 must satisfy x2 >= x1 and y2 >= y1.*"
-                                         r"row 1: \[0\.0, 3\.0, 1\.0, 1\.0\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"boxes2 must satisfy x2 >= x1 and y2 >= y1.*"
+        r"row 1: \[0\.0, 3\.0, 1\.0, 1\.0\]",
+    ):
         op(np.zeros((1, 4)), np.array([[0.0, 0, 1, 1], [0, 3, 1, 1]]))
     with pytest.raises(ValueError, match=r"boxes2 must be finite, got NaN or inf at row 0"):
         op(np.zeros((1, 4)), np.array([[0.0, 0, np.inf, 1]]))

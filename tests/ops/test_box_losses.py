@@ -2,6 +2,7 @@
 values, identical and degenerate boxes, agreement with the pairwise functions, float64
 gradcheck, torchvision parity of values and both gradients (where installed), reductions
 and bad input."""
+
 import math
 
 import numpy as np
@@ -26,8 +27,16 @@ EPS = 1e-7
 # Each loss, its pairwise function with eps 0 (GIoU has none), and the loss's upper bound.
 LOSSES = {
     "generalized_box_iou_loss": (generalized_box_iou_loss, generalized_box_iou, 2),
-    "distance_box_iou_loss": (distance_box_iou_loss, lambda a, b: distance_box_iou(a, b, eps=0.0), 2),
-    "complete_box_iou_loss": (complete_box_iou_loss, lambda a, b: complete_box_iou(a, b, eps=0.0), 3),
+    "distance_box_iou_loss": (
+        distance_box_iou_loss,
+        lambda a, b: distance_box_iou(a, b, eps=0.0),
+        2,
+    ),
+    "complete_box_iou_loss": (
+        complete_box_iou_loss,
+        lambda a, b: complete_box_iou(a, b, eps=0.0),
+        3,
+    ),
 }
 NAMES = list(LOSSES)
 # Values of order 1 after a handful of roundings: 4 machine epsilons.
@@ -40,7 +49,7 @@ def matched_boxes(draw, dtype=np.float64, max_rows=10):
     (identical boxes) or a fresh box; points, segments and shared edges are common."""
     a = draw(boxes_strategy(max_rows=max_rows, dtype=dtype))
     fresh = draw(boxes_strategy(max_rows=len(a), dtype=dtype))
-    fresh = np.concatenate([fresh, a[len(fresh):]])
+    fresh = np.concatenate([fresh, a[len(fresh) :]])
     copy = np.array(draw(st.lists(st.booleans(), min_size=len(a), max_size=len(a))), bool)
     return a, np.where(copy[:, None], a, fresh).astype(dtype)
 
@@ -66,11 +75,15 @@ def test_nested_boxes_of_different_aspect():
     and atan(1) differ by atan(1/3), v = 4 / pi^2 atan(1/3)^2, alpha = v / (1 - IoU + v + eps)."""
     a, b = np.array([[0.0, 0, 2, 1]]), np.array([[0.0, 0, 1, 1]])
     iou = 1 / (2 + EPS)
-    v = 4 / math.pi ** 2 * math.atan(1 / 3) ** 2
+    v = 4 / math.pi**2 * math.atan(1 / 3) ** 2
     alpha = v / (1 - iou + v + EPS)
     assert generalized_box_iou_loss(a, b).item() == pytest.approx(1 - iou, rel=1e-15)
-    assert distance_box_iou_loss(a, b).item() == pytest.approx(1 - iou + 0.25 / (5 + EPS), rel=1e-15)
-    assert complete_box_iou_loss(a, b).item() == pytest.approx(1 - iou + 0.25 / (5 + EPS) + alpha * v, rel=1e-14)
+    assert distance_box_iou_loss(a, b).item() == pytest.approx(
+        1 - iou + 0.25 / (5 + EPS), rel=1e-15
+    )
+    assert complete_box_iou_loss(a, b).item() == pytest.approx(
+        1 - iou + 0.25 / (5 + EPS) + alpha * v, rel=1e-14
+    )
 
 
 def test_segment_against_a_square():
@@ -108,8 +121,12 @@ def test_with_eps_zero_the_loss_is_one_minus_the_pairwise_diagonal(name, pair):
     loss = _loss(name, a, b, eps=0.0).numpy()
     assert loss.shape == (len(a),) and np.isfinite(loss).all()
     _, pairwise, upper = LOSSES[name]
-    np.testing.assert_allclose(loss, 1 - np.diag(pairwise(a, b)), rtol=0, atol=ROUNDINGS * np.finfo(np.float64).eps)
-    np.testing.assert_allclose(_loss(name, b, a).numpy(), _loss(name, a, b).numpy(), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        loss, 1 - np.diag(pairwise(a, b)), rtol=0, atol=ROUNDINGS * np.finfo(np.float64).eps
+    )
+    np.testing.assert_allclose(
+        _loss(name, b, a).numpy(), _loss(name, a, b).numpy(), rtol=0, atol=1e-15
+    )
     assert ((loss >= 0) & (loss <= upper)).all()
 
 
@@ -126,10 +143,11 @@ def _random_pairs(rng, n=8):
 def _aspect_terms(a, b, eps):
     """CIoU's v and alpha per pair, in NumPy from their definitions (for boxes with area)."""
     w1, h1, w2, h2 = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-    inter = (np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-             * np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None))
+    inter = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None) * np.clip(
+        np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None
+    )
     iou = inter / (w1 * h1 + w2 * h2 - inter + eps)
-    v = 4 / np.pi ** 2 * (np.arctan(w1 / h1) - np.arctan(w2 / h2)) ** 2
+    v = 4 / np.pi**2 * (np.arctan(w1 / h1) - np.arctan(w2 / h2)) ** 2
     return v, v / (1 - iou + v + eps)
 
 
@@ -137,8 +155,10 @@ def _aspect_terms(a, b, eps):
 @pytest.mark.parametrize("name", ["generalized_box_iou_loss", "distance_box_iou_loss"])
 def test_gradcheck(name, reduction, rng):
     a, b = _random_pairs(rng)
-    mv.gradcheck(lambda x, y: _loss(name, x, y, reduction=reduction),
-                 [Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)])
+    mv.gradcheck(
+        lambda x, y: _loss(name, x, y, reduction=reduction),
+        [Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)],
+    )
 
 
 @pytest.mark.parametrize("reduction", ["none", "sum"])
@@ -165,6 +185,7 @@ def _gradient_term_bound(a, b):
     positive length among the sides of both boxes, of their intersection and of their
     enclosing box (each term is a length over an area, or a length over a squared length);
     rounding errs by a few epsilons of that even where the terms cancel to a tiny gradient."""
+
     def span(axis, inner):
         """Extent of the intersection (inner) or the enclosing box along x (0) or y (1)."""
         low, high = (np.maximum, np.minimum) if inner else (np.minimum, np.maximum)
@@ -172,11 +193,23 @@ def _gradient_term_bound(a, b):
 
     inter_w, inter_h = span(0, True), span(1, True)
     overlap = (inter_w > 0) & (inter_h > 0)
-    lengths = np.stack([a[:, 2] - a[:, 0], a[:, 3] - a[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1],
-                        np.where(overlap, inter_w, 0), np.where(overlap, inter_h, 0), span(0, False), span(1, False)],
-                       axis=1)
+    lengths = np.stack(
+        [
+            a[:, 2] - a[:, 0],
+            a[:, 3] - a[:, 1],
+            b[:, 2] - b[:, 0],
+            b[:, 3] - b[:, 1],
+            np.where(overlap, inter_w, 0),
+            np.where(overlap, inter_h, 0),
+            span(0, False),
+            span(1, False),
+        ],
+        axis=1,
+    )
     shortest = np.where(lengths > 0, lengths.astype(np.float64), np.inf).min(axis=1, initial=np.inf)
-    return np.where(np.isfinite(shortest), 1 / shortest, 1.0)  # two copies of a point: every term is 0
+    return np.where(
+        np.isfinite(shortest), 1 / shortest, 1.0
+    )  # two copies of a point: every term is 0
 
 
 def _assert_gradients_close(ours, theirs, a, b, upstream_size, rows):
@@ -215,7 +248,11 @@ def test_matches_torchvision_values_and_both_gradients(name, dtype, data):
     gradient NaN for any zero height; there these losses are finite and a point's loss is
     its DIoU loss (v = 0)."""
     a, b = data.draw(matched_boxes(dtype=dtype))
-    upstream = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1))).standard_normal(len(a)).astype(dtype)
+    upstream = (
+        np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+        .standard_normal(len(a))
+        .astype(dtype)
+    )
     theirs = _torchvision_loss(name, a, b, upstream)
     ours = _our_loss(name, a, b, upstream)
     assert ours[0].dtype == theirs[0].dtype == dtype
@@ -227,7 +264,9 @@ def test_matches_torchvision_values_and_both_gradients(name, dtype, data):
         flat = (a[:, 3] == a[:, 1]) | (b[:, 3] == b[:, 1])
         np.testing.assert_array_equal(value_nan, points(a) | points(b))
         assert not (grad_nan & ~flat).any()
-        np.testing.assert_array_equal(ours[0][value_nan], distance_box_iou_loss(a, b)[value_nan].numpy())
+        np.testing.assert_array_equal(
+            ours[0][value_nan], distance_box_iou_loss(a, b)[value_nan].numpy()
+        )
     else:
         assert not value_nan.any() and not grad_nan.any()
     scale = ROUNDINGS * np.finfo(dtype).eps
@@ -258,7 +297,9 @@ def test_reductions_match_torchvision(name, reduction, pair):
     assert ours[0].shape == ()
     scale = ROUNDINGS * np.finfo(np.float64).eps
     np.testing.assert_allclose(ours[0], theirs[0], rtol=0, atol=scale * max(1, len(a)))
-    _assert_gradients_close(ours[1:], theirs[1:], a, b, np.full(len(a), abs(upstream)), rows=slice(None))
+    _assert_gradients_close(
+        ours[1:], theirs[1:], a, b, np.full(len(a), abs(upstream)), rows=slice(None)
+    )
 
 
 # ----------------------------------------------------------------- reductions, kinds, shapes
@@ -312,19 +353,31 @@ def test_on_each_device(device):
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_input(name):
     one = np.zeros((1, 4))
-    with pytest.raises(ValueError, match=r"reduction must be one of \('none', 'mean', 'sum'\), got 'avg'"):
+    with pytest.raises(
+        ValueError, match=r"reduction must be one of \('none', 'mean', 'sum'\), got 'avg'"
+    ):
         _loss(name, one, one, reduction="avg")
     with pytest.raises(ValueError, match=r"eps must be a finite number >= 0, got -1"):
         _loss(name, one, one, eps=-1)
-    with pytest.raises(ValueError, match=r"boxes1 and boxes2 must have the same shape \(boxes1\[i\] is paired with "
-                                         r"boxes2\[i\]\), got \(2, 4\) and \(1, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"boxes1 and boxes2 must have the same shape \(boxes1\[i\] is paired with "
+        r"boxes2\[i\]\), got \(2, 4\) and \(1, 4\)",
+    ):
         _loss(name, np.zeros((2, 4)), one)
-    with pytest.raises(ValueError, match=r"boxes2 must have shape \(N, 4\) or \(4,\).*got shape \(1, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"boxes2 must have shape \(N, 4\) or \(4,\).*got shape \(1, 5\)"
+    ):
         _loss(name, one, np.zeros((1, 5)))
-    with pytest.raises(ValueError, match=r"boxes1 must have shape \(N, 4\) or \(4,\).*got shape \(1, 2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"boxes1 must have shape \(N, 4\) or \(4,\).*got shape \(1, 2, 4\)"
+    ):
         _loss(name, np.zeros((1, 2, 4)), np.zeros((1, 2, 4)))
-    with pytest.raises(ValueError, match=r"boxes1 must satisfy x2 >= x1 and y2 >= y1.*"
-                                         r"row 0: \[3\.0, 0\.0, 1\.0, 1\.0\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"boxes1 must satisfy x2 >= x1 and y2 >= y1.*"
+        r"row 0: \[3\.0, 0\.0, 1\.0, 1\.0\]",
+    ):
         _loss(name, Tensor(np.array([[3.0, 0, 1, 1]])), one)
     with pytest.raises(ValueError, match=r"boxes2 must be finite, got NaN or inf at row 0"):
         _loss(name, one, np.array([[0, 0, np.nan, 1]]))

@@ -1,5 +1,6 @@
 """minivision.reference.activation: PyTorch parity of values and gradients, gradcheck, hand
 cases, and the Numba (leaky) ReLU equal to the reference bit for bit."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -53,8 +54,11 @@ FUNCTIONAL = {
 
 def float_arrays(dtype=np.float64, limit=40.0):
     """Arrays of 1 to 3 dimensions, sides 1 to 5, values in [-limit, limit] (zeros often)."""
-    return hnp.arrays(dtype, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
-                      elements=st.floats(-limit, limit, width=np.dtype(dtype).itemsize * 8))
+    return hnp.arrays(
+        dtype,
+        hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
+        elements=st.floats(-limit, limit, width=np.dtype(dtype).itemsize * 8),
+    )
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
@@ -136,8 +140,13 @@ def test_fast_relu_equals_reference_bit_for_bit(dtype, data, slope, seed):
     """The Numba pass (switch off) and the reference (switch on) give the same bits, forward
     and backward, for zeros of both signs (gradient 0 at 0 for ReLU), infinities and NaN."""
     specials = st.sampled_from([0.0, -0.0, np.inf, -np.inf, np.nan])
-    x = data.draw(hnp.arrays(dtype, hnp.array_shapes(max_dims=4, max_side=6),
-                             elements=st.floats(-2.0**100, 2.0**100, width=32) | specials))
+    x = data.draw(
+        hnp.arrays(
+            dtype,
+            hnp.array_shapes(max_dims=4, max_side=6),
+            elements=st.floats(-(2.0**100), 2.0**100, width=32) | specials,
+        )
+    )
     grad = np.random.default_rng(seed).standard_normal(x.shape).astype(dtype)
     results = []
     for switch in (False, True):

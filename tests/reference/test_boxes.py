@@ -5,6 +5,7 @@ fast path (Numba kernels) equal to the reference bit for bit.
 Tests of part ``iou`` call the reference, so they fail in a student copy without it; no
 module imported here is a fast path.
 """
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -65,23 +66,30 @@ def test_equals_the_brute_force_oracle_and_is_symmetric(dtype, data):
 
 
 def test_hand_checked_values():
-    boxes = np.array([[0, 0, 2, 2], [1, 1, 3, 3], [2, 0, 4, 2], [0, 0, 4, 4], [1, 1, 1, 1],
-                      [0, 0, 0, 3]])
+    boxes = np.array(
+        [[0, 0, 2, 2], [1, 1, 3, 3], [2, 0, 4, 2], [0, 0, 4, 4], [1, 1, 1, 1], [0, 0, 0, 3]]
+    )
     iou = box_iou(boxes.astype(np.float64), boxes.astype(np.float64))
     # [0,0,2,2] and [1,1,3,3]: a 1x1 overlap of 4 + 4 - 1; [2,0,4,2] touches [0,0,2,2] along an
     # edge; [0,0,4,4] holds the three 2x2 boxes: 4 of 16 each; the point and the segment have
     # no area: IoU 0 with every box, themselves included.
-    np.testing.assert_array_equal(iou, [[1, 1 / 7, 0, 1 / 4, 0, 0],
-                                        [1 / 7, 1, 1 / 7, 1 / 4, 0, 0],
-                                        [0, 1 / 7, 1, 1 / 4, 0, 0],
-                                        [1 / 4, 1 / 4, 1 / 4, 1, 0, 0],
-                                        [0, 0, 0, 0, 0, 0],
-                                        [0, 0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(
+        iou,
+        [
+            [1, 1 / 7, 0, 1 / 4, 0, 0],
+            [1 / 7, 1, 1 / 7, 1 / 4, 0, 0],
+            [0, 1 / 7, 1, 1 / 4, 0, 0],
+            [1 / 4, 1 / 4, 1 / 4, 1, 0, 0],
+            [0, 0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0, 0],
+        ],
+    )
     assert box_iou(boxes[:0].astype(np.float32), boxes.astype(np.float32)).shape == (0, 6)
 
 
-@pytest.mark.parametrize("dtype, side", [(np.float32, 1e-23), (np.float32, 1e20),
-                                         (np.float64, 1e-170)])
+@pytest.mark.parametrize(
+    "dtype, side", [(np.float32, 1e-23), (np.float32, 1e20), (np.float64, 1e-170)]
+)
 def test_areas_that_do_not_fit_the_dtype_are_measured_on_rescaled_axes(dtype, side):
     """Areas of 1e-46 and 1e40 (float32) or 1e-340 (float64): a box, its copy and its
     lower-left quarter still give IoU 1 and 1/4."""

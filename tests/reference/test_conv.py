@@ -4,6 +4,7 @@ gradchecks, the adjoint properties and hand-checked columns; then the fast path 
 The graded tests of the ``conv`` part run the reference, directly or through the ops under
 ``mv.use_reference(True)``, so a student copy without the part fails each of them. The fast
 path's modules are imported inside the tests that compare it (a student copy has none)."""
+
 import contextlib
 
 import numpy as np
@@ -36,24 +37,35 @@ def _geometry(case) -> tuple:
 
 # ----------------------------------------------------------------- the reference (graded)
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("path", ["reference", "fast"])
 @given(case=conv_cases())
-def test_reference_conv2d_matches_torch(case, device, torch):
+def test_conv2d_matches_torch(case, path, device, torch):
     arrays, rng = conv_arrays(case)
     kw = conv_kwargs(case)
-    with mv.use_reference(True):
-        check_parity(lambda *a: F.conv2d(*a, **kw), lambda *a: torch.nn.functional.conv2d(*a, **kw),
-                     arrays, rng, device=device)
+    with mv.use_reference(path == "reference"):
+        check_parity(
+            lambda *a: F.conv2d(*a, **kw),
+            lambda *a: torch.nn.functional.conv2d(*a, **kw),
+            arrays,
+            rng,
+            device=device,
+        )
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("path", ["reference", "fast"])
 @given(case=conv_cases(transposed=True))
-def test_reference_conv_transpose2d_matches_torch(case, device, torch):
+def test_conv_transpose2d_matches_torch(case, path, device, torch):
     arrays, rng = conv_arrays(case, transposed=True)
     kw = conv_kwargs(case, transposed=True)
-    with mv.use_reference(True):
-        check_parity(lambda *a: F.conv_transpose2d(*a, **kw),
-                     lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw), arrays, rng,
-                     device=device)
+    with mv.use_reference(path == "reference"):
+        check_parity(
+            lambda *a: F.conv_transpose2d(*a, **kw),
+            lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw),
+            arrays,
+            rng,
+            device=device,
+        )
 
 
 @settings(max_examples=10)
@@ -86,8 +98,9 @@ def test_im2col_and_col2im_are_adjoint(case):
     c = rng.standard_normal(cols.shape)
     back = reference.col2im(c, x.shape, *_geometry(case))
     assert back.shape == x.shape
-    np.testing.assert_allclose(float((cols * c).sum()), float((x * back).sum()), rtol=1e-10,
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        float((cols * c).sum()), float((x * back).sum()), rtol=1e-10, atol=1e-10
+    )
 
 
 @given(case=conv_cases(transposed=True))
@@ -99,38 +112,51 @@ def test_reference_conv_transpose2d_is_the_adjoint_of_conv2d(case):
     geometry = {key: case[key] for key in ("stride", "padding", "dilation", "groups")}
     out = reference.conv_transpose2d(x, w, None, output_padding=case["output_padding"], **geometry)
     y = rng.standard_normal(out.shape)
-    forward = reference.conv2d(y, w, None, **geometry)[:, :, :case["h"], :case["w"]]
+    forward = reference.conv2d(y, w, None, **geometry)[:, :, : case["h"], : case["w"]]
     assert forward.shape == x.shape
-    np.testing.assert_allclose(float((forward * x).sum()), float((y * out).sum()), rtol=1e-10,
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        float((forward * x).sum()), float((y * out).sum()), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_im2col_columns_by_hand():
     """A 3x3 image 0..8: a 2x2 kernel's four windows, then with padding 1 and stride 2 (the
     padded image has a ring of zeros), then dilated to the four corners."""
     x = np.arange(9.0).reshape(1, 1, 3, 3)
-    np.testing.assert_array_equal(reference.im2col(x, (2, 2), (1, 1), (0, 0), (1, 1)),
-                                  [[0, 1, 3, 4], [1, 2, 4, 5], [3, 4, 6, 7], [4, 5, 7, 8]])
-    np.testing.assert_array_equal(reference.im2col(x, (2, 2), (2, 2), (1, 1), (1, 1)),
-                                  [[0, 0, 0, 4], [0, 0, 3, 5], [0, 1, 0, 7], [0, 2, 6, 8]])
-    np.testing.assert_array_equal(reference.im2col(x, (2, 2), (1, 1), (0, 0), (2, 2)),
-                                  [[0], [2], [6], [8]])
+    np.testing.assert_array_equal(
+        reference.im2col(x, (2, 2), (1, 1), (0, 0), (1, 1)),
+        [[0, 1, 3, 4], [1, 2, 4, 5], [3, 4, 6, 7], [4, 5, 7, 8]],
+    )
+    np.testing.assert_array_equal(
+        reference.im2col(x, (2, 2), (2, 2), (1, 1), (1, 1)),
+        [[0, 0, 0, 4], [0, 0, 3, 5], [0, 1, 0, 7], [0, 2, 6, 8]],
+    )
+    np.testing.assert_array_equal(
+        reference.im2col(x, (2, 2), (1, 1), (0, 0), (2, 2)), [[0], [2], [6], [8]]
+    )
 
 
 def test_col2im_adds_where_windows_overlap():
     """col2im of all ones counts the windows that read each pixel: the 2x2 windows of a 3x3
     image read its centre four times; with padding 1 and stride 2 every pixel once."""
     ones, shape = np.ones((4, 4)), (1, 1, 3, 3)
-    np.testing.assert_array_equal(reference.col2im(ones, shape, (2, 2), (1, 1), (0, 0), (1, 1)),
-                                  [[[[1, 2, 1], [2, 4, 2], [1, 2, 1]]]])
-    np.testing.assert_array_equal(reference.col2im(ones, shape, (2, 2), (2, 2), (1, 1), (1, 1)),
-                                  np.ones(shape))
+    np.testing.assert_array_equal(
+        reference.col2im(ones, shape, (2, 2), (1, 1), (0, 0), (1, 1)),
+        [[[[1, 2, 1], [2, 4, 2], [1, 2, 1]]]],
+    )
+    np.testing.assert_array_equal(
+        reference.col2im(ones, shape, (2, 2), (2, 2), (1, 1), (1, 1)), np.ones(shape)
+    )
 
 
-@pytest.mark.parametrize("stride, expected", [
-    (1, [[1, 3, 2], [4, 10, 6], [3, 7, 4]]),
-    (2, [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]),
-], ids=["overlapping", "side_by_side"])
+@pytest.mark.parametrize(
+    "stride, expected",
+    [
+        (1, [[1, 3, 2], [4, 10, 6], [3, 7, 4]]),
+        (2, [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]),
+    ],
+    ids=["overlapping", "side_by_side"],
+)
 def test_transposed_convolution_stamps_the_kernel_by_hand(stride, expected):
     """The lecture's picture: each input value stamps the (all ones) 2x2 kernel into the output."""
     x = mv.tensor([[[[1.0, 2.0], [3.0, 4.0]]]], dtype=np.float64)
@@ -162,14 +188,22 @@ def fast_path_cases(draw, transposed=False):
     turns Winograd off)."""
     route = draw(st.sampled_from(ROUTES))
     if route == "winograd":
-        geometry = dict(kernel=st.just((3, 3)), stride=st.just((1, 1)), dilation=st.just((1, 1)),
-                        groups=st.just(1))
+        geometry = dict(
+            kernel=st.just((3, 3)),
+            stride=st.just((1, 1)),
+            dilation=st.just((1, 1)),
+            groups=st.just(1),
+        )
     elif route == "phases":  # a kernel of whole strides (FCN's 4x4/2, U-Net's 2x2/2)
         stride = draw(st.sampled_from([(2, 2), (2, 3), (3, 1)]))
         taps = draw(pairs(1, 2))
         kernel = tuple(t * s for t, s in zip(taps, stride))
-        geometry = dict(kernel=st.just(kernel), stride=st.just(stride), dilation=st.just((1, 1)),
-                        padding=st.tuples(*(st.integers(0, k - 1) for k in kernel)))
+        geometry = dict(
+            kernel=st.just(kernel),
+            stride=st.just(stride),
+            dilation=st.just((1, 1)),
+            padding=st.tuples(*(st.integers(0, k - 1) for k in kernel)),
+        )
     elif route == "pointwise":
         geometry = dict(kernel=st.just((1, 1)), stride=st.just((1, 1)), padding=st.just((0, 0)))
     else:

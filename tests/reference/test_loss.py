@@ -1,5 +1,6 @@
 """minivision.reference.loss: nll_loss and cross_entropy against PyTorch (values and gradients,
 with class weights, ignore_index and every reduction), gradcheck, hand cases."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -36,8 +37,12 @@ def torch_loss(name, scores, target, weight, ignore, reduction, upstream):
     torch = torch_or_skip()
     x = torch.tensor(scores, requires_grad=True)
     loss = getattr(torch.nn.functional, name)(
-        x, torch.tensor(target), None if weight is None else torch.tensor(weight),
-        ignore_index=ignore, reduction=reduction)
+        x,
+        torch.tensor(target),
+        None if weight is None else torch.tensor(weight),
+        ignore_index=ignore,
+        reduction=reduction,
+    )
     loss.backward(torch.tensor(upstream).reshape(loss.shape))
     return loss, x.grad
 
@@ -53,8 +58,9 @@ def test_cross_entropy_matches_torch(case):
     loss = reference.cross_entropy(scores, target, weight, ignore, reduction)
     upstream = upstream_for(loss, rng)
     grad = reference.cross_entropy_backward(upstream, scores, target, weight, ignore, reduction)
-    expected, expected_grad = torch_loss("cross_entropy", scores, target, weight, ignore, reduction,
-                                         upstream)
+    expected, expected_grad = torch_loss(
+        "cross_entropy", scores, target, weight, ignore, reduction, upstream
+    )
     assert_close(loss, expected, what="loss")
     assert_close(grad, expected_grad, what="gradient")
 
@@ -66,8 +72,9 @@ def test_nll_loss_matches_torch(case):
     loss = reference.nll_loss(logp, target, weight, ignore, reduction)
     upstream = upstream_for(loss, rng)
     grad = reference.nll_loss_backward(upstream, logp, target, weight, ignore, reduction)
-    expected, expected_grad = torch_loss("nll_loss", logp, target, weight, ignore, reduction,
-                                         upstream)
+    expected, expected_grad = torch_loss(
+        "nll_loss", logp, target, weight, ignore, reduction, upstream
+    )
     assert_close(loss, expected, what="loss")
     assert_close(grad, expected_grad, what="gradient")
 
@@ -79,8 +86,9 @@ def test_cross_entropy_gradcheck_with_weights_and_ignore(reduction, rng):
     target[0, 0, 0] = target[2, 1, 0] = 255
     weight = mv.tensor(rng.random(4) + 0.5, dtype="float64")
     with mv.use_reference(True):
-        mv.gradcheck(lambda x: F.cross_entropy(x, mv.tensor(target), weight, 255, reduction),
-                     [scores])
+        mv.gradcheck(
+            lambda x: F.cross_entropy(x, mv.tensor(target), weight, 255, reduction), [scores]
+        )
 
 
 def test_hand_case_uniform_scores_ignored_sample_and_weighted_mean():
@@ -91,10 +99,14 @@ def test_hand_case_uniform_scores_ignored_sample_and_weighted_mean():
     weight = np.array([1.0, 3.0])
     mean = reference.cross_entropy(scores, target, weight)
     np.testing.assert_allclose(mean, np.log(2), rtol=1e-15)  # (1 log 2 + 3 log 2) / (1 + 3)
-    np.testing.assert_allclose(reference.cross_entropy(scores, target, weight, reduction="sum"),
-                               4 * np.log(2), rtol=1e-15)
-    np.testing.assert_allclose(reference.cross_entropy(scores, target, weight, reduction="none"),
-                               [np.log(2), 3 * np.log(2), 0.0], rtol=1e-15)
+    np.testing.assert_allclose(
+        reference.cross_entropy(scores, target, weight, reduction="sum"), 4 * np.log(2), rtol=1e-15
+    )
+    np.testing.assert_allclose(
+        reference.cross_entropy(scores, target, weight, reduction="none"),
+        [np.log(2), 3 * np.log(2), 0.0],
+        rtol=1e-15,
+    )
     grad = reference.cross_entropy_backward(np.array(8.0), scores, target, weight)
     np.testing.assert_allclose(grad, [[-1.0, 1.0], [3.0, -3.0], [0.0, 0.0]], rtol=1e-15)
 
@@ -102,14 +114,16 @@ def test_hand_case_uniform_scores_ignored_sample_and_weighted_mean():
 def test_nll_loss_backward_puts_minus_the_weight_at_the_target_only():
     logp = np.log(np.full((2, 3, 1), 1 / 3))
     target = np.array([[2], [0]])
-    got = reference.nll_loss_backward(np.array([[1.0], [2.0]]), logp, target,
-                                      np.array([0.5, 1.0, 4.0]), reduction="none")
+    got = reference.nll_loss_backward(
+        np.array([[1.0], [2.0]]), logp, target, np.array([0.5, 1.0, 4.0]), reduction="none"
+    )
     np.testing.assert_array_equal(got[..., 0], [[0.0, 0.0, -4.0], [-1.0, 0.0, 0.0]])
 
 
 def test_sample_weights_zero_ignored_targets_and_give_a_safe_index():
-    w, index = reference.sample_weights(np.array([2, 255, 0]), np.array([1.0, 2.0, 3.0]), 255,
-                                        np.float32)
+    w, index = reference.sample_weights(
+        np.array([2, 255, 0]), np.array([1.0, 2.0, 3.0]), 255, np.float32
+    )
     assert w.dtype == np.float32
     np.testing.assert_array_equal(w, [3.0, 0.0, 1.0])
     np.testing.assert_array_equal(index, [2, 0, 0])

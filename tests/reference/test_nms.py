@@ -5,6 +5,7 @@ path (Numba sweep) keeping the same boxes in the same order.
 Tests of part ``nms`` call the reference's ``nms`` before any IoU, so they fail with its
 message in a student copy without it; no module imported here is a fast path.
 """
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -65,14 +66,17 @@ def test_equals_the_brute_force_oracle_and_keeps_the_greedy_invariants(dtype, da
 
 
 def test_hand_case():
-    boxes = np.array([
-        [0, 0, 10, 10],  # 0: score 0.8, IoU 90 / 110 with box 1
-        [1, 0, 11, 10],  # 1: score 0.9
-        [0, 0, 10, 5],   # 2: score 0.7, IoU 45 / 105 with box 1 and 50 / 100 = 0.5 with box 0
-        [20, 20, 30, 30],  # 3: far from the others
-        [20, 20, 30, 30],  # 4: a copy of 3 with its score: 3 has the lower index and wins
-        [5, 5, 5, 5],    # 5: the best score, but a point: IoU 0 with every box
-    ], np.float32)
+    boxes = np.array(
+        [
+            [0, 0, 10, 10],  # 0: score 0.8, IoU 90 / 110 with box 1
+            [1, 0, 11, 10],  # 1: score 0.9
+            [0, 0, 10, 5],  # 2: score 0.7, IoU 45 / 105 with box 1 and 50 / 100 = 0.5 with box 0
+            [20, 20, 30, 30],  # 3: far from the others
+            [20, 20, 30, 30],  # 4: a copy of 3 with its score: 3 has the lower index and wins
+            [5, 5, 5, 5],  # 5: the best score, but a point: IoU 0 with every box
+        ],
+        np.float32,
+    )
     scores = np.array([0.8, 0.9, 0.7, 0.3, 0.3, 0.95], np.float32)
     # By score: 5 suppresses nothing, 1 suppresses 0 but not 2, 3 suppresses 4.
     np.testing.assert_array_equal(nms(boxes, scores, 0.5), [5, 1, 2, 3])

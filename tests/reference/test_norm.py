@@ -5,6 +5,7 @@ hypothesis-drawn shapes; float64 gradchecks of ``batch_norm`` on both paths; cas
 and the invariances of training mode; the fast path (Numba kernels) equal to the reference
 to rounding (its sums run in another order).
 """
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -46,8 +47,9 @@ def test_matches_torch_with_running_statistics(case):
     weight, bias = (rng.standard_normal(c), rng.standard_normal(c)) if affine else (None, None)
     th = [torch.tensor(a, requires_grad=True) if a is not None else None for a in (x, weight, bias)]
     th_running = [torch.tensor(r) for r in running]
-    expected = torch.nn.functional.batch_norm(th[0], *th_running, th[1], th[2], training=training,
-                                              momentum=0.3)
+    expected = torch.nn.functional.batch_norm(
+        th[0], *th_running, th[1], th[2], training=training, momentum=0.3
+    )
     expected.backward(torch.tensor(grad))
     y, grads = _reference_step(x, running, weight, bias, training, grad)
     assert_close(y, expected, what="forward")
@@ -66,8 +68,9 @@ def test_batch_norm_gradcheck(affine, training, path, rng):
     params = [mv.Tensor(rng.standard_normal(2), requires_grad=True) for _ in range(2 * affine)]
     mean, var = np.zeros(2), np.ones(2) * 1.5
     with mv.use_reference(path == "reference"):
-        mv.gradcheck(lambda t, *wb: F.batch_norm(t, mean, var, *wb, training=training),
-                     [x] + params)
+        mv.gradcheck(
+            lambda t, *wb: F.batch_norm(t, mean, var, *wb, training=training), [x] + params
+        )
 
 
 def test_by_hand():
@@ -118,8 +121,9 @@ def test_the_reference_keeps_the_dtype(dtype, rng):
     tolerance = float(np.finfo(dtype).eps) * 64
     expected_y = reference.batch_norm(x, mean64, var64, weight, bias)
     assert_close(y, expected_y, rtol=tolerance, atol=tolerance)
-    expected_grad, _, _ = reference.batch_norm_backward(grad, x, mean64, var64, weight,
-                                                        batch_stats=True)
+    expected_grad, _, _ = reference.batch_norm_backward(
+        grad, x, mean64, var64, weight, batch_stats=True
+    )
     assert_close(grads[0], expected_grad, rtol=tolerance, atol=tolerance * 10)
 
 

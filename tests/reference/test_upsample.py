@@ -4,6 +4,7 @@ PyTorch parity of the reference's forward and backward over hypothesis-drawn sha
 and scale factors; float64 gradchecks of ``interpolate`` on both paths; hand-worked cases;
 and the Numba fast path equal to the reference (to rounding: it sums in another order).
 """
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -39,8 +40,10 @@ def resize_cases(draw):
     seed = draw(st.integers(0, 2**16))
     if draw(st.booleans()):
         return shape, (draw(st.integers(1, 9)), draw(st.integers(1, 9))), (None, None), seed
-    scales = (draw(st.sampled_from([0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0])),
-              draw(st.sampled_from([0.6, 1.0, 2.0, 2.2])))
+    scales = (
+        draw(st.sampled_from([0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0])),
+        draw(st.sampled_from([0.6, 1.0, 2.0, 2.2])),
+    )
     in_hw = tuple(max(n, int(np.ceil(1 / s))) for n, s in zip(shape[2:], scales))  # out >= 1
     size = tuple(int(np.floor(n * s)) for n, s in zip(in_hw, scales))
     return shape[:2] + in_hw, size, scales, seed
@@ -80,8 +83,9 @@ def test_the_reference_keeps_the_dtype(dtype, rng):
         grad = _backward(out, mode, align_corners, (5, 4), (None, None))
         assert out.dtype == grad.dtype == dtype
         tolerance = float(np.finfo(dtype).eps) * 16
-        expected = _forward(x.astype(dtype).astype(np.float64), mode, align_corners, (7, 9),
-                            (None, None))
+        expected = _forward(
+            x.astype(dtype).astype(np.float64), mode, align_corners, (7, 9), (None, None)
+        )
         assert_close(out, expected, rtol=tolerance, atol=tolerance)
 
 
@@ -92,12 +96,12 @@ def test_nearest_doubling_by_hand(path):
     with mv.use_reference(path == "reference"):
         out = F.interpolate(x, scale_factor=2)
         out.backward(mv.Tensor(np.arange(16.0).reshape(1, 1, 4, 4)))
-    np.testing.assert_array_equal(out.numpy()[0, 0], [[1, 1, 2, 2],
-                                                      [1, 1, 2, 2],
-                                                      [3, 3, 4, 4],
-                                                      [3, 3, 4, 4]])
-    np.testing.assert_array_equal(x.grad.numpy()[0, 0], [[0 + 1 + 4 + 5, 2 + 3 + 6 + 7],
-                                                         [8 + 9 + 12 + 13, 10 + 11 + 14 + 15]])
+    np.testing.assert_array_equal(
+        out.numpy()[0, 0], [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]
+    )
+    np.testing.assert_array_equal(
+        x.grad.numpy()[0, 0], [[0 + 1 + 4 + 5, 2 + 3 + 6 + 7], [8 + 9 + 12 + 13, 10 + 11 + 14 + 15]]
+    )
 
 
 @pytest.mark.parametrize("path", PATHS)

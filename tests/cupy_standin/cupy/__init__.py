@@ -19,6 +19,7 @@ tests can bound the copies to the host, each of which makes the host wait for th
 (tests/test_gpu_traffic.py). It does not model CuPy's coverage of NumPy's API (a function
 CuPy lacks still works here), its kernels' speed, or streams.
 """
+
 from __future__ import annotations
 
 import collections
@@ -35,8 +36,10 @@ __version__ = "14.0.0-standin"
 # float(), bool(), .item()...) and "to device" (a host-to-device copy). Reset it at will.
 traffic = collections.Counter()
 
-_IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
-             "Please use `.get()` to construct a NumPy array explicitly.")
+_IMPLICIT = (
+    "Implicit conversion to a NumPy array is not allowed. "
+    "Please use `.get()` to construct a NumPy array explicitly."
+)
 
 
 def _unwrap(value):
@@ -44,8 +47,10 @@ def _unwrap(value):
     if isinstance(value, ndarray):
         return value._array
     if isinstance(value, _np.ndarray):
-        raise TypeError(f"Unsupported type {type(value)}: a NumPy array cannot enter a CuPy operation "
-                        f"(move it with cupy.asarray first)")
+        raise TypeError(
+            f"Unsupported type {type(value)}: a NumPy array cannot enter a CuPy operation "
+            f"(move it with cupy.asarray first)"
+        )
     if isinstance(value, (list, tuple)):
         return type(value)(_unwrap(v) for v in value)
     if isinstance(value, dict):
@@ -70,8 +75,10 @@ def _assigned(key, value):
     (with slices alone it calls ``fill``, which takes a scalar)."""
     advanced = any(isinstance(p, (ndarray, _np.ndarray, list)) for p in _parts(key))
     if isinstance(value, _np.ndarray) and value.ndim and not advanced:
-        raise TypeError(f"a NumPy array of shape {value.shape} cannot be assigned to a CuPy slice "
-                        f"(move it with cupy.asarray first)")
+        raise TypeError(
+            f"a NumPy array of shape {value.shape} cannot be assigned to a CuPy slice "
+            f"(move it with cupy.asarray first)"
+        )
     return _host_allowed(value)
 
 
@@ -82,7 +89,9 @@ def _count_indexing(key, value=None, assigned=False) -> None:
     parts = _parts(key)
     host = sum(isinstance(p, (_np.ndarray, list)) for p in parts) + isinstance(value, _np.ndarray)
     traffic["to device"] += host
-    traffic["to host"] += sum(isinstance(p, (_np.ndarray, ndarray)) and p.dtype == bool for p in parts)
+    traffic["to host"] += sum(
+        isinstance(p, (_np.ndarray, ndarray)) and p.dtype == bool for p in parts
+    )
     if assigned or host or any(isinstance(p, ndarray) for p in parts):
         traffic["calls"] += 1
 
@@ -111,6 +120,7 @@ def _device_function(function):
 
 def _host_conversion(convert):
     """An ``ndarray`` method that copies the values to the host (counted) and converts them."""
+
     def method(self, *args):
         traffic["to host"] += 1
         return convert(self._array, *args)
@@ -166,7 +176,6 @@ class ndarray(_Operators):
         traffic["to device"] += 1
         self._array[...] = array
 
-
     tolist = _host_conversion(_np.ndarray.tolist)
     item = _host_conversion(_np.ndarray.item)
     __bool__ = _host_conversion(bool)
@@ -197,7 +206,6 @@ class ndarray(_Operators):
 
     def __iter__(self):
         return (self[k] for k in range(len(self)))
-
 
     def __repr__(self):
         return repr(self._array).replace("array(", "cupy-standin array(", 1)
@@ -253,7 +261,9 @@ def asarray(a, dtype=None, order=None, blocking=False):
 def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, blocking=False):
     traffic["calls" if isinstance(obj, ndarray) else "to device"] += 1
     source = obj._array if isinstance(obj, ndarray) else obj
-    return ndarray._of(_np.array(source, dtype=dtype, copy=True if copy else None, order=order, ndmin=ndmin))
+    return ndarray._of(
+        _np.array(source, dtype=dtype, copy=True if copy else None, order=order, ndmin=ndmin)
+    )
 
 
 def asnumpy(a, stream=None, order="C", out=None, blocking=True):
@@ -285,7 +295,9 @@ def RawKernel(code, name, options=(), backend="nvrtc", translate_cucomplex=False
         sys.path.append(checkout)
     from tests.cuda_emulation import EmulatedKernel
 
-    emulated = EmulatedKernel(code, name, tuple(options), both_orders=False)  # test_cuda_kernels checks the orders
+    emulated = EmulatedKernel(
+        code, name, tuple(options), both_orders=False
+    )  # test_cuda_kernels checks the orders
 
     def launch(grid, block, args, shared_mem=0, stream=None, enable_cooperative_groups=False):
         traffic["calls"] += 1
@@ -296,8 +308,18 @@ def RawKernel(code, name, options=(), backend="nvrtc", translate_cucomplex=False
 
 from . import cuda, lib  # noqa: E402  (lib uses _wrap and _unwrap above)
 
-__all__ = ["RawKernel", "asarray", "array", "asnumpy", "ascontiguousarray", "bincount", "cuda", "get_array_module",
-           "lib", "ndarray"]
+__all__ = [
+    "RawKernel",
+    "asarray",
+    "array",
+    "asnumpy",
+    "ascontiguousarray",
+    "bincount",
+    "cuda",
+    "get_array_module",
+    "lib",
+    "ndarray",
+]
 
 
 def __getattr__(name):

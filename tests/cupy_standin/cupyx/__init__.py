@@ -1,6 +1,6 @@
 """``cupyx.scatter_add``, the one cupyx function minivision uses (unbuffered ``a[slices] += value``)."""
-import numpy as _np
 
+import numpy as _np
 from cupy import _assigned, _host_allowed, _unwrap, traffic
 
 

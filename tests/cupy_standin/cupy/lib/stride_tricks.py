@@ -1,4 +1,5 @@
 """``cupy.lib.stride_tricks``: views of device arrays."""
+
 import numpy as _np
 
 from .. import _unwrap, _wrap

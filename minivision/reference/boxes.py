@@ -37,27 +37,38 @@ def matched_box_iou(boxes1, boxes2):
     return iou(boxes1, boxes2)
 
 
-@np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore")  # extreme areas
-def iou(a, b):
-    """a (..., 4), b (..., 4), broadcast against each other -> their IoU (...), in a's dtype.
+def intersection_and_union(a, b):
+    """a (..., 4), b (..., 4), broadcast against each other -> (overlap, inter, union), each
+    (...): whether the boxes overlap with positive area, the area they share, the area they
+    cover together.
 
     The intersection is the box from the larger of the two top-left corners to the smaller
     of the two bottom-right ones; it has area only where its width and height are both
-    positive. IoU = intersection / (area a + area b - intersection), and 0 without overlap.
+    positive. The union is area a + area b - intersection.
 
     Lecture: localization (intersection over union).
     """
     xp = get_array_module(a, b)
-    # BEGIN SOLUTION iou: write iou, inter / union (0 where boxes do not overlap with positive area)
+    # BEGIN SOLUTION iou: write the overlap test, the intersection's area and the union's
     width = xp.minimum(a[..., 2], b[..., 2]) - xp.maximum(a[..., 0], b[..., 0])
     height = xp.minimum(a[..., 3], b[..., 3]) - xp.maximum(a[..., 1], b[..., 1])
-    overlap = (width > 0) & (height > 0)
     inter = width * height
     # Summing the two areas first keeps the IoU symmetric in a and b, bit for bit.
-    union = box_area(a) + box_area(b) - inter
+    return (width > 0) & (height > 0), inter, box_area(a) + box_area(b) - inter
+    # END SOLUTION iou
+
+
+@np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore")  # extreme areas
+def iou(a, b):
+    """a (..., 4), b (..., 4), broadcast against each other -> their IoU (...), in a's dtype:
+    intersection / union where the boxes overlap with positive area, else 0.
+
+    Lecture: localization (intersection over union).
+    """
+    xp = get_array_module(a, b)
+    overlap, inter, union = intersection_and_union(a, b)
     ious = xp.where(overlap, inter / union, 0)
     return _measure_again_where_areas_do_not_fit(ious, overlap & ~_fits(inter, union), a, b)
-    # END SOLUTION iou
 
 
 def _fits(inter, union):
@@ -88,10 +99,6 @@ def _rescaled_iou(a, b):
     largest = xp.maximum(xp.abs(a), xp.abs(b))  # (P, 4): x1, y1, x2, y2 of either box
     _, exponent = xp.frexp(xp.maximum(largest[:, :2], largest[:, 2:]))  # (P, 2): axes x, y
     exponent = xp.concatenate([exponent, exponent], axis=1)  # for x1, y1, x2, y2
-    a, b = xp.ldexp(a, -exponent), xp.ldexp(b, -exponent)
-    width = xp.minimum(a[:, 2], b[:, 2]) - xp.maximum(a[:, 0], b[:, 0])
-    height = xp.minimum(a[:, 3], b[:, 3]) - xp.maximum(a[:, 1], b[:, 1])
-    inter = width * height
-    union = box_area(a) + box_area(b) - inter
+    _, inter, union = intersection_and_union(xp.ldexp(a, -exponent), xp.ldexp(b, -exponent))
     # union >= inter > 0, unless both boxes vanish next to the scale of their axis.
     return xp.where(union > 0, inter / xp.where(union > 0, union, 1), 0)

@@ -25,6 +25,14 @@ def leaky_relu_kernel(x, slope, out):
 
 
 @njit(cache=True, nogil=True)
+def relu_kernel(x, out):
+    """out = 0 where x < 0, else x (-inf gives 0, NaN stays NaN), for flat arrays."""
+    for k in range(x.shape[0]):
+        value = x[k]
+        out[k] = 0 if value < 0 else value
+
+
+@njit(cache=True, nogil=True)
 def leaky_relu_backward_kernel(grad, x, slope, out):
     """out = grad where x > 0, else slope * grad (so 0 at x == 0 for ReLU), for flat arrays."""
     for k in range(x.shape[0]):
@@ -32,8 +40,11 @@ def leaky_relu_backward_kernel(grad, x, slope, out):
 
 
 def leaky_relu(x, negative_slope):
-    """x (any shape, NumPy float32/float64) -> same shape: reference ``relu``, one Numba pass."""
+    """x (any shape, NumPy float32/float64) -> same shape: reference ``relu`` (the plain ReLU
+    for a ``negative_slope`` of None), one Numba pass."""
     x = np.ascontiguousarray(x)
+    if negative_slope is None:
+        return _elementwise(relu_kernel, x)
     return _elementwise(leaky_relu_kernel, x, x.dtype.type(negative_slope))
 
 
@@ -42,7 +53,8 @@ def leaky_relu_backward(grad, x, negative_slope):
     in x's dtype."""
     x = np.ascontiguousarray(x)
     grad = np.ascontiguousarray(grad, dtype=x.dtype)
-    return _elementwise(leaky_relu_backward_kernel, grad, x, x.dtype.type(negative_slope))
+    slope = x.dtype.type(0.0 if negative_slope is None else negative_slope)
+    return _elementwise(leaky_relu_backward_kernel, grad, x, slope)
 
 
 def _elementwise(kernel, first, *rest):

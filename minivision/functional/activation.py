@@ -20,9 +20,10 @@ from minivision.tensor import Function, Tensor
 
 
 class _LeakyReLU(Function):
-    """x where x > 0, else slope * x; the gradient at 0 is that of the left side."""
+    """x where x > 0, else slope * x (max(x, 0) without a slope); the gradient at 0 is that of
+    the left side."""
 
-    def forward(self, x, negative_slope=0.0):
+    def forward(self, x, negative_slope=None):
         self.x, self.slope = x, negative_slope
         # BEGIN FAST PATH relu
         if fast_paths_enabled() and numba_kernels_apply(x):
@@ -39,8 +40,9 @@ class _LeakyReLU(Function):
 
 
 def relu(input, inplace: bool = False) -> Tensor:
-    """max(x, 0); the gradient at 0 is 0, as PyTorch. ``inplace`` is accepted and ignored."""
-    return _LeakyReLU.apply(input, negative_slope=0.0)
+    """max(x, 0) (-inf gives 0); the gradient at 0 is 0, as PyTorch. ``inplace`` is accepted
+    and ignored."""
+    return _LeakyReLU.apply(input, negative_slope=None)
 
 
 def leaky_relu(input, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:

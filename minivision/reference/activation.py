@@ -12,29 +12,35 @@ from __future__ import annotations
 from minivision.backend import get_array_module
 
 
-def relu(x, negative_slope=0.0):
+def relu(x, negative_slope=None):
     """x (any shape) -> same shape: the (leaky) rectified linear unit.
 
         relu(x) = x                   where x > 0
-                  negative_slope * x  elsewhere (0 for the plain ReLU)
+                  negative_slope * x  elsewhere
 
-    NaN stays NaN. Lecture: the nonlinearity between the layers of every network in the
-    outline (OverFeat, YOLO, FCN, U-Net).
+    Without ``negative_slope``, the plain ReLU max(x, 0) as ``torch.relu`` computes it: 0 where
+    x < 0, -inf included, x elsewhere (a slope of 0 gives NaN at -inf, as ``torch``'s
+    ``leaky_relu`` does). NaN stays NaN.
+    Lecture: the nonlinearity between the layers of every network in the outline (OverFeat,
+    YOLO, FCN, U-Net).
     """
     xp = get_array_module(x)
+    if negative_slope is None:
+        return xp.where(x < 0, 0, x)
     return xp.where(x > 0, x, negative_slope * x)
 
 
-def relu_backward(grad, x, negative_slope=0.0):
+def relu_backward(grad, x, negative_slope=None):
     """grad, x (same shape) -> dL/dx (same shape): the slope of relu at x times grad.
 
         dL/dx = grad                   where x > 0
                 negative_slope * grad  elsewhere
 
     At x == 0 the ReLU has no derivative; the gradient there is that of the left side
-    (0 for the plain ReLU), as in PyTorch.
+    (0 for the plain ReLU, whose ``negative_slope`` is None), as in PyTorch.
     """
     xp = get_array_module(grad, x)
+    negative_slope = 0.0 if negative_slope is None else negative_slope
     # BEGIN SOLUTION relu: write the (leaky) ReLU backward
     return xp.where(x > 0, grad, negative_slope * grad)
     # END SOLUTION relu

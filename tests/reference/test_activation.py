@@ -169,3 +169,14 @@ def test_float16_takes_the_reference():
     assert y.dtype == t.grad.dtype == np.float16
     np.testing.assert_array_equal(y.numpy(), reference.relu(x, 0.25))
     np.testing.assert_array_equal(t.grad.numpy(), [0.25, 0.25, 1.0])
+
+
+@pytest.mark.parametrize("path", ["reference", "fast"])
+def test_relu_matches_torch_relu_at_infinities_zeros_and_nan(path):
+    torch = torch_or_skip()
+    x = np.array([-np.inf, -2.0, -0.0, 0.0, 0.5, np.inf, np.nan], dtype=np.float32)
+    with mv.use_reference(path == "reference"):
+        got = F.relu(mv.tensor(x)).numpy()
+    expected = torch.relu(torch.tensor(x)).numpy()
+    np.testing.assert_array_equal(got, expected)  # -inf gives 0 (not 0 * -inf = NaN)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))

@@ -43,6 +43,15 @@ def nms(boxes, scores, groups, iou_threshold):
     return nms_sweep(np.ascontiguousarray(boxes), score_order, spatial_order, groups, iou_threshold)
 
 
+@njit(inline="always")
+def _suppresses(p, q, x1, y1, x2, y2, area, normal, iou_threshold):
+    """Whether kept box p drops box q: their IoU is above the threshold."""
+    iou = _pair_iou(
+        x1[p], y1[p], x2[p], y2[p], area[p], x1[q], y1[q], x2[q], y2[q], area[q], normal
+    )
+    return iou > iou_threshold
+
+
 @njit(cache=True)
 def nms_sweep(boxes, score_order, spatial_order, groups, iou_threshold):
     """Greedy NMS that only compares a kept box with its spatial neighbours.
@@ -91,25 +100,13 @@ def nms_sweep(boxes, score_order, spatial_order, groups, iou_threshold):
         lowest_x1 = x1[p] - reach
         q = p - 1
         while q >= 0 and group[q] == group[p] and x1[q] >= lowest_x1:
-            if (
-                candidate[q]
-                and _pair_iou(
-                    x1[p], y1[p], x2[p], y2[p], area[p], x1[q], y1[q], x2[q], y2[q], area[q], normal
-                )
-                > iou_threshold
-            ):
+            if candidate[q] and _suppresses(p, q, x1, y1, x2, y2, area, normal, iou_threshold):
                 candidate[q] = False
             q -= 1
         q = p + 1
         # A box starting at or after x2 cannot overlap (IoU 0 is never above a threshold >= 0).
         while q < n and group[q] == group[p] and x1[q] < x2[p]:
-            if (
-                candidate[q]
-                and _pair_iou(
-                    x1[p], y1[p], x2[p], y2[p], area[p], x1[q], y1[q], x2[q], y2[q], area[q], normal
-                )
-                > iou_threshold
-            ):
+            if candidate[q] and _suppresses(p, q, x1, y1, x2, y2, area, normal, iou_threshold):
                 candidate[q] = False
             q += 1
     return keep[:kept]
